@@ -1,0 +1,192 @@
+"""The typed training configuration: YAML file, then command-line flags over it.
+
+Configuration flows one way: ``--config`` YAML and flags -> ``TrainConfig`` -> the code that uses it.
+Every field is a flag (``lr`` -> ``--lr``, ``warmup_epochs`` -> ``--warmup-epochs``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .atomic import write_text_atomic
+
+
+@dataclass
+class TrainConfig:
+    # run
+    name: str | None = None  # run folder name under out_dir; default "<model>-<data>"
+    out_dir: str = "runs"
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    resume: bool = False
+    # data
+    data: str = "cifar10"  # cifar10 | cifar100 | path to an image folder
+    cache_dir: str = "~/.cache/reslab"
+    image_size: int | None = None  # default: 32 for CIFAR-size data and networks, 224 otherwise
+    preset: str = "auto"  # auto | cifar | imagenet
+    auto_augment: str = "none"  # none | randaugment | trivialaugment
+    color_jitter: float = 0.0
+    random_erasing: float = 0.0
+    mean: list[float] | None = None  # default: the dataset's own statistics
+    std: list[float] | None = None
+    in_memory: bool | None = None  # default: yes for images of 64 px or less
+    workers: int = 2
+    # model
+    model: str = "resnet18"
+    stem: str | None = None  # imagenet | cifar; default: cifar for images of 64 px or less
+    in_chans: int = 3
+    pretrained: bool = False
+    weights: str | None = None
+    freeze: list[str] = field(default_factory=list)  # e.g. [all-but-head] or [conv1, bn1, layer1]
+    dropout: float = 0.0
+    zero_init_residual: bool = False
+    se: bool = False
+    # optimisation
+    epochs: int = 10
+    batch_size: int = 128
+    optimizer: str = "sgd"  # sgd | adamw
+    lr: float = 0.1
+    momentum: float = 0.9
+    nesterov: bool = True
+    weight_decay: float = 5e-4
+    decay_norm_and_bias: bool = False
+    schedule: str = "cosine"  # cosine | step | multistep | onecycle | constant
+    warmup_epochs: float = 0.0
+    step_size: int = 30
+    milestones: list[int] = field(default_factory=list)
+    gamma: float = 0.1
+    label_smoothing: float = 0.0
+    amp: bool = False
+    amp_dtype: str = "bfloat16"  # bfloat16 | float16
+    accumulate: int = 1
+    clip_grad: float = 0.0  # max gradient norm; 0 = off
+    channels_last: bool = True
+    compile: bool = False
+    ema: bool = False
+    ema_decay: float = 0.999
+    patience: int = 0  # early stopping: epochs without a better val top-1; 0 = off
+
+    def __post_init__(self) -> None:
+        choices = {
+            "preset": ("auto", "cifar", "imagenet"),
+            "auto_augment": ("none", "randaugment", "trivialaugment"),
+            "optimizer": ("sgd", "adamw"),
+            "schedule": ("cosine", "step", "multistep", "onecycle", "constant"),
+            "amp_dtype": ("bfloat16", "float16"),
+        }
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"config field {name!r}: {getattr(self, name)!r} is not one of {allowed}")
+        if self.stem not in (None, "imagenet", "cifar"):
+            raise ValueError(f"config field 'stem': {self.stem!r} is not one of (None, 'imagenet', 'cifar')")
+        for name in ("epochs", "batch_size", "accumulate", "in_chans"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"config field {name!r} must be at least 1, got {getattr(self, name)}")
+        if self.in_chans not in (1, 3):
+            raise ValueError(f"config field 'in_chans' must be 1 or 3, got {self.in_chans}")
+
+    @property
+    def run_name(self) -> str:
+        return self.name or f"{self.model}-{Path(self.data).name}"
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.out_dir) / self.run_name
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def save(self, path: Path) -> None:
+        write_text_atomic(path, yaml.safe_dump(self.to_dict(), sort_keys=False))
+
+
+def _field_types() -> dict[str, Any]:
+    return typing.get_type_hints(TrainConfig)
+
+
+def _base_type(tp: Any) -> tuple[Any, bool]:
+    """(inner type, optional?) for ``X | None``, ``list[X]`` and plain types."""
+    args = typing.get_args(tp)
+    if isinstance(tp, types.UnionType) or typing.get_origin(tp) is typing.Union:
+        inner = [a for a in args if a is not type(None)]
+        return inner[0], True
+    return tp, False
+
+
+def _coerce(name: str, value: Any, tp: Any) -> Any:
+    base, optional = _base_type(tp)
+    if value is None or (optional and isinstance(value, str) and value.lower() in ("none", "null", "")):
+        if not optional:
+            raise ValueError(f"config field {name!r} cannot be empty")
+        return None
+    origin = typing.get_origin(base)
+    if origin is list:
+        (item,) = typing.get_args(base)
+        items = value if isinstance(value, list) else [v for v in str(value).split(",") if v]
+        return [_coerce(name, v, item) for v in items]
+    if base is bool:
+        if isinstance(value, bool):
+            return value
+        text = str(value).lower()
+        if text in ("1", "true", "yes", "on"):
+            return True
+        if text in ("0", "false", "no", "off"):
+            return False
+        raise ValueError(f"config field {name!r}: expected true/false, got {value!r}")
+    try:
+        if base is int and isinstance(value, float) and not value.is_integer():
+            raise ValueError
+        return base(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"config field {name!r}: expected {base.__name__}, got {value!r}") from None
+
+
+def config_from_dict(data: dict[str, Any]) -> TrainConfig:
+    types_ = _field_types()
+    unknown = sorted(set(data) - set(types_))
+    if unknown:
+        raise ValueError(f"unknown config field(s) {unknown}; known fields: {', '.join(types_)}")
+    return TrainConfig(**{k: _coerce(k, v, types_[k]) for k, v in data.items()})
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except FileNotFoundError:
+        raise ValueError(f"{path}: config file not found") from None
+    except yaml.YAMLError as e:
+        raise ValueError(f"{path}: not valid YAML ({e})") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a mapping of field: value, got {type(data).__name__}")
+    return data
+
+
+def add_config_flags(parser: argparse.ArgumentParser) -> None:
+    """One flag per config field; unset flags stay ``None`` so the YAML value shows through."""
+    parser.add_argument("--config", help="YAML file of config fields; flags override it")
+    for name, tp in _field_types().items():
+        base, _ = _base_type(tp)
+        flag = "--" + name.replace("_", "-")
+        if base is bool:
+            parser.add_argument(flag, dest=name, default=None, action=argparse.BooleanOptionalAction)
+        else:
+            metavar = "A,B,..." if typing.get_origin(base) is list else name.upper()
+            parser.add_argument(flag, dest=name, default=None, metavar=metavar)
+
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    data = load_yaml(args.config) if args.config else {}
+    for name in _field_types():
+        value = getattr(args, name, None)
+        if value is not None:
+            data[name] = value
+    return config_from_dict(data)

@@ -1,0 +1,176 @@
+"""Datasets by name (cifar10, cifar100) or by path (a folder of class sub-folders), and their splits."""
+
+from __future__ import annotations
+
+import json
+import random
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..atomic import write_text_atomic
+from .images import is_image_file
+
+VAL_NAMES = ("val", "valid", "validation")
+SPLIT_FRACTIONS = (0.7, 0.2, 0.1)
+HOLDOUT_FRACTIONS = (0.9, 0.1, 0.0)
+
+
+@dataclass
+class FileSplit:
+    """Images on disk: paths and integer labels."""
+
+    paths: list[Path]
+    labels: list[int]
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+
+@dataclass
+class ArraySplit:
+    """Decoded images in memory: uint8 (N, C, H, W) and labels."""
+
+    images: np.ndarray
+    labels: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+Split = FileSplit | ArraySplit
+
+
+@dataclass
+class Dataset:
+    name: str
+    classes: list[str]
+    train: Split
+    val: Split
+    test: Split | None
+    split_file: dict | None = None  # the generated 70/20/10 split, to be written into the run
+
+
+def _class_dirs(root: Path) -> list[Path]:
+    dirs = sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
+    if not dirs:
+        raise ValueError(f"{root}: no class sub-folders (expected {root}/<class>/<image files>)")
+    return dirs
+
+
+def scan_folder(root: Path, classes: list[str] | None = None) -> tuple[list[str], FileSplit]:
+    """Every image file under ``root/<class>/`` (recursively), labelled by its class folder."""
+    dirs = _class_dirs(root)
+    found = [d.name for d in dirs]
+    if classes is None:
+        classes = found
+    else:
+        unknown = sorted(set(found) - set(classes))
+        if unknown:
+            raise ValueError(f"{root}: class folders {unknown} are not in the training classes {classes}")
+    index = {c: i for i, c in enumerate(classes)}
+    paths, labels = [], []
+    for d in dirs:
+        for p in sorted(d.rglob("*")):
+            if p.is_file() and is_image_file(p):
+                paths.append(p)
+                labels.append(index[d.name])
+    return classes, FileSplit(paths, labels)
+
+
+def stratified_split(labels: list[int], seed: int, fractions=SPLIT_FRACTIONS) -> tuple[list[int], ...]:
+    """Indices of train/val/test, split class by class with a seeded shuffle (repeatable)."""
+    by_class: dict[int, list[int]] = defaultdict(list)
+    for i, y in enumerate(labels):
+        by_class[y].append(i)
+    rng = random.Random(seed)
+    parts: tuple[list[int], ...] = ([], [], [])
+    for y in sorted(by_class):
+        idx = by_class[y]
+        rng.shuffle(idx)
+        n = len(idx)
+        n_val = min(n - 1, max(1, round(n * fractions[1]))) if n > 1 and fractions[1] > 0 else 0
+        n_test = min(n - 1 - n_val, round(n * fractions[2])) if n > 2 else 0
+        n_train = n - n_val - n_test
+        parts[0].extend(idx[:n_train])
+        parts[1].extend(idx[n_train : n_train + n_val])
+        parts[2].extend(idx[n_train + n_val :])
+    return tuple(sorted(p) for p in parts)
+
+
+def _subset(split: Split, indices: list[int]) -> Split:
+    if isinstance(split, ArraySplit):
+        return ArraySplit(split.images[indices], split.labels[indices])
+    return FileSplit([split.paths[i] for i in indices], [split.labels[i] for i in indices])
+
+
+def holdout_validation(train: Split, seed: int) -> tuple[Split, Split]:
+    """Hold out a stratified, seeded 10% of ``train`` for validation, where a dataset has none:
+    the test split is never used to pick a model."""
+    labels = [int(y) for y in train.labels]
+    keep, val, _ = stratified_split(labels, seed, fractions=HOLDOUT_FRACTIONS)
+    return _subset(train, keep), _subset(train, val)
+
+
+def load_folder(root: Path, seed: int = 0, split_file: Path | None = None) -> Dataset:
+    """``root/train`` + ``root/val`` (+ ``root/test``), or one folder split 70/20/10 by class."""
+    if not root.is_dir():
+        raise ValueError(f"{root}: dataset folder not found")
+    if (root / "train").is_dir():
+        classes, train = scan_folder(root / "train")
+        test = scan_folder(root / "test", classes)[1] if (root / "test").is_dir() else None
+        val_dir = next((root / n for n in VAL_NAMES if (root / n).is_dir()), None)
+        if val_dir is None:
+            train, val = holdout_validation(train, seed)
+        else:
+            val = scan_folder(val_dir, classes)[1]
+        return Dataset(root.name, classes, train, val, test)
+
+    classes, everything = scan_folder(root)
+    relative = [str(p.relative_to(root)) for p in everything.paths]
+    if split_file is not None and split_file.is_file():
+        saved = json.loads(split_file.read_text())
+        position = {r: i for i, r in enumerate(relative)}
+        missing = [r for part in ("train", "val", "test") for r in saved[part] if r not in position]
+        if missing:
+            raise ValueError(f"{split_file}: {len(missing)} files of the saved split are gone, e.g. {missing[0]}")
+        parts = tuple([position[r] for r in saved[part]] for part in ("train", "val", "test"))
+    else:
+        parts = stratified_split(everything.labels, seed)
+    record = {"seed": seed, "fractions": SPLIT_FRACTIONS, "classes": classes}
+    record.update({name: [relative[i] for i in idx] for name, idx in zip(("train", "val", "test"), parts)})
+    train, val, test = (_subset(everything, idx) for idx in parts)
+    return Dataset(root.name, classes, train, val, test, split_file=record)
+
+
+def load_cifar(name: str, root: Path, seed: int = 0) -> Dataset:
+    """CIFAR-10/100 through torchvision: read from ``root``, downloaded there when online."""
+    from torchvision import datasets
+
+    cls = {"cifar10": datasets.CIFAR10, "cifar100": datasets.CIFAR100}[name]
+    try:
+        train = cls(str(root), train=True, download=True)
+        test = cls(str(root), train=False, download=True)
+    except (OSError, RuntimeError) as e:
+        raise RuntimeError(
+            f"{name}: not found in {root} and could not be downloaded ({e}). Offline, put the original "
+            f"python-version archive's folder in {root}, or pass an image folder as --data."
+        ) from e
+
+    def arrays(ds) -> ArraySplit:
+        return ArraySplit(np.ascontiguousarray(ds.data.transpose(0, 3, 1, 2)), np.asarray(ds.targets))
+
+    train_split, val_split = holdout_validation(arrays(train), seed)
+    return Dataset(name, list(train.classes), train_split, val_split, arrays(test))
+
+
+def load_dataset(data: str, cache_dir: Path, seed: int = 0, split_file: Path | None = None) -> Dataset:
+    if data in ("cifar10", "cifar100"):
+        return load_cifar(data, cache_dir / data, seed)
+    return load_folder(Path(data), seed=seed, split_file=split_file)
+
+
+def write_split(record: dict, path: Path) -> None:
+    write_text_atomic(path, json.dumps(record, indent=1))

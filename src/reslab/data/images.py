@@ -1,0 +1,74 @@
+"""Opening images as users' folders really are: rotated, grayscale, palette, RGBA, CMYK, 16-bit, broken."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
+
+
+class UnreadableImageError(ValueError):
+    """An image file that cannot be decoded; the message names the file and the reason."""
+
+
+def _to_8bit(img: Image.Image) -> Image.Image:
+    """16-bit and 32-bit integer/float images scaled to 8 bits by their value range."""
+    array = np.asarray(img)
+    if img.mode.startswith("I;16") or array.dtype == np.uint16:
+        scaled = array.astype(np.float32) / 65535.0
+    elif img.mode == "F":
+        scaled = np.clip(array.astype(np.float32), 0.0, 1.0) if array.max() <= 1.0 else array / max(array.max(), 1)
+    else:  # mode "I": 32-bit ints, usually 16-bit data stored wide
+        scaled = array.astype(np.float32) / (65535.0 if array.max() > 255 else 255.0)
+    return Image.fromarray(np.clip(scaled * 255.0 + 0.5, 0, 255).astype(np.uint8), mode="L")
+
+
+def _flatten_alpha(img: Image.Image) -> Image.Image:
+    """Composite transparent images on white, the way viewers show them."""
+    rgba = img.convert("RGBA")
+    background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+    return Image.alpha_composite(background, rgba).convert("RGB")
+
+
+def normalize_mode(img: Image.Image, channels: int = 3) -> Image.Image:
+    """Return an 8-bit RGB image (``channels=3``) or grayscale image (``channels=1``)."""
+    if img.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
+        img = _to_8bit(img)
+    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+        img = _flatten_alpha(img)
+    target = "RGB" if channels == 3 else "L"
+    return img if img.mode == target else img.convert(target)
+
+
+def open_image(source: str | Path | bytes, channels: int = 3) -> Image.Image:
+    """Decode an image fully, apply its EXIF orientation and convert it to 8-bit RGB or L.
+
+    Raises ``UnreadableImageError`` for empty, truncated or non-image files.
+    """
+    name = "<bytes>" if isinstance(source, bytes) else str(source)
+    try:
+        if isinstance(source, bytes):
+            if not source:
+                raise UnreadableImageError(f"{name}: empty file")
+            img = Image.open(io.BytesIO(source))
+        else:
+            if Path(source).stat().st_size == 0:
+                raise UnreadableImageError(f"{name}: empty file")
+            img = Image.open(source)
+        img.load()
+        img = ImageOps.exif_transpose(img) or img
+        return normalize_mode(img, channels)
+    except UnreadableImageError:
+        raise
+    except UnidentifiedImageError:
+        raise UnreadableImageError(f"{name}: not an image (format not recognised)") from None
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
+        raise UnreadableImageError(f"{name}: cannot decode ({e})") from None
+
+
+def is_image_file(path: Path) -> bool:
+    return path.suffix.lower() in IMAGE_EXTENSIONS and not path.name.startswith(".")

@@ -1,0 +1,204 @@
+"""Batches for training and evaluation.
+
+Two paths with one interface (``set_epoch``, ``len``, iterate ``(images, labels)``):
+- ``TensorLoader``: decoded uint8 images in memory (on the training device), augmented a whole
+  batch at a time: the path for CIFAR-size data, with no worker processes.
+- ``FileLoader``: images read from disk by a ``DataLoader``'s workers, transformed per image.
+Both shuffle with a generator seeded by (seed, epoch) and can shard by rank for DDP.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+from torch.utils.data import DataLoader, Sampler
+
+from .datasets import ArraySplit, FileSplit
+from .images import UnreadableImageError, open_image
+from .transforms import BatchAugment, Preprocess
+
+
+def epoch_generator(seed: int, epoch: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed * 100_003 + epoch)
+
+
+def epoch_order(n: int, seed: int, epoch: int, shuffle: bool, rank: int = 0, world_size: int = 1) -> Tensor:
+    """This rank's sample indices for an epoch: a seeded permutation, dealt round-robin to ranks."""
+    order = torch.randperm(n, generator=epoch_generator(seed, epoch)) if shuffle else torch.arange(n)
+    return order[rank::world_size]
+
+
+class SkipLog:
+    """Files that could not be decoded: each warned about once, counted for the run summary."""
+
+    def __init__(self) -> None:
+        self.files: dict[str, str] = {}
+
+    def add(self, path: str, reason: str) -> None:
+        if path not in self.files:
+            self.files[path] = reason
+            warnings.warn(f"skipping unreadable image {reason}", stacklevel=2)
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+
+def decode_split(split: FileSplit, pre: Preprocess, skipped: SkipLog, threads: int = 4) -> ArraySplit:
+    """Decode every image once to uint8 (C, H, W) at the preprocessing's size; skip unreadable ones."""
+    geometry = pre.geometry()
+
+    def decode(path: Path) -> np.ndarray | str:
+        try:
+            return geometry(open_image(path, pre.in_chans)).numpy()
+        except UnreadableImageError as e:
+            return str(e)
+
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        results = list(pool.map(decode, split.paths))
+    images, labels = [], []
+    for path, label, result in zip(split.paths, split.labels, results):
+        if isinstance(result, str):
+            skipped.add(str(path), result)
+        else:
+            images.append(result)
+            labels.append(label)
+    if not images:
+        raise ValueError("no readable images in this split")
+    return ArraySplit(np.stack(images), np.asarray(labels, dtype=np.int64))
+
+
+class TensorLoader:
+    def __init__(
+        self,
+        split: ArraySplit,
+        pre: Preprocess,
+        batch_size: int,
+        device: torch.device,
+        augment: BatchAugment | None = None,
+        shuffle: bool = False,
+        drop_last: bool = False,
+        seed: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+    ) -> None:
+        self.images = torch.from_numpy(split.images).to(device)
+        self.labels = torch.from_numpy(np.asarray(split.labels, dtype=np.int64)).to(device)
+        self.pre, self.augment = pre, augment
+        self.batch_size, self.shuffle, self.drop_last = batch_size, shuffle, drop_last
+        self.seed, self.rank, self.world_size = seed, rank, world_size
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def _order(self) -> Tensor:
+        return epoch_order(len(self.labels), self.seed, self.epoch, self.shuffle, self.rank, self.world_size)
+
+    def __len__(self) -> int:
+        n = len(self._order())
+        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+
+    def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
+        order = self._order().to(self.images.device)
+        generator = epoch_generator(self.seed + 1, self.epoch)
+        for b in range(len(self)):
+            idx = order[b * self.batch_size : (b + 1) * self.batch_size]
+            batch = self.images[idx]
+            x = self.augment(batch, generator) if self.augment else self.pre.normalize(batch)
+            yield x, self.labels[idx]
+
+
+class _ImageFiles(torch.utils.data.Dataset):
+    def __init__(self, split: FileSplit, transform: Callable, channels: int) -> None:
+        self.split, self.transform, self.channels = split, transform, channels
+
+    def __len__(self) -> int:
+        return len(self.split)
+
+    def __getitem__(self, i: int) -> tuple[Tensor | None, int, int]:
+        try:
+            return self.transform(open_image(self.split.paths[i], self.channels)), self.split.labels[i], i
+        except UnreadableImageError:
+            return None, self.split.labels[i], i
+
+
+def _collate_skipping(items: list[tuple[Tensor | None, int, int]]) -> tuple[Tensor, Tensor, list[int]]:
+    good = [(x, y) for x, y, _ in items if x is not None]
+    failed = [i for x, _, i in items if x is None]
+    if not good:
+        return torch.empty(0), torch.empty(0, dtype=torch.long), failed
+    return torch.stack([x for x, _ in good]), torch.tensor([y for _, y in good]), failed
+
+
+class _EpochSampler(Sampler[int]):
+    def __init__(self, loader: FileLoader) -> None:
+        self.loader = loader
+
+    def __iter__(self) -> Iterator[int]:
+        ld = self.loader
+        return iter(epoch_order(len(ld.split), ld.seed, ld.epoch, ld.shuffle, ld.rank, ld.world_size).tolist())
+
+    def __len__(self) -> int:
+        return len(range(self.loader.rank, len(self.loader.split), self.loader.world_size))
+
+
+class FileLoader:
+    def __init__(
+        self,
+        split: FileSplit,
+        transform: Callable,
+        channels: int,
+        batch_size: int,
+        skipped: SkipLog,
+        workers: int = 2,
+        shuffle: bool = False,
+        drop_last: bool = False,
+        seed: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+        pin_memory: bool = False,
+    ) -> None:
+        self.split, self.skipped = split, skipped
+        self.shuffle, self.seed, self.rank, self.world_size = shuffle, seed, rank, world_size
+        self.epoch = 0
+        self.loader = DataLoader(
+            _ImageFiles(split, transform, channels),
+            batch_size=batch_size,
+            sampler=_EpochSampler(self),
+            num_workers=workers,
+            collate_fn=_collate_skipping,
+            drop_last=drop_last,
+            pin_memory=pin_memory,
+            persistent_workers=False,
+            worker_init_fn=_seed_worker,
+            generator=torch.Generator().manual_seed(seed),
+        )
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+        self.loader.generator.manual_seed(self.seed * 100_003 + epoch)
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
+        for x, y, failed in self.loader:
+            for i in failed:
+                self.skipped.add(str(self.split.paths[i]), f"{self.split.paths[i]}: cannot decode")
+            if len(y):
+                yield x, y
+
+
+def _seed_worker(worker_id: int) -> None:
+    """Per-worker seeds for the transforms' random draws, derived from the loader's generator."""
+    seed = torch.initial_seed() % 2**32
+    np.random.seed(seed)
+    import random
+
+    random.seed(seed)

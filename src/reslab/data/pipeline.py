@@ -1,0 +1,156 @@
+"""From a config to loaders: picks image size, normalisation, preset and the in-memory path."""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from PIL import Image
+
+from .datasets import ArraySplit, Dataset, FileSplit, Split
+from .loaders import FileLoader, SkipLog, TensorLoader, decode_split
+from .transforms import DATASET_STATS, AugmentOptions, BatchAugment, Preprocess, eval_resize_size, train_transform
+
+SMALL_IMAGE = 64  # images this size or smaller train from memory with the CIFAR preset
+Loader = TensorLoader | FileLoader
+
+
+@dataclass
+class DataOptions:
+    image_size: int | None
+    default_image_size: int  # the model's own, used when the images are large
+    in_chans: int
+    batch_size: int
+    workers: int
+    seed: int
+    augment: AugmentOptions
+    mean: tuple[float, ...] | None
+    std: tuple[float, ...] | None
+    in_memory: bool | None
+    stats: str | None = None  # "imagenet" for pretrained weights: keep the weights' normalisation
+
+
+@dataclass
+class DataBundle:
+    dataset: Dataset
+    preprocess: Preprocess
+    train: Loader
+    val: Loader
+    in_memory: bool
+    skipped: SkipLog
+
+
+def probe_image_size(split: Split, count: int = 32) -> int:
+    """The median short side of the first images of a split."""
+    if isinstance(split, ArraySplit):
+        return int(min(split.images.shape[2:]))
+    sides = []
+    for path in split.paths[:count]:
+        try:
+            with Image.open(path) as img:
+                sides.append(min(img.size))
+        except OSError:
+            continue
+    return int(statistics.median(sides)) if sides else SMALL_IMAGE + 1
+
+
+def channel_stats(images: np.ndarray) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-channel mean and std of uint8 (N, C, H, W) images, scaled to [0, 1]."""
+    x = images.astype(np.float64) / 255.0
+    return tuple(x.mean(axis=(0, 2, 3)).tolist()), tuple(x.std(axis=(0, 2, 3)).tolist())
+
+
+def resolve_stats(dataset: Dataset, opts: DataOptions, sample: np.ndarray | None) -> tuple[tuple, tuple]:
+    if opts.mean is not None and opts.std is not None:
+        return tuple(opts.mean), tuple(opts.std)
+    name = opts.stats or dataset.name
+    if name in DATASET_STATS and opts.in_chans == 3:
+        return DATASET_STATS[name]
+    if name in DATASET_STATS:  # grayscale: the luminance-weighted average of the colour statistics
+        mean, std = DATASET_STATS[name]
+        return (float(np.dot(mean, (0.299, 0.587, 0.114))),), (float(np.dot(std, (0.299, 0.587, 0.114))),)
+    assert sample is not None
+    return channel_stats(sample)
+
+
+def _stats_sample(split: Split, pre: Preprocess, count: int = 500) -> np.ndarray:
+    if isinstance(split, ArraySplit):
+        return split.images[:: max(1, len(split) // count)]
+    step = max(1, len(split) // count)
+    sub = FileSplit(split.paths[::step], split.labels[::step])
+    return decode_split(sub, pre, SkipLog()).images
+
+
+def make_loader(
+    split: Split,
+    pre: Preprocess,
+    batch_size: int,
+    device: torch.device,
+    skipped: SkipLog,
+    workers: int = 2,
+    in_memory: bool = False,
+    seed: int = 0,
+    rank: int = 0,
+    world_size: int = 1,
+) -> Loader:
+    """An evaluation loader: no augmentation, the given order, every image once."""
+    if in_memory:
+        if isinstance(split, FileSplit):
+            split = decode_split(split, pre, skipped)
+        return TensorLoader(split, pre, batch_size, device, seed=seed, rank=rank, world_size=world_size)
+    if isinstance(split, ArraySplit):
+        raise ValueError("an in-memory dataset needs in_memory=True")
+    return FileLoader(
+        split, pre, pre.in_chans, batch_size, skipped, workers=workers, seed=seed, rank=rank,
+        world_size=world_size, pin_memory=device.type == "cuda",
+    )
+
+
+def build_data(
+    dataset: Dataset, opts: DataOptions, device: torch.device, rank: int = 0, world_size: int = 1
+) -> DataBundle:
+    native = probe_image_size(dataset.train)
+    image_size = opts.image_size or (native if native <= SMALL_IMAGE else opts.default_image_size)
+    in_memory = opts.in_memory if opts.in_memory is not None else image_size <= SMALL_IMAGE
+    if isinstance(dataset.train, ArraySplit) and not in_memory:
+        raise ValueError(f"{dataset.name} is an in-memory dataset; in_memory cannot be false")
+    augment = opts.augment
+    if augment.preset == "auto":
+        augment = AugmentOptions(**{**vars(augment), "preset": "cifar" if image_size <= SMALL_IMAGE else "imagenet"})
+
+    placeholder = Preprocess(image_size, eval_resize_size(image_size), (0.0,) * opts.in_chans,
+                             (1.0,) * opts.in_chans, opts.in_chans)
+    skipped = SkipLog()
+    train_split, val_split = dataset.train, dataset.val
+    if in_memory:
+        train_split = decode_split(train_split, placeholder, skipped) if isinstance(train_split, FileSplit) else train_split
+        val_split = decode_split(val_split, placeholder, skipped) if isinstance(val_split, FileSplit) else val_split
+    needs_sample = (opts.mean is None or opts.std is None) and (opts.stats or dataset.name) not in DATASET_STATS
+    sample = _stats_sample(train_split, placeholder) if needs_sample else None
+    mean, std = resolve_stats(dataset, opts, sample)
+    pre = Preprocess(image_size, eval_resize_size(image_size), mean, std, opts.in_chans)
+
+    common = dict(seed=opts.seed, rank=rank, world_size=world_size)
+    if in_memory:
+        assert isinstance(train_split, ArraySplit)
+        train: Loader = TensorLoader(train_split, pre, opts.batch_size, device, augment=BatchAugment(augment, pre),
+                                     shuffle=True, drop_last=len(train_split) > opts.batch_size, **common)
+    else:
+        assert isinstance(train_split, FileSplit)
+        train = FileLoader(train_split, train_transform(augment, pre), opts.in_chans, opts.batch_size, skipped,
+                           workers=opts.workers, shuffle=True, drop_last=len(train_split) > opts.batch_size,
+                           pin_memory=device.type == "cuda", **common)
+    val = make_loader(val_split, pre, opts.batch_size, device, skipped, opts.workers, in_memory, **common)
+    return DataBundle(dataset, pre, train, val, in_memory, skipped)
+
+
+def describe(bundle: DataBundle) -> str:
+    ds = bundle.dataset
+    test = f", test {len(ds.test)}" if ds.test is not None else ""
+    where = "in memory, batch augmentation" if bundle.in_memory else "from disk"
+    return (f"data {ds.name}: {len(ds.classes)} classes, train {len(ds.train)}, val {len(ds.val)}{test}; "
+            f"{bundle.preprocess.image_size}px, {where}")
+
+

@@ -1,0 +1,95 @@
+"""The model file: safetensors weights plus the metadata every later step needs.
+
+It is the contract between training and evaluation, prediction, export and serving: architecture
+and options, class names and preprocessing travel with the weights, so nothing else is needed.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from .atomic import atomic_path
+from .data.transforms import Preprocess
+from .models.registry import ModelSpec, build_model
+
+FORMAT = "reslab-model"
+FORMAT_VERSION = 1
+
+
+class ModelFileError(ValueError):
+    """A file that is not a readable reslab model file."""
+
+
+@dataclass
+class ModelInfo:
+    spec: ModelSpec
+    classes: list[str]
+    preprocess: Preprocess
+    training: dict[str, Any] = field(default_factory=dict)
+
+    def to_metadata(self) -> dict[str, str]:
+        payload = {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "model": self.spec.to_dict(),
+            "classes": self.classes,
+            "preprocess": asdict(self.preprocess),
+            "training": self.training,
+        }
+        return {"reslab": json.dumps(payload)}
+
+    @classmethod
+    def from_metadata(cls, metadata: dict[str, str] | None, path: Path) -> ModelInfo:
+        if not metadata or "reslab" not in metadata:
+            raise ModelFileError(f"{path}: a safetensors file without reslab metadata (not a reslab model file)")
+        try:
+            payload = json.loads(metadata["reslab"])
+            if payload.get("format") != FORMAT:
+                raise ModelFileError(f"{path}: metadata format is {payload.get('format')!r}, expected {FORMAT!r}")
+            return cls(
+                spec=ModelSpec.from_dict(payload["model"]),
+                classes=list(payload["classes"]),
+                preprocess=Preprocess(**payload["preprocess"]),
+                training=payload.get("training", {}),
+            )
+        except (KeyError, TypeError, json.JSONDecodeError) as e:
+            raise ModelFileError(f"{path}: damaged reslab metadata ({e})") from e
+
+
+def save_model_file(path: str | Path, model: nn.Module, info: ModelInfo) -> Path:
+    """Write weights and metadata atomically: a crash leaves the old file or the new one, never half."""
+    path = Path(path)
+    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    with atomic_path(path) as tmp:
+        save_file(state, str(tmp), metadata=info.to_metadata())
+    return path
+
+
+def read_model_file(path: str | Path) -> tuple[dict[str, torch.Tensor], ModelInfo]:
+    path = Path(path)
+    if not path.is_file():
+        raise ModelFileError(f"{path}: no such model file")
+    try:
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="pt") as f:
+            metadata = f.metadata()
+        state = load_file(str(path))
+    except Exception as e:  # safetensors raises its own error types for every kind of damage
+        raise ModelFileError(f"{path}: not a readable safetensors model file ({e})") from e
+    return state, ModelInfo.from_metadata(metadata, path)
+
+
+def load_model_file(path: str | Path, device: str | torch.device = "cpu") -> tuple[nn.Module, ModelInfo]:
+    """Rebuild the network described by a model file, with its weights, in eval mode."""
+    state, info = read_model_file(path)
+    model = build_model(info.spec)
+    model.load_state_dict(state)
+    return model.to(device).eval(), info

@@ -1,0 +1,61 @@
+"""Models: ``create_model`` builds any network by name, with weights and frozen parts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from torch import nn
+
+from .complexity import count_macs, count_params
+from .registry import ARCHITECTURES, ModelSpec, architecture, build_model, freeze, list_models, set_train_mode
+from .resnet import BasicBlock, Bottleneck, ResNet
+from .weights import WeightsError, download_pretrained, load_into, read_weights
+
+__all__ = [
+    "ARCHITECTURES", "BasicBlock", "Bottleneck", "ModelSpec", "ResNet", "WeightsError", "architecture",
+    "build_model", "count_macs", "count_params", "create_model", "freeze", "list_models", "set_train_mode",
+]
+
+
+def create_model(
+    name: str,
+    num_classes: int = 1000,
+    pretrained: bool = False,
+    weights: str | Path | None = None,
+    freeze_parts: list[str] | None = None,
+    **options,
+) -> ResNet:
+    """Build ``name`` (see ``list_models()``) with options (``in_chans``, ``stem``, ``dropout``,
+    ``zero_init_residual``, ``se``, ``features_only``).
+
+    ``pretrained=True`` loads torchvision's ImageNet weights; ``weights=PATH`` a local torchvision
+    ``.pth``, a reslab model file or a Hugging Face ResNet folder. A head of another size is replaced.
+    The model's ``class_names`` holds the weights' classes when they match ``num_classes``.
+    """
+    if pretrained and weights is not None:
+        raise ValueError("pass pretrained=True or weights=PATH, not both")
+    model = build_model(ModelSpec(arch=name, num_classes=num_classes, **options))
+    classes: list[str] | None = None
+    if pretrained:
+        state, classes = download_pretrained(name)
+        load_into(model, state)
+    elif weights is not None:
+        state, classes = read_weights(weights)
+        load_into(model, state)
+    model.class_names = classes if classes is not None and len(classes) == num_classes else None
+    if freeze_parts:
+        freeze(model, freeze_parts)
+    return model
+
+
+def describe_models(image_size: int | None = None) -> list[dict]:
+    """Each architecture with its parameters and MACs at its default (or the given) size, 1000 classes
+    for ImageNet networks and 10 for CIFAR ones."""
+    rows = []
+    for name, arch in ARCHITECTURES.items():
+        size = image_size or arch.default_image_size
+        classes = 1000 if arch.family == "imagenet" else 10
+        model: nn.Module = build_model(ModelSpec(arch=name, num_classes=classes))
+        rows.append({"model": name, "family": arch.family, "classes": classes, "image_size": size,
+                     "params": count_params(model), "macs": count_macs(model, size)})
+    return rows

@@ -1,0 +1,25 @@
+"""Parameter and multiply-accumulate counts."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+
+def count_params(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def count_macs(model: nn.Module, image_size: int, in_chans: int = 3) -> int:
+    """Multiply-accumulates of one forward pass on one image (convolutions and linear layers).
+
+    PyTorch's flop counter counts a multiply and an add as two FLOPs; MACs are half of that,
+    the unit torchvision's model tables report as "GFLOPS".
+    """
+    was_training = model.training
+    model.eval()
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        model(torch.zeros(1, in_chans, image_size, image_size))
+    model.train(was_training)
+    return counter.get_total_flops() // 2

@@ -1,0 +1,166 @@
+"""Loading weights: torchvision's ImageNet weights, local torchvision ``.pth`` files, reslab model
+files and local Hugging Face ``microsoft/resnet-*`` folders, all into torchvision's layout."""
+
+from __future__ import annotations
+
+import json
+import re
+import warnings
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+from ..modelfile import ModelFileError, read_model_file
+
+StateDict = dict[str, Tensor]
+
+
+class WeightsError(ValueError):
+    """Weights that cannot be read or do not fit the model; the message says which and why."""
+
+
+def torchvision_weights(arch: str):
+    """torchvision's default ImageNet weights entry for an architecture (carries class names)."""
+    from torchvision.models import get_model_weights
+
+    try:
+        return get_model_weights(arch).DEFAULT
+    except (ValueError, KeyError):
+        raise WeightsError(f"torchvision has no pretrained weights for {arch!r} (CIFAR networks have none)") from None
+
+
+def download_pretrained(arch: str) -> tuple[StateDict, list[str]]:
+    weights = torchvision_weights(arch)
+    try:
+        state = weights.get_state_dict(progress=True, check_hash=True)
+    except (OSError, RuntimeError) as e:  # URLError is an OSError
+        raise WeightsError(
+            f"could not download torchvision's {weights} ({e}). Offline? Download {weights.url} on a "
+            f"machine that is online and pass the file with weights=PATH (--weights PATH)."
+        ) from e
+    return state, list(weights.meta["categories"])
+
+
+def _hf_state_dict(folder: Path) -> tuple[StateDict, dict]:
+    config = json.loads((folder / "config.json").read_text())
+    if config.get("model_type") != "resnet":
+        raise WeightsError(f"{folder}/config.json: model_type {config.get('model_type')!r}, expected 'resnet'")
+    if (folder / "model.safetensors").is_file():
+        from safetensors.torch import load_file
+
+        return load_file(str(folder / "model.safetensors")), config
+    if (folder / "pytorch_model.bin").is_file():
+        return torch.load(folder / "pytorch_model.bin", map_location="cpu", weights_only=True), config
+    raise WeightsError(f"{folder}: no model.safetensors or pytorch_model.bin beside config.json")
+
+
+_HF_NORM = {"weight": "weight", "bias": "bias", "running_mean": "running_mean",
+            "running_var": "running_var", "num_batches_tracked": "num_batches_tracked"}
+
+
+def convert_hf_resnet(state: StateDict, config: dict) -> StateDict:
+    """transformers' ``ResNetForImageClassification`` keys -> torchvision's ResNet keys."""
+    if config.get("downsample_in_bottleneck"):
+        raise WeightsError("HF ResNet with downsample_in_bottleneck=True (ResNet v1) has no torchvision layout")
+    out: StateDict = {}
+    layer_convs = ("conv1", "conv2", "conv3")
+    layer_norms = ("bn1", "bn2", "bn3")
+    patterns = [
+        (r"resnet\.embedder\.embedder\.convolution\.weight", lambda m: "conv1.weight"),
+        (r"resnet\.embedder\.embedder\.normalization\.(\w+)", lambda m: f"bn1.{_HF_NORM[m[1]]}"),
+        (r"resnet\.encoder\.stages\.(\d+)\.layers\.(\d+)\.shortcut\.convolution\.weight",
+         lambda m: f"layer{int(m[1]) + 1}.{m[2]}.downsample.0.weight"),
+        (r"resnet\.encoder\.stages\.(\d+)\.layers\.(\d+)\.shortcut\.normalization\.(\w+)",
+         lambda m: f"layer{int(m[1]) + 1}.{m[2]}.downsample.1.{_HF_NORM[m[3]]}"),
+        (r"resnet\.encoder\.stages\.(\d+)\.layers\.(\d+)\.layer\.(\d)\.convolution\.weight",
+         lambda m: f"layer{int(m[1]) + 1}.{m[2]}.{layer_convs[int(m[3])]}.weight"),
+        (r"resnet\.encoder\.stages\.(\d+)\.layers\.(\d+)\.layer\.(\d)\.normalization\.(\w+)",
+         lambda m: f"layer{int(m[1]) + 1}.{m[2]}.{layer_norms[int(m[3])]}.{_HF_NORM[m[4]]}"),
+        (r"classifier\.1\.(weight|bias)", lambda m: f"fc.{m[1]}"),
+    ]
+    for key, value in state.items():
+        for pattern, rename in patterns:
+            match = re.fullmatch(pattern, key)
+            if match:
+                out[rename(match)] = value
+                break
+        else:
+            raise WeightsError(f"unexpected key {key!r} in a Hugging Face ResNet checkpoint")
+    return out
+
+
+def _hf_classes(config: dict) -> list[str] | None:
+    labels = config.get("id2label")
+    if not labels:
+        return None
+    return [labels[str(i)] if str(i) in labels else labels[i] for i in range(len(labels))]
+
+
+def read_weights(path: str | Path) -> tuple[StateDict, list[str] | None]:
+    """A state dict in torchvision's layout (and class names where the file carries them)."""
+    path = Path(path)
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise WeightsError(f"{path}: a folder without config.json (expected a Hugging Face ResNet folder)")
+        state, config = _hf_state_dict(path)
+        return convert_hf_resnet(state, config), _hf_classes(config)
+    if not path.is_file():
+        raise WeightsError(f"{path}: weights file not found")
+    if path.suffix == ".safetensors":
+        try:
+            state, info = read_model_file(path)
+            return state, info.classes
+        except ModelFileError as e:
+            if "without reslab metadata" not in str(e):
+                raise WeightsError(str(e)) from e
+            from safetensors.torch import load_file
+
+            return load_file(str(path)), None
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # pickle, zip and tensor errors all mean "not a checkpoint we can read"
+        raise WeightsError(f"{path}: not a readable PyTorch checkpoint ({e})") from e
+    for key in ("model_ema", "model", "state_dict"):
+        if isinstance(obj, dict) and isinstance(obj.get(key), dict):
+            obj = obj[key]
+            break
+    if not isinstance(obj, dict) or not all(isinstance(v, Tensor) for v in obj.values()):
+        raise WeightsError(f"{path}: expected a state dict of tensors")
+    return {k.removeprefix("module."): v for k, v in obj.items()}, None
+
+
+def adapt_state_dict(state: StateDict, model: nn.Module) -> StateDict:
+    """Fit a checkpoint to a model: a head of another size is replaced (kept as the model's new,
+    randomly initialised one) and an RGB stem is summed over colours for one input channel."""
+    target = model.state_dict()
+    state = dict(state)
+    for key in ("fc.weight", "fc.bias"):
+        if key in state and key in target and state[key].shape != target[key].shape:
+            state[key] = target[key]
+        elif key in state and key not in target:  # a backbone (features_only) has no head
+            del state[key]
+    if "conv1.weight" in state and state["conv1.weight"].shape != target["conv1.weight"].shape:
+        source, wanted = state["conv1.weight"], target["conv1.weight"]
+        if source.shape[0] == wanted.shape[0] and source.shape[2:] == wanted.shape[2:] and wanted.shape[1] == 1:
+            state["conv1.weight"] = source.sum(dim=1, keepdim=True)
+    mismatched = [k for k in state if k in target and state[k].shape != target[k].shape]
+    missing = [k for k in target if k not in state]
+    unexpected = [k for k in state if k not in target]
+    if mismatched or missing or unexpected:
+        detail = "; ".join(
+            f"{label}: {keys[:4]}{' ...' if len(keys) > 4 else ''}"
+            for label, keys in (("shape differs", mismatched), ("missing", missing), ("unexpected", unexpected))
+            if keys
+        )
+        raise WeightsError(f"weights do not fit the model ({detail})")
+    return state
+
+
+def load_into(model: nn.Module, state: StateDict) -> None:
+    head_replaced = any(
+        k.startswith("fc.") and k in state and state[k].shape != v.shape for k, v in model.state_dict().items()
+    )
+    model.load_state_dict(adapt_state_dict(state, model))
+    if head_replaced:
+        warnings.warn("the checkpoint's classifier has another number of classes: it was replaced", stacklevel=2)
