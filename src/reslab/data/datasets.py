@@ -154,7 +154,7 @@ def load_cifar(name: str, root: Path, seed: int = 0) -> Dataset:
         train = cls(str(root), train=True, download=True)
         test = cls(str(root), train=False, download=True)
     except (OSError, RuntimeError) as e:
-        raise RuntimeError(
+        raise ValueError(
             f"{name}: not found in {root} and could not be downloaded ({e}). Offline, put the original "
             f"python-version archive's folder in {root}, or pass an image folder as --data."
         ) from e

@@ -24,7 +24,7 @@ def _to_8bit(img: Image.Image) -> Image.Image:
         scaled = np.clip(array.astype(np.float32), 0.0, 1.0) if array.max() <= 1.0 else array / max(array.max(), 1)
     else:  # mode "I": 32-bit ints, usually 16-bit data stored wide
         scaled = array.astype(np.float32) / (65535.0 if array.max() > 255 else 255.0)
-    return Image.fromarray(np.clip(scaled * 255.0 + 0.5, 0, 255).astype(np.uint8), mode="L")
+    return Image.fromarray(np.clip(scaled * 255.0 + 0.5, 0, 255).astype(np.uint8))
 
 
 def _flatten_alpha(img: Image.Image) -> Image.Image:

@@ -1,0 +1,122 @@
+"""``reslab bench train``: training images/s, reslab's path against the loop most tutorials write.
+
+Both sides train the same network at the same batch size on the same images, one after the other
+in one run; each runs ``--epochs`` epochs and the first is discarded as warm-up.
+- baseline: torchvision ``ImageFolder`` + per-image transforms in a ``DataLoader`` (2 workers),
+  eager NCHW, fp32.
+- reslab: ``reslab train``'s own ``Trainer`` (images decoded once into memory, augmented a batch
+  at a time, channels_last).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torchvision import datasets
+from torchvision.transforms import v2
+
+from ..config import TrainConfig
+from ..data.sample import materialize
+from ..data.transforms import DATASET_STATS
+from ..models import count_macs, create_model
+from ..train.trainer import Trainer
+from .peak import measure_gemm_peak
+
+SAMPLE = Path(__file__).resolve().parents[3] / "samples" / "cifar10-sample.npz"
+
+
+def add_bench_train_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data", help="a CIFAR-style image folder (train/<class>/...); default: the shipped sample")
+    parser.add_argument("--model", default="resnet18")
+    parser.add_argument("--stem", default="cifar")
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--images", type=int, default=1280, help="images per epoch")
+    parser.add_argument("--epochs", type=int, default=3, help="epochs per side; the first is warm-up")
+    parser.add_argument("--workers", type=int, default=2, help="the baseline DataLoader's workers")
+    parser.add_argument("--json", action="store_true")
+
+
+def _subset_folder(source: Path, images: int, out: Path) -> Path:
+    """A train/ + val/ folder with ``images`` training images spread evenly over the classes."""
+    classes = sorted(d.name for d in (source / "train").iterdir() if d.is_dir())
+    per_class = -(-images // len(classes))
+    for split, count in (("train", per_class), ("val", 2)):
+        src_split = source / split if (source / split).is_dir() else source / "train"
+        for c in classes:
+            (out / split / c).mkdir(parents=True, exist_ok=True)
+            for f in sorted((src_split / c).iterdir())[:count]:
+                (out / split / c / f.name).symlink_to(f.resolve())
+    return out
+
+
+def baseline_epochs(folder: Path, model_name: str, stem: str, batch_size: int, epochs: int, workers: int) -> list[float]:
+    mean, std = DATASET_STATS["cifar10"]
+    transform = v2.Compose([
+        v2.ToImage(), v2.RandomCrop(32, padding=4), v2.RandomHorizontalFlip(),
+        v2.ToDtype(torch.float32, scale=True), v2.Normalize(mean, std),
+    ])
+    dataset = datasets.ImageFolder(str(folder / "train"), transform=transform)
+    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=True, num_workers=workers,
+                                         drop_last=True)
+    model = create_model(model_name, num_classes=len(dataset.classes), stem=stem).train()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, nesterov=True, weight_decay=5e-4)
+    rates = []
+    for _ in range(epochs):
+        seen, start = 0, time.perf_counter()
+        for x, y in loader:
+            loss = F.cross_entropy(model(x), y)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            seen += len(y)
+        rates.append(seen / (time.perf_counter() - start))
+    return rates
+
+
+def reslab_epochs(folder: Path, model_name: str, stem: str, batch_size: int, epochs: int, run_root: Path) -> list[float]:
+    cfg = TrainConfig(data=str(folder), model=model_name, stem=stem, batch_size=batch_size, epochs=epochs,
+                      lr=0.05, out_dir=str(run_root), name="bench", device="cpu")
+    trainer = Trainer(cfg)
+    return [trainer.train_one_epoch()["images_per_s"] for _ in range(epochs)]
+
+
+def run_train_bench(args: argparse.Namespace) -> dict:
+    threads = torch.get_num_threads()
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp_path = Path(tmp)
+        source = Path(args.data) if args.data else materialize(SAMPLE, tmp_path / "sample")
+        folder = _subset_folder(source, args.images, tmp_path / "subset")
+        peak = measure_gemm_peak()
+        macs = count_macs(create_model(args.model, num_classes=10, stem=args.stem), 32)
+        base = baseline_epochs(folder, args.model, args.stem, args.batch_size, args.epochs, args.workers)
+        ours = reslab_epochs(folder, args.model, args.stem, args.batch_size, args.epochs, tmp_path / "runs")
+    gflop_per_image = 3 * 2 * macs / 1e9  # forward + backward (about twice the forward)
+    rows = []
+    for name, rates in (("baseline (DataLoader, per-image transforms, NCHW)", base),
+                        ("reslab (in-memory batch augmentation, channels_last)", ours)):
+        ips = statistics.median(rates[1:] if len(rates) > 1 else rates)
+        rows.append({"path": name, "images_per_s": ips, "gflops": ips * gflop_per_image,
+                     "fraction_of_peak": ips * gflop_per_image / peak, "epochs": rates})
+    result = {
+        "model": f"{args.model} ({args.stem} stem), 32x32, batch {args.batch_size}, {args.images} images/epoch",
+        "threads": threads, "gemm_peak_gflops": peak, "train_gflop_per_image": gflop_per_image,
+        "rows": rows, "speedup": rows[1]["images_per_s"] / rows[0]["images_per_s"],
+    }
+    if args.json:
+        print(json.dumps(result, indent=1))
+        return result
+    print(f"\n{result['model']}; {threads} threads; measured fp32 GEMM peak {peak:.1f} GFLOP/s; "
+          f"{gflop_per_image:.2f} GFLOP per training image")
+    print(f"{'path':<56}{'images/s':>10}{'GFLOP/s':>10}{'of peak':>9}")
+    for r in rows:
+        print(f"{r['path']:<56}{r['images_per_s']:>10.1f}{r['gflops']:>10.1f}{r['fraction_of_peak']:>9.2f}")
+    print(f"speed-up of reslab over the baseline: {result['speedup']:.2f}x "
+          f"(median of epochs 2..{args.epochs}, first epoch discarded)")
+    return result

@@ -1,0 +1,155 @@
+"""The ``reslab`` command. Each subcommand parses its arguments and calls the library; nothing more."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from .config import add_config_flags, config_from_args
+
+
+def cmd_train(args: argparse.Namespace) -> None:
+    from .train.trainer import Trainer
+
+    if args.resume and not args.config:
+        # continue a run with its own saved config; flags given now still override it
+        name, out_dir = args.name, args.out_dir or "runs"
+        if not name:
+            raise ValueError("--resume needs --name (the run folder under --out-dir) or --config")
+        saved = Path(out_dir) / name / "config.yaml"
+        if not saved.is_file():
+            raise ValueError(f"{saved}: no run to resume")
+        args.config = str(saved)
+    cfg = config_from_args(args)
+    Trainer(cfg).fit()
+
+
+def cmd_eval(args: argparse.Namespace) -> None:
+    from .evaluate.report import first_conv_feature_maps, run_eval
+
+    out = Path(args.out) if args.out else Path(args.model).parent / f"eval-{args.split}"
+    report = run_eval(Path(args.model), args.data, out, split=args.split, tta=args.tta, batch_size=args.batch_size,
+                      device=args.device, workers=args.workers,
+                      split_file=Path(args.split_file) if args.split_file else None)
+    if args.feature_maps:
+        report["files"]["feature_maps"] = str(
+            first_conv_feature_maps(Path(args.model), Path(args.feature_maps), out / "feature_maps.png"))
+    if args.json:
+        print(json.dumps(report, indent=1))
+        return
+    print(f"{args.split}: {report['count']} images  top-1 {report['top1']:.4f}  top-5 {report['top5']:.4f}  "
+          f"loss {report['loss']:.4f}{'  (flip TTA)' if args.tta else ''}")
+    print(f"{'class':<16}{'precision':>10}{'recall':>10}{'f1':>10}{'support':>9}")
+    for row in report["per_class"]:
+        print(f"{row['class'][:15]:<16}{row['precision']:>10.3f}{row['recall']:>10.3f}{row['f1']:>10.3f}"
+              f"{row['support']:>9}")
+    for name, path in report["files"].items():
+        print(f"{name}: {path}")
+
+
+def cmd_predict(args: argparse.Namespace) -> None:
+    from .infer.predictor import Predictor
+
+    predictor = Predictor.from_file(args.model, device=args.device)
+    results = predictor.predict_files(args.inputs, topk=args.topk, batch_size=args.batch_size)
+    if args.json:
+        print(json.dumps(results, indent=1))
+    else:
+        for entry in results:
+            if "error" in entry:
+                print(f"{entry['file']}: ERROR {entry['error']}")
+                continue
+            top = "  ".join(f"{p['label']} {p['probability']:.3f}" for p in entry["predictions"])
+            print(f"{entry['file']}: {top}")
+    if results and all("error" in r for r in results):
+        sys.exit(1)
+
+
+def cmd_models(args: argparse.Namespace) -> None:
+    from .models import describe_models
+
+    rows = describe_models(args.image_size)
+    if args.json:
+        print(json.dumps(rows, indent=1))
+        return
+    print(f"{'model':<11}{'family':<10}{'classes':>8}{'size':>6}{'params':>14}{'GMACs':>9}")
+    for r in rows:
+        print(f"{r['model']:<11}{r['family']:<10}{r['classes']:>8}{r['image_size']:>6}{r['params']:>14,}"
+              f"{r['macs'] / 1e9:>9.3f}")
+
+
+def cmd_check_data(args: argparse.Namespace) -> None:
+    from .data.check import check_folder, format_report
+
+    report = check_folder(Path(args.path))
+    print(json.dumps(report, indent=1) if args.json else format_report(report))
+
+
+def cmd_bench_train(args: argparse.Namespace) -> None:
+    from .bench.train import run_train_bench
+
+    run_train_bench(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="reslab", description="Image classification with residual networks.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    train = sub.add_parser("train", help="train a model (flags override --config YAML)")
+    add_config_flags(train)
+    train.set_defaults(func=cmd_train)
+
+    ev = sub.add_parser("eval", help="evaluate a model file on a dataset split")
+    ev.add_argument("model", help="a reslab model file (.safetensors)")
+    ev.add_argument("--data", required=True, help="cifar10, cifar100 or an image folder")
+    ev.add_argument("--split", default="val", choices=["val", "test", "train"])
+    ev.add_argument("--split-file", help="split.json of the training run (folders split 70/20/10)")
+    ev.add_argument("--tta", action="store_true", help="average with the horizontally flipped image")
+    ev.add_argument("--out", help="report folder (default: beside the model, eval-<split>/)")
+    ev.add_argument("--feature-maps", metavar="IMAGE", help="also draw conv1's feature maps for IMAGE")
+    ev.add_argument("--batch-size", type=int, default=256)
+    ev.add_argument("--workers", type=int, default=2)
+    ev.add_argument("--device", default="cpu")
+    ev.add_argument("--json", action="store_true")
+    ev.set_defaults(func=cmd_eval)
+
+    pr = sub.add_parser("predict", help="classify images or folders of images")
+    pr.add_argument("model")
+    pr.add_argument("inputs", nargs="+", help="image files or folders")
+    pr.add_argument("--topk", type=int, default=5)
+    pr.add_argument("--batch-size", type=int, default=32)
+    pr.add_argument("--device", default="cpu")
+    pr.add_argument("--json", action="store_true")
+    pr.set_defaults(func=cmd_predict)
+
+    md = sub.add_parser("models", help="list the architectures with parameters and MACs")
+    md.add_argument("--image-size", type=int)
+    md.add_argument("--json", action="store_true")
+    md.set_defaults(func=cmd_models)
+
+    cd = sub.add_parser("check-data", help="report classes, counts, sizes, duplicates and unreadable files")
+    cd.add_argument("path")
+    cd.add_argument("--json", action="store_true")
+    cd.set_defaults(func=cmd_check_data)
+
+    bench = sub.add_parser("bench", help="benchmarks").add_subparsers(dest="bench", required=True)
+    bt = bench.add_parser("train", help="training images/s: reslab's path against a plain baseline")
+    from .bench.train import add_bench_train_args
+
+    add_bench_train_args(bt)
+    bt.set_defaults(func=cmd_bench_train)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except (ValueError, FileNotFoundError) as e:
+        print(f"reslab {args.command}: error: {e}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)

@@ -1,0 +1,51 @@
+"""``make demo``: train, evaluate and predict on the CIFAR-10 sample shipped in ``samples/``, offline.
+
+Each step is a ``reslab`` command, printed before it runs, so it can be typed again by hand.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import shutil
+import time
+from pathlib import Path
+
+from .cli import main as reslab
+from .data.sample import materialize
+
+DATA = Path(".demo/cifar10-sample")
+RUN = Path(".demo/runs/demo")
+CONFIG = Path("configs/demo-cifar10-sample-resnet20.yaml")
+
+
+def step(args: list[str]) -> None:
+    print(f"\n$ reslab {shlex.join(args)}", flush=True)
+    reslab(args)
+
+
+def main() -> None:
+    start = time.perf_counter()
+    materialize(Path("samples/cifar10-sample.npz"), DATA)
+    print(f"data: {DATA} (CIFAR-10 JPEG copy: 3,000 train, 600 val, 400 test images, 10 classes)")
+    shutil.rmtree(RUN, ignore_errors=True)  # the demo's own run folder, rebuilt each time
+    step(["train", "--config", str(CONFIG)])
+    model = RUN / "best.safetensors"
+    step(["eval", str(model), "--data", str(DATA), "--split", "test", "--feature-maps", "samples/chelsea.png"])
+    photos = sorted(str(p) for p in (DATA / "test" / "cat").iterdir())[:2]
+    photos += sorted(str(p) for p in (DATA / "test" / "ship").iterdir())[:1]
+    step(["predict", str(model), *photos, "--topk", "3"])
+
+    report = json.loads((RUN / "eval-test" / "report.json").read_text())
+    print(f"\nDemo done in {(time.perf_counter() - start) / 60:.1f} min.")
+    print(f"Test top-1 {report['top1']:.1%} on {report['count']} held-out images (chance: 10%).")
+    print(f"Run folder:      {RUN}/ (config.yaml, metrics.csv, curves.png, tensorboard/, last.pt)")
+    print(f"Model file:      {model}")
+    print(f"Pictures:        {RUN / 'curves.png'}, {RUN / 'eval-test' / 'confusion.png'}, "
+          f"{RUN / 'eval-test' / 'worst.png'}, {RUN / 'eval-test' / 'feature_maps.png'}")
+    print(f"Predict:         reslab predict {model} IMAGE_OR_FOLDER --topk 3")
+    print(f"TensorBoard:     tensorboard --logdir {RUN / 'tensorboard'}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,89 @@
+"""Evaluation: loss, top-1/top-5, confusion matrix, per-class precision/recall/F1, worst images."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+@dataclass
+class EvalResult:
+    loss: float
+    top1: float
+    top5: float
+    count: int
+    confusion: Tensor  # (true, predicted) counts
+    worst: list[tuple[float, int, int, Tensor]] = field(default_factory=list)  # (p_true, true, pred, image)
+
+    def summary(self) -> dict[str, float]:
+        return {"loss": self.loss, "top1": self.top1, "top5": self.top5, "count": self.count}
+
+
+def per_class_report(confusion: Tensor, classes: list[str]) -> list[dict]:
+    """Precision, recall and F1 of each class from a confusion matrix (rows: true, columns: predicted)."""
+    c = confusion.double()
+    tp = c.diag()
+    predicted, actual = c.sum(0), c.sum(1)
+    precision = torch.where(predicted > 0, tp / predicted.clamp(min=1), torch.zeros_like(tp))
+    recall = torch.where(actual > 0, tp / actual.clamp(min=1), torch.zeros_like(tp))
+    f1 = torch.where(precision + recall > 0, 2 * precision * recall / (precision + recall).clamp(min=1e-12),
+                     torch.zeros_like(tp))
+    return [
+        {"class": name, "precision": float(p), "recall": float(r), "f1": float(f), "support": int(s)}
+        for name, p, r, f, s in zip(classes, precision, recall, f1, actual)
+    ]
+
+
+def autocast_context(device: torch.device, amp: bool, dtype: str = "bfloat16"):
+    if not amp:
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=getattr(torch, dtype))
+
+
+@torch.inference_mode()
+def evaluate(
+    model: nn.Module,
+    batches: Iterable[tuple[Tensor, Tensor]],
+    num_classes: int,
+    device: torch.device,
+    tta: bool = False,
+    keep_worst: int = 0,
+    channels_last: bool = False,
+    amp: bool = False,
+) -> EvalResult:
+    """Average loss and accuracy over every image of ``batches``; ``tta`` averages the
+    probabilities of each image and its horizontal mirror."""
+    model.eval()
+    confusion = torch.zeros(num_classes, num_classes, dtype=torch.long)
+    loss_sum, top1, top5, count = 0.0, 0, 0, 0
+    worst: list[tuple[float, int, int, Tensor]] = []
+    k = min(5, num_classes)
+    for x, y in batches:
+        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with autocast_context(device, amp):
+            logits = model(x).float()
+            if tta:
+                logits = torch.log((logits.softmax(1) + model(x.flip(3)).float().softmax(1)) / 2)
+        loss_sum += float(F.cross_entropy(logits, y, reduction="sum"))
+        topk = logits.topk(k, dim=1).indices
+        pred = topk[:, 0]
+        top1 += int((pred == y).sum())
+        top5 += int((topk == y[:, None]).any(1).sum())
+        count += len(y)
+        confusion += torch.bincount((y * num_classes + pred).cpu(), minlength=num_classes**2).view(
+            num_classes, num_classes)
+        if keep_worst:
+            p_true = logits.softmax(1).gather(1, y[:, None])[:, 0]
+            for i in p_true.argsort()[:keep_worst].tolist():
+                worst.append((float(p_true[i]), int(y[i]), int(pred[i]), x[i].float().cpu()))
+            worst = sorted(worst, key=lambda w: w[0])[:keep_worst]
+    if count == 0:
+        raise ValueError("nothing to evaluate: the split has no readable images")
+    return EvalResult(loss_sum / count, top1 / count, top5 / count, count, confusion, worst)

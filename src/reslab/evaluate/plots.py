@@ -1,0 +1,92 @@
+"""Pictures: training curves, confusion matrix heat-map, worst-classified images, feature maps."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import torch  # noqa: E402
+from torch import Tensor  # noqa: E402
+
+from ..atomic import atomic_path  # noqa: E402
+
+
+def _save(fig, path: Path) -> Path:
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def plot_history(history: list[dict[str, float]], path: Path) -> Path:
+    epochs = [h["epoch"] for h in history]
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
+    ax_loss.plot(epochs, [h["train_loss"] for h in history], "o-", label="train")
+    ax_loss.plot(epochs, [h["val_loss"] for h in history], "o-", label="val")
+    ax_loss.set(xlabel="epoch", ylabel="loss", title="Loss")
+    ax_acc.plot(epochs, [h["train_top1"] for h in history], "o-", label="train top-1")
+    ax_acc.plot(epochs, [h["val_top1"] for h in history], "o-", label="val top-1")
+    ax_acc.set(xlabel="epoch", ylabel="accuracy", title="Accuracy", ylim=(0, 1))
+    for ax in (ax_loss, ax_acc):
+        ax.grid(alpha=0.3)
+        ax.legend()
+    return _save(fig, path)
+
+
+def plot_confusion(confusion: Tensor, classes: list[str], path: Path) -> Path:
+    n = len(classes)
+    rows = confusion.double() / confusion.sum(1, keepdim=True).clamp(min=1)
+    size = max(5.0, min(0.45 * n + 2, 30.0))
+    fig, ax = plt.subplots(figsize=(size, size))
+    image = ax.imshow(rows.numpy(), cmap="Blues", vmin=0, vmax=1)
+    ax.set_xticks(range(n), classes, rotation=90 if n > 6 else 0, fontsize=8)
+    ax.set_yticks(range(n), classes, fontsize=8)
+    ax.set(xlabel="predicted", ylabel="true", title="Confusion matrix (row-normalised)")
+    if n <= 30:
+        for i in range(n):
+            for j in range(n):
+                count = int(confusion[i, j])
+                if count:
+                    ax.text(j, i, count, ha="center", va="center", fontsize=7,
+                            color="white" if rows[i, j] > 0.5 else "black")
+    fig.colorbar(image, ax=ax, fraction=0.046)
+    return _save(fig, path)
+
+
+def denormalize(image: Tensor, mean: tuple[float, ...], std: tuple[float, ...]) -> Tensor:
+    """Normalised (C, H, W) -> displayable (H, W, C) in [0, 1]."""
+    m = torch.tensor(mean).view(-1, 1, 1)
+    s = torch.tensor(std).view(-1, 1, 1)
+    return (image * s + m).clamp(0, 1).permute(1, 2, 0)
+
+
+def plot_worst(worst: list[tuple[float, int, int, Tensor]], classes: list[str], mean, std, path: Path) -> Path:
+    cols = min(8, max(1, len(worst)))
+    rows = max(1, math.ceil(len(worst) / cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(2.2 * cols, 2.5 * rows), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, (p_true, true, pred, image) in zip(axes.flat, worst):
+        shown = denormalize(image, mean, std)
+        ax.imshow(shown.squeeze(-1) if shown.shape[-1] == 1 else shown, cmap="gray")
+        ax.set_title(f"true {classes[true]}\npred {classes[pred]}\np(true)={p_true:.2f}", fontsize=7)
+    fig.suptitle("Worst-classified images (lowest probability of the true class)")
+    return _save(fig, path)
+
+
+def plot_feature_maps(maps: Tensor, path: Path, title: str) -> Path:
+    """One image's (C, H, W) activations as a grid, each channel scaled to its own range."""
+    count = maps.shape[0]
+    cols = min(16, count)
+    rows = math.ceil(count / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(1.1 * cols, 1.1 * rows + 0.4), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, channel in zip(axes.flat, maps):
+        ax.imshow(channel.numpy(), cmap="viridis")
+    fig.suptitle(title)
+    return _save(fig, path)

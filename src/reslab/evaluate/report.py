@@ -1,0 +1,88 @@
+"""``reslab eval``: metrics, per-class report, confusion matrix (CSV + PNG) and worst images, in one folder."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..atomic import write_text_atomic
+from ..data.datasets import load_dataset
+from ..data.images import open_image
+from ..data.loaders import SkipLog
+from ..data.pipeline import SMALL_IMAGE, make_loader
+from ..modelfile import load_model_file
+from .metrics import evaluate, per_class_report
+from .plots import plot_confusion, plot_feature_maps, plot_worst
+
+
+def confusion_csv(confusion: torch.Tensor, classes: list[str]) -> str:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(["true \\ predicted", *classes])
+    for name, row in zip(classes, confusion.tolist()):
+        writer.writerow([name, *row])
+    return buffer.getvalue()
+
+
+def run_eval(
+    model_path: Path,
+    data: str,
+    out_dir: Path,
+    split: str = "val",
+    tta: bool = False,
+    batch_size: int = 256,
+    device: str = "cpu",
+    workers: int = 2,
+    cache_dir: Path = Path("~/.cache/reslab").expanduser(),
+    split_file: Path | None = None,
+    worst: int = 24,
+) -> dict[str, Any]:
+    model, info = load_model_file(model_path, device)
+    seed = int(info.training.get("seed", 0))
+    dataset = load_dataset(data, cache_dir, seed, split_file)
+    chosen = {"val": dataset.val, "test": dataset.test, "train": dataset.train}.get(split)
+    if chosen is None:
+        raise ValueError(f"{data}: has no {split!r} split")
+    if dataset.classes != info.classes:
+        raise ValueError(f"{data}: classes {dataset.classes} differ from the model's {info.classes}")
+    skipped = SkipLog()
+    pre = info.preprocess
+    loader = make_loader(chosen, pre, batch_size, torch.device(device), skipped, workers,
+                         in_memory=pre.image_size <= SMALL_IMAGE)
+    result = evaluate(model, loader, len(info.classes), torch.device(device), tta=tta, keep_worst=worst)
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    files = {
+        "confusion_csv": out_dir / "confusion.csv",
+        "confusion_png": plot_confusion(result.confusion, info.classes, out_dir / "confusion.png"),
+        "worst_png": plot_worst(result.worst, info.classes, pre.mean, pre.std, out_dir / "worst.png"),
+    }
+    write_text_atomic(files["confusion_csv"], confusion_csv(result.confusion, info.classes))
+    report = {
+        "model": str(model_path),
+        "data": data,
+        "split": split,
+        "tta": tta,
+        **result.summary(),
+        "per_class": per_class_report(result.confusion, info.classes),
+        "skipped_files": sorted(skipped.files),
+        "files": {k: str(v) for k, v in files.items()},
+    }
+    files["report"] = out_dir / "report.json"
+    report["files"]["report"] = str(files["report"])
+    write_text_atomic(files["report"], json.dumps(report, indent=1))
+    return report
+
+
+@torch.inference_mode()
+def first_conv_feature_maps(model_path: Path, image: Path, out: Path) -> Path:
+    """The first convolution's output for one image, one panel per channel."""
+    model, info = load_model_file(model_path)
+    x = info.preprocess(open_image(image, info.preprocess.in_chans)).unsqueeze(0)
+    maps = model.conv1(x)[0]
+    return plot_feature_maps(maps, out, f"conv1 feature maps of {image.name} ({maps.shape[0]} channels)")

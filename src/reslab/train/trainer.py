@@ -1,0 +1,275 @@
+"""The training loop. The trainer owns the device, the model wrapper and the data sharding
+(``Runtime``), so multi-process training changes only that one place."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import platform
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from tqdm import tqdm
+
+from .. import __version__
+from ..atomic import write_text_atomic
+from ..config import TrainConfig
+from ..data.datasets import load_dataset, write_split
+from ..data.pipeline import DataOptions, build_data, describe
+from ..data.transforms import AugmentOptions
+from ..evaluate.metrics import EvalResult, autocast_context, evaluate
+from ..modelfile import ModelInfo, save_model_file
+from ..models import architecture, create_model, set_train_mode
+from ..models.registry import ModelSpec
+from .checkpoint import load_checkpoint, restore_rng_state, rng_state, save_checkpoint
+from .optim import build_optimizer, build_scheduler
+
+METRIC_FIELDS = ["epoch", "train_loss", "train_top1", "val_loss", "val_top1", "val_top5", "lr", "seconds",
+                 "images_per_s"]
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {name!r} requested but CUDA is not available")
+    return device
+
+
+@dataclass
+class Runtime:
+    """Where this process runs: its device and its place among the training processes."""
+
+    device: torch.device
+    rank: int = 0
+    world_size: int = 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+class RunFolderError(ValueError):
+    pass
+
+
+class Trainer:
+    def __init__(self, cfg: TrainConfig, runtime: Runtime | None = None) -> None:
+        self.cfg = cfg
+        self.rt = runtime or Runtime(resolve_device(cfg.device))
+        self.run_dir = cfg.run_dir
+        self._check_run_folder()
+        torch.manual_seed(cfg.seed)
+        device = self.rt.device
+
+        split_path = self.run_dir / "split.json"
+        dataset = load_dataset(cfg.data, Path(cfg.cache_dir).expanduser(), cfg.seed, split_path)
+        arch = architecture(cfg.model)
+        transfer = cfg.pretrained or cfg.weights is not None
+        augment = AugmentOptions(cfg.preset, cfg.auto_augment, cfg.color_jitter, cfg.random_erasing)
+        self.data = build_data(dataset, DataOptions(
+            image_size=cfg.image_size, default_image_size=arch.default_image_size, in_chans=cfg.in_chans,
+            batch_size=cfg.batch_size, workers=cfg.workers, seed=cfg.seed, augment=augment,
+            mean=tuple(cfg.mean) if cfg.mean else None, std=tuple(cfg.std) if cfg.std else None,
+            in_memory=cfg.in_memory, stats="imagenet" if transfer else None,
+        ), device, self.rt.rank, self.rt.world_size)
+        self.classes = dataset.classes
+        if dataset.split_file is not None and self.rt.is_main:
+            write_split(dataset.split_file, split_path)
+
+        small = self.data.preprocess.image_size <= 64
+        stem = cfg.stem or (None if arch.family == "cifar" else ("cifar" if small and not transfer else "imagenet"))
+        self.spec = ModelSpec(cfg.model, len(self.classes), cfg.in_chans, stem, cfg.dropout,
+                              cfg.zero_init_residual, cfg.se)
+        self.model = create_model(
+            cfg.model, len(self.classes), pretrained=cfg.pretrained, weights=cfg.weights,
+            freeze_parts=cfg.freeze, in_chans=cfg.in_chans, stem=stem, dropout=cfg.dropout,
+            zero_init_residual=cfg.zero_init_residual, se=cfg.se,
+        )
+        self.memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
+        self.model.to(device, memory_format=self.memory_format)
+        self.train_model: nn.Module = torch.compile(self.model) if cfg.compile else self.model
+
+        self.steps_per_epoch = -(-len(self.data.train) // cfg.accumulate)
+        self.optimizer = build_optimizer(self.model, cfg)
+        self.scheduler = build_scheduler(self.optimizer, cfg, self.steps_per_epoch)
+        fp16 = cfg.amp and cfg.amp_dtype == "float16" and device.type == "cuda"
+        self.scaler = torch.amp.GradScaler(device.type, enabled=fp16)
+        self.ema = (AveragedModel(self.model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay), use_buffers=True)
+                    if cfg.ema else None)
+
+        self.epoch = 0  # epochs completed
+        self.best_top1 = -1.0
+        self.best_epoch = 0
+        self.bad_epochs = 0
+        self.history: list[dict[str, float]] = []
+        if cfg.resume:
+            self._load_last()
+        self.writer = None
+        if self.rt.is_main:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.writer = SummaryWriter(str(self.run_dir / "tensorboard"), purge_step=self.epoch + 1)
+
+    # ---- run folder -------------------------------------------------------------------------
+    def _check_run_folder(self) -> None:
+        last = self.run_dir / "last.pt"
+        if last.exists() and not self.cfg.resume:
+            raise RunFolderError(f"{self.run_dir} already holds a run: pass --resume to continue it, "
+                                 f"or --name for a new run (nothing was changed)")
+        if self.rt.is_main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            self.cfg.save(self.run_dir / "config.yaml")
+
+    def _checkpoint_state(self) -> dict[str, Any]:
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "ema": self.ema.state_dict() if self.ema else None,
+            "epoch": self.epoch,
+            "best_top1": self.best_top1,
+            "best_epoch": self.best_epoch,
+            "bad_epochs": self.bad_epochs,
+            "history": self.history,
+            "rng": rng_state(),
+        }
+
+    def _load_last(self) -> None:
+        state = load_checkpoint(self.run_dir / "last.pt")
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.scaler.load_state_dict(state["scaler"])
+        if self.ema and state["ema"] is not None:
+            self.ema.load_state_dict(state["ema"])
+        self.epoch, self.best_top1 = state["epoch"], state["best_top1"]
+        self.best_epoch, self.bad_epochs = state["best_epoch"], state["bad_epochs"]
+        self.history = state["history"]
+        restore_rng_state(state["rng"])
+
+    def model_info(self) -> ModelInfo:
+        return ModelInfo(self.spec, self.classes, self.data.preprocess, training={
+            "dataset": self.data.dataset.name, "epochs": self.epoch, "best_epoch": self.best_epoch,
+            "val_top1": self.best_top1, "seed": self.cfg.seed, "skipped_images": len(self.data.skipped), "reslab": __version__,
+            "torch": torch.__version__, "python": platform.python_version(),
+        })
+
+    def eval_model(self) -> nn.Module:
+        return self.ema.module if self.ema else self.model
+
+    # ---- loop -------------------------------------------------------------------------------
+    def train_one_epoch(self) -> dict[str, float]:
+        cfg, device = self.cfg, self.rt.device
+        loader = self.data.train
+        loader.set_epoch(self.epoch)
+        set_train_mode(self.train_model, True)
+        loss_sum = torch.zeros((), device=device)
+        correct = torch.zeros((), dtype=torch.long, device=device)
+        seen = 0
+        start = time.perf_counter()
+        bar = tqdm(loader, desc=f"epoch {self.epoch + 1}/{cfg.epochs}", leave=False, disable=None,
+                   dynamic_ncols=True, file=sys.stderr)
+        self.optimizer.zero_grad(set_to_none=True)
+        for i, (x, y) in enumerate(bar):
+            x = x.to(device, non_blocking=True).contiguous(memory_format=self.memory_format)
+            y = y.to(device, non_blocking=True)
+            with autocast_context(device, cfg.amp, cfg.amp_dtype):
+                logits = self.train_model(x)
+                loss = F.cross_entropy(logits.float(), y, label_smoothing=cfg.label_smoothing)
+            self.scaler.scale(loss / cfg.accumulate).backward()
+            if (i + 1) % cfg.accumulate == 0 or i + 1 == len(loader):
+                self._optimizer_step()
+            loss_sum += loss.detach() * len(y)
+            correct += (logits.detach().argmax(1) == y).sum()
+            seen += len(y)
+            if i % 10 == 0 and not bar.disable:  # reading the totals waits for the device: not every step
+                bar.set_postfix(loss=f"{float(loss_sum) / seen:.3f}", acc=f"{int(correct) / seen:.3f}",
+                                img_s=f"{seen / (time.perf_counter() - start):.0f}", refresh=False)
+        elapsed = time.perf_counter() - start
+        return {"train_loss": float(loss_sum) / seen, "train_top1": int(correct) / seen, "seconds": elapsed,
+                "images_per_s": seen / elapsed}
+
+    def _optimizer_step(self) -> None:
+        if self.cfg.clip_grad > 0:
+            self.scaler.unscale_(self.optimizer)
+            nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.clip_grad)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scheduler.step()
+        if self.ema:
+            self.ema.update_parameters(self.model)
+
+    def validate(self) -> EvalResult:
+        return evaluate(self.eval_model(), self.data.val, len(self.classes), self.rt.device,
+                        channels_last=self.cfg.channels_last, amp=self.cfg.amp)
+
+    def fit(self) -> dict[str, Any]:
+        cfg = self.cfg
+        if self.rt.is_main:
+            print(describe(self.data))
+            print(f"model {cfg.model} ({self.spec.stem or 'cifar'} stem), {len(self.classes)} classes, "
+                  f"device {self.rt.device}, run folder {self.run_dir}")
+        while self.epoch < cfg.epochs:
+            lr = self.optimizer.param_groups[0]["lr"]
+            row: dict[str, float] = {"epoch": self.epoch + 1, **self.train_one_epoch()}
+            result = self.validate()
+            row.update(val_loss=result.loss, val_top1=result.top1, val_top5=result.top5, lr=lr)
+            self.epoch += 1
+            self.history.append(row)
+            improved = result.top1 > self.best_top1
+            if improved:
+                self.best_top1, self.best_epoch, self.bad_epochs = result.top1, self.epoch, 0
+            else:
+                self.bad_epochs += 1
+            if self.rt.is_main:
+                self._write_epoch(row, improved)
+            if cfg.patience and self.bad_epochs >= cfg.patience:
+                print(f"early stop: no better val top-1 for {cfg.patience} epochs (best {self.best_top1:.4f} "
+                      f"at epoch {self.best_epoch})")
+                break
+        return self._finish()
+
+    def _write_epoch(self, row: dict[str, float], improved: bool) -> None:
+        if improved:
+            save_model_file(self.run_dir / "best.safetensors", self.eval_model(), self.model_info())
+        save_checkpoint(self.run_dir / "last.pt", self._checkpoint_state())
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, METRIC_FIELDS)
+        writer.writeheader()
+        writer.writerows(self.history)
+        write_text_atomic(self.run_dir / "metrics.csv", buffer.getvalue())
+        assert self.writer is not None
+        for key in METRIC_FIELDS[1:]:
+            self.writer.add_scalar(key, row[key], int(row["epoch"]))
+        self.writer.flush()
+        print(f"epoch {int(row['epoch'])}/{self.cfg.epochs}  train loss {row['train_loss']:.4f} "
+              f"top-1 {row['train_top1']:.4f}  val loss {row['val_loss']:.4f} top-1 {row['val_top1']:.4f} "
+              f"top-5 {row['val_top5']:.4f}  lr {row['lr']:.4g}  {row['images_per_s']:.0f} img/s  "
+              f"{row['seconds']:.1f}s{'  *best' if improved else ''}", flush=True)
+
+    def _finish(self) -> dict[str, Any]:
+        summary = {"run_dir": str(self.run_dir), "epochs": self.epoch, "best_epoch": self.best_epoch,
+                   "best_val_top1": self.best_top1, "skipped_images": len(self.data.skipped),
+                   "skipped_files": sorted(self.data.skipped.files)}
+        if self.rt.is_main:
+            from ..evaluate.plots import plot_history
+
+            plot_history(self.history, self.run_dir / "curves.png")
+            write_text_atomic(self.run_dir / "summary.json", json.dumps(summary, indent=1))
+            if self.writer:
+                self.writer.close()
+            print(f"done: best val top-1 {self.best_top1:.4f} at epoch {self.best_epoch}; "
+                  f"model {self.run_dir / 'best.safetensors'}; skipped {len(self.data.skipped)} unreadable images")
+        return summary

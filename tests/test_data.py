@@ -1,0 +1,145 @@
+import json
+import shutil
+import warnings
+from collections import Counter
+
+import numpy as np
+import pytest
+import torch
+
+from reslab.data.check import check_folder
+from reslab.data.datasets import ArraySplit, load_folder, stratified_split
+from reslab.data.images import UnreadableImageError, open_image
+from reslab.data.loaders import SkipLog, TensorLoader, decode_split
+from reslab.data.transforms import AugmentOptions, BatchAugment, Preprocess
+
+from .images import gradient, write_broken_images, write_odd_images
+
+
+@pytest.mark.parametrize("kind", ["grayscale", "palette", "rgba", "cmyk", "16bit", "exif_rotated"])
+def test_odd_images_open_as_8bit_rgb(tmp_path, kind):
+    path = write_odd_images(tmp_path)[kind]
+    img = open_image(path)
+    assert img.mode == "RGB"
+    # EXIF orientation 6 turns the 40x30 picture upright: 30 wide, 40 tall
+    assert img.size == ((30, 40) if kind == "exif_rotated" else (40, 30))
+    array = np.asarray(img)
+    assert array.dtype == np.uint8 and array.std() > 10  # real content, not a blank image
+    assert open_image(path, channels=1).mode == "L"
+
+
+def test_16bit_values_are_scaled_not_clipped(tmp_path):
+    img = np.asarray(open_image(write_odd_images(tmp_path)["16bit"], channels=1)).astype(int)
+    original = np.asarray(gradient().convert("L")).astype(int)  # written as value * 257
+    assert np.abs(img - original).max() <= 1
+
+
+def test_exif_rotation_moves_the_content(tmp_path):
+    img = np.asarray(open_image(write_odd_images(tmp_path)["exif_rotated"]))
+    # the source's red channel grows left->right; rotated 90 degrees clockwise it grows top->bottom
+    assert img[-1, :, 0].mean() > img[0, :, 0].mean() + 100
+
+
+@pytest.mark.parametrize("kind,reason", [("truncated", "cannot decode"), ("empty", "empty file"),
+                                         ("text", "not an image")])
+def test_broken_images_raise_a_named_error(tmp_path, kind, reason):
+    path = write_broken_images(tmp_path)[kind]
+    with pytest.raises(UnreadableImageError, match=reason) as error:
+        open_image(path)
+    assert path.name in str(error.value)
+
+
+def test_stratified_split_is_stratified_and_repeatable():
+    labels = [c for c in range(4) for _ in range(50)] + [4] * 10
+    a = stratified_split(labels, seed=1)
+    assert a == stratified_split(labels, seed=1)
+    assert a != stratified_split(labels, seed=2)
+    assert sorted(i for part in a for i in part) == list(range(len(labels)))
+    for part, fraction in zip(a, (0.7, 0.2, 0.1)):
+        counts = Counter(labels[i] for i in part)
+        for c in range(4):
+            assert counts[c] == round(50 * fraction)
+        assert counts[4] == round(10 * fraction)
+
+
+def test_single_folder_is_split_and_the_split_is_reused(cifar_folder, tmp_path):
+    flat = tmp_path / "flat"
+    shutil.copytree(cifar_folder / "train", flat)
+    ds = load_folder(flat, seed=3)
+    assert (len(ds.train), len(ds.val), len(ds.test)) == (420, 120, 60)
+    split_file = tmp_path / "split.json"
+    split_file.write_text(json.dumps(ds.split_file))
+    again = load_folder(flat, seed=99, split_file=split_file)  # the saved split wins over the seed
+    assert again.val.paths == ds.val.paths and again.test.paths == ds.test.paths
+    assert not set(ds.train.paths) & set(ds.test.paths)
+
+
+def test_train_folder_without_val_holds_out_part_of_train(cifar_folder, tmp_path):
+    shutil.copytree(cifar_folder / "train", tmp_path / "d" / "train")
+    ds = load_folder(tmp_path / "d")
+    assert (len(ds.train), len(ds.val), ds.test) == (540, 60, None)
+    assert Counter(ds.val.labels) == Counter({c: 6 for c in range(10)})
+
+
+def test_val_folder_with_unknown_class_is_named(cifar_folder, tmp_path):
+    shutil.copytree(cifar_folder, tmp_path / "d")
+    (tmp_path / "d" / "val" / "unicorn").mkdir()
+    with pytest.raises(ValueError, match=r"class folders \['unicorn'\]"):
+        load_folder(tmp_path / "d")
+
+
+def test_decode_skips_broken_files_with_one_warning_each(cifar_folder, tmp_path):
+    ds = load_folder(cifar_folder)
+    broken = write_broken_images(tmp_path)
+    ds.train.paths += list(broken.values())
+    ds.train.labels += [0, 1, 2]
+    skipped = SkipLog()
+    pre = Preprocess(32, 32, (0.5,) * 3, (0.25,) * 3)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        arrays = decode_split(ds.train, pre, skipped)
+    assert len(arrays) == 600 and arrays.images.shape == (600, 3, 32, 32)
+    assert len(skipped) == 3 and all(str(p) in skipped.files for p in broken.values())
+    assert sum("skipping unreadable image" in str(w.message) for w in caught) == 3
+
+
+def test_batch_augment_crops_flips_and_repeats():
+    pre = Preprocess(32, 32, (0.0,) * 3, (1 / 255,) * 3)  # normalisation leaves pixel values as they are
+    aug = BatchAugment(AugmentOptions(preset="cifar"), pre)
+    images = torch.arange(32, dtype=torch.uint8).repeat(8, 3, 32, 1)  # column index as the pixel value
+    out = aug(images, torch.Generator().manual_seed(0))
+    again = aug(images, torch.Generator().manual_seed(0))
+    assert out.shape == (8, 3, 32, 32) and torch.equal(out, again)
+    row = out[:, 0, 16]  # middle row: a shifted (maybe mirrored) ramp with zero padding
+    assert not torch.equal(out, images.float())
+    for r in row:
+        inside = r[r > 0]
+        steps = (inside[1:] - inside[:-1]).unique()
+        assert set(steps.tolist()) <= {1.0, -1.0}
+
+
+def test_tensor_loader_epochs_are_seeded_and_shard_without_overlap():
+    split = ArraySplit(np.zeros((10, 3, 4, 4), np.uint8), np.arange(10))
+    pre = Preprocess(4, 4, (0.0,) * 3, (1.0,) * 3)
+    loaders = [TensorLoader(split, pre, 3, torch.device("cpu"), shuffle=True, seed=5, rank=r, world_size=2)
+               for r in range(2)]
+    seen = [torch.cat([y for _, y in ld]).tolist() for ld in loaders]
+    assert sorted(seen[0] + seen[1]) == list(range(10))
+    loaders[0].set_epoch(1)
+    assert torch.cat([y for _, y in loaders[0]]).tolist() != seen[0]
+
+
+def test_check_data_reports_counts_duplicates_and_unreadable(cifar_folder, tmp_path):
+    root = tmp_path / "d"
+    shutil.copytree(cifar_folder, root)
+    first = sorted((root / "train" / "cat").iterdir())[0]
+    shutil.copy(first, root / "val" / "cat" / "copy.jpg")  # a train/val leak
+    write_broken_images(root / "train" / "dog")
+    report = check_folder(root)
+    assert report["classes"][:3] == ["airplane", "automobile", "bird"]
+    assert report["splits"]["train"]["per_class"]["dog"] == 63
+    assert report["splits"]["train"]["imbalance"] == round(63 / 60, 2)
+    assert any("val/cat/copy.jpg" in group for group in report["duplicates"])
+    assert sorted(u["file"] for u in report["unreadable"]) == [
+        "train/dog/empty.png", "train/dog/notes.jpg", "train/dog/truncated.jpg"]
+    assert report["sizes"]["width"]["max"] == 32
