@@ -1,7 +1,7 @@
 """reslab: image classification with residual networks in PyTorch."""
 
-from .models import count_macs, count_params, create_model, list_models
 from .modelfile import ModelInfo, load_model_file, save_model_file
+from .models import count_macs, count_params, create_model, list_models
 
 __version__ = "0.1.0"
 __all__ = [

@@ -7,7 +7,7 @@ import time
 import torch
 
 
-def measure_gemm_peak(device: torch.device | str = "cpu", size: int = 2048, repeats: int = 10) -> float:
+def measure_gemm_peak(device: torch.device | str = "cpu", size: int = 4096, repeats: int = 6) -> float:
     """Best GFLOP/s of ``size``-square fp32 matrix products: the practical FMA peak of this device."""
     device = torch.device(device)
     a = torch.randn(size, size, device=device)

@@ -56,7 +56,9 @@ def _subset_folder(source: Path, images: int, out: Path) -> Path:
     return out
 
 
-def baseline_epochs(folder: Path, model_name: str, stem: str, batch_size: int, epochs: int, workers: int) -> list[float]:
+def baseline_epochs(
+    folder: Path, model_name: str, stem: str, batch_size: int, epochs: int, workers: int
+) -> list[float]:
     mean, std = DATASET_STATS["cifar10"]
     transform = v2.Compose([
         v2.ToImage(), v2.RandomCrop(32, padding=4), v2.RandomHorizontalFlip(),
@@ -80,7 +82,9 @@ def baseline_epochs(folder: Path, model_name: str, stem: str, batch_size: int, e
     return rates
 
 
-def reslab_epochs(folder: Path, model_name: str, stem: str, batch_size: int, epochs: int, run_root: Path) -> list[float]:
+def reslab_epochs(
+    folder: Path, model_name: str, stem: str, batch_size: int, epochs: int, run_root: Path
+) -> list[float]:
     cfg = TrainConfig(data=str(folder), model=model_name, stem=stem, batch_size=batch_size, epochs=epochs,
                       lr=0.05, out_dir=str(run_root), name="bench", device="cpu")
     trainer = Trainer(cfg)

@@ -125,8 +125,11 @@ def build_data(
     skipped = SkipLog()
     train_split, val_split = dataset.train, dataset.val
     if in_memory:
-        train_split = decode_split(train_split, placeholder, skipped) if isinstance(train_split, FileSplit) else train_split
-        val_split = decode_split(val_split, placeholder, skipped) if isinstance(val_split, FileSplit) else val_split
+        # decoded once at the evaluation geometry; normalisation happens per batch
+        if isinstance(train_split, FileSplit):
+            train_split = decode_split(train_split, placeholder, skipped)
+        if isinstance(val_split, FileSplit):
+            val_split = decode_split(val_split, placeholder, skipped)
     needs_sample = (opts.mean is None or opts.std is None) and (opts.stats or dataset.name) not in DATASET_STATS
     sample = _stats_sample(train_split, placeholder) if needs_sample else None
     mean, std = resolve_stats(dataset, opts, sample)

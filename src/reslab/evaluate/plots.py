@@ -71,8 +71,8 @@ def plot_worst(worst: list[tuple[float, int, int, Tensor]], classes: list[str], 
     for ax in axes.flat:
         ax.axis("off")
     for ax, (p_true, true, pred, image) in zip(axes.flat, worst):
-        shown = denormalize(image, mean, std)
-        ax.imshow(shown.squeeze(-1) if shown.shape[-1] == 1 else shown, cmap="gray")
+        shown = denormalize(image, mean, std).numpy()
+        ax.imshow(shown[..., 0] if shown.shape[-1] == 1 else shown, cmap="gray")
         ax.set_title(f"true {classes[true]}\npred {classes[pred]}\np(true)={p_true:.2f}", fontsize=7)
     fig.suptitle("Worst-classified images (lowest probability of the true class)")
     return _save(fig, path)

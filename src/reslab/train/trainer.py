@@ -161,7 +161,8 @@ class Trainer:
     def model_info(self) -> ModelInfo:
         return ModelInfo(self.spec, self.classes, self.data.preprocess, training={
             "dataset": self.data.dataset.name, "epochs": self.epoch, "best_epoch": self.best_epoch,
-            "val_top1": self.best_top1, "seed": self.cfg.seed, "skipped_images": len(self.data.skipped), "reslab": __version__,
+            "val_top1": self.best_top1, "seed": self.cfg.seed, "skipped_images": len(self.data.skipped),
+            "reslab": __version__,
             "torch": torch.__version__, "python": platform.python_version(),
         })
 

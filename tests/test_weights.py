@@ -1,0 +1,121 @@
+"""Loading weights from torchvision files, reslab model files and Hugging Face folders."""
+
+import pytest
+import torch
+import torchvision
+
+from reslab.data.transforms import Preprocess
+from reslab.modelfile import ModelFileError, ModelInfo, load_model_file, save_model_file
+from reslab.models import ModelSpec, WeightsError, create_model
+
+
+def _randomize_bn(model):
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.2, 0.2)
+            m.running_var.uniform_(0.5, 1.5)
+    return model
+
+
+def test_local_torchvision_checkpoint_gives_the_same_logits(tmp_path):
+    reference = _randomize_bn(torchvision.models.resnet18()).eval()
+    torch.save(reference.state_dict(), tmp_path / "resnet18.pth")
+    ours = create_model("resnet18", weights=tmp_path / "resnet18.pth").eval()
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.allclose(ours(x), reference(x), atol=1e-4)
+
+
+def test_head_of_another_size_is_replaced_and_the_rest_kept(tmp_path):
+    reference = torchvision.models.resnet18()
+    torch.save({"model": reference.state_dict()}, tmp_path / "ckpt.pth")  # a training checkpoint wrapper
+    with pytest.warns(UserWarning, match="replaced"):
+        ours = create_model("resnet18", num_classes=5, weights=tmp_path / "ckpt.pth")
+    assert ours.fc.weight.shape == (5, 512)
+    assert torch.equal(ours.layer4[1].conv2.weight, reference.layer4[1].conv2.weight)
+
+
+def test_rgb_weights_load_into_a_grayscale_model(tmp_path):
+    reference = torchvision.models.resnet18().eval()
+    torch.save(reference.state_dict(), tmp_path / "r.pth")
+    gray = create_model("resnet18", in_chans=1, weights=tmp_path / "r.pth").eval()
+    x = torch.rand(1, 1, 64, 64)
+    with torch.no_grad():  # a gray image seen by the RGB model equals the summed stem on one channel
+        assert torch.allclose(gray(x), reference(x.expand(1, 3, 64, 64)), atol=1e-4)
+
+
+def test_weights_that_do_not_fit_are_named(tmp_path):
+    torch.save(torchvision.models.resnet34().state_dict(), tmp_path / "r34.pth")
+    with pytest.raises(WeightsError, match="unexpected.*layer1.2"):
+        create_model("resnet18", weights=tmp_path / "r34.pth")
+
+
+@pytest.mark.parametrize("content", [b"", b"garbage" * 10])
+def test_unreadable_weights_file(tmp_path, content):
+    (tmp_path / "bad.pth").write_bytes(content)
+    with pytest.raises(WeightsError, match="bad.pth: not a readable PyTorch checkpoint"):
+        create_model("resnet18", weights=tmp_path / "bad.pth")
+
+
+def test_reslab_model_file_round_trip_and_as_weights(tmp_path):
+    model = _randomize_bn(create_model("resnet20", num_classes=10)).eval()
+    info = ModelInfo(ModelSpec("resnet20", 10), [f"c{i}" for i in range(10)],
+                     Preprocess(32, 32, (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)))
+    save_model_file(tmp_path / "m.safetensors", model, info)
+    loaded, loaded_info = load_model_file(tmp_path / "m.safetensors")
+    assert loaded_info == info
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(loaded(x), model(x))
+    finetune = create_model("resnet20", num_classes=10, weights=tmp_path / "m.safetensors")
+    assert finetune.class_names == info.classes
+
+
+def test_damaged_model_files_give_clear_errors(tmp_path):
+    (tmp_path / "empty.safetensors").write_bytes(b"")
+    with pytest.raises(ModelFileError, match="empty.safetensors: not a readable safetensors model file"):
+        load_model_file(tmp_path / "empty.safetensors")
+    from safetensors.torch import save_file
+
+    save_file({"w": torch.zeros(1)}, str(tmp_path / "plain.safetensors"))
+    with pytest.raises(ModelFileError, match="without reslab metadata"):
+        load_model_file(tmp_path / "plain.safetensors")
+    with pytest.raises(ModelFileError, match="no such model file"):
+        load_model_file(tmp_path / "missing.safetensors")
+
+
+def test_pretrained_offline_says_how_to_pass_a_local_file(tmp_path, monkeypatch):
+    # a proxy on a closed local port: the download really fails, as on a machine without internet
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    for var in ("https_proxy", "HTTPS_PROXY", "http_proxy", "HTTP_PROXY"):
+        monkeypatch.setenv(var, "http://127.0.0.1:9")
+    with pytest.raises(WeightsError, match=r"could not download.*resnet18-f37072fd\.pth.*weights=PATH"):
+        create_model("resnet18", pretrained=True)
+
+
+def test_pretrained_weights_carry_imagenet_class_names():
+    from reslab.models.weights import torchvision_weights
+
+    categories = torchvision_weights("resnet50").meta["categories"]
+    assert len(categories) == 1000 and categories[0] == "tench"
+    with pytest.raises(WeightsError, match="no pretrained weights"):
+        torchvision_weights("resnet20")
+
+
+@pytest.mark.parametrize("layer_type,depths,arch", [("basic", [2, 2, 2, 2], "resnet18"),
+                                                    ("bottleneck", [3, 4, 6, 3], "resnet50")])
+def test_hugging_face_resnet_folder_converts_with_the_same_logits(tmp_path, layer_type, depths, arch):
+    import transformers
+    hidden = [64, 128, 256, 512] if layer_type == "basic" else [256, 512, 1024, 2048]
+    config = transformers.ResNetConfig(layer_type=layer_type, depths=depths, hidden_sizes=hidden, num_labels=4,
+                                       id2label={i: f"label{i}" for i in range(4)},
+                                       label2id={f"label{i}": i for i in range(4)})
+    torch.manual_seed(0)
+    hf = transformers.ResNetForImageClassification(config).eval()
+    _randomize_bn(hf)
+    hf.save_pretrained(tmp_path / "hf")
+    ours = create_model(arch, num_classes=4, weights=tmp_path / "hf").eval()
+    assert ours.class_names == ["label0", "label1", "label2", "label3"]
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.allclose(ours(x), hf(pixel_values=x).logits, atol=1e-4)
