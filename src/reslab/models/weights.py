@@ -11,8 +11,6 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from ..modelfile import ModelFileError, read_model_file
-
 StateDict = dict[str, Tensor]
 
 
@@ -108,6 +106,8 @@ def read_weights(path: str | Path) -> tuple[StateDict, list[str] | None]:
     if not path.is_file():
         raise WeightsError(f"{path}: weights file not found")
     if path.suffix == ".safetensors":
+        from ..modelfile import ModelFileError, read_model_file  # the model file module builds models: import late
+
         try:
             state, info = read_model_file(path)
             return state, info.classes
