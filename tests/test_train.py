@@ -21,7 +21,7 @@ from .images import write_broken_images
 
 def tiny_config(data: Path, out: Path, **overrides) -> TrainConfig:
     options = dict(data=str(data), model="resnet20", epochs=2, batch_size=32, lr=0.05, out_dir=str(out),
-                   name="run", schedule="onecycle", label_smoothing=0.1, seed=0)
+                   name="run", schedule="onecycle", label_smoothing=0.1, seed=0, device="cpu")
     options.update(overrides)
     return TrainConfig(**options)
 
@@ -159,3 +159,17 @@ def test_schedules_with_warmup():
         optimizer.step()
         onecycle.step()
     assert max(lrs) == pytest.approx(0.2, rel=1e-3) and lrs.index(max(lrs)) in (9, 10) and lrs[-1] < 0.01
+
+
+def test_grayscale_imagenet_preset_from_disk(tiny_folder, tmp_path):
+    """The other data path: per-image transforms in a DataLoader, RandomResizedCrop, RandAugment,
+    random erasing, one input channel, the ImageNet stem."""
+    cfg = tiny_config(tiny_folder, tmp_path, model="resnet18", epochs=1, image_size=48, preset="imagenet",
+                      in_memory=False, workers=2, in_chans=1, auto_augment="randaugment", random_erasing=0.25,
+                      stem="imagenet", batch_size=40)
+    trainer = Trainer(cfg)
+    trainer.fit()
+    _, info = load_model_file(tmp_path / "run" / "best.safetensors")
+    assert info.spec.in_chans == 1 and len(info.preprocess.mean) == 1
+    assert (info.preprocess.image_size, info.preprocess.resize_size) == (48, 55)
+    assert trainer.model.conv1.weight.shape == (64, 1, 7, 7)
