@@ -164,12 +164,12 @@ def test_schedules_with_warmup():
 def test_grayscale_imagenet_preset_from_disk(tiny_folder, tmp_path):
     """The other data path: per-image transforms in a DataLoader, RandomResizedCrop, RandAugment,
     random erasing, one input channel, the ImageNet stem."""
-    cfg = tiny_config(tiny_folder, tmp_path, model="resnet18", epochs=1, image_size=48, preset="imagenet",
+    cfg = tiny_config(tiny_folder, tmp_path, model="resnet18", epochs=1, image_size=72, preset="imagenet",
                       in_memory=False, workers=2, in_chans=1, auto_augment="randaugment", random_erasing=0.25,
                       stem="imagenet", batch_size=40)
     trainer = Trainer(cfg)
     trainer.fit()
     _, info = load_model_file(tmp_path / "run" / "best.safetensors")
     assert info.spec.in_chans == 1 and len(info.preprocess.mean) == 1
-    assert (info.preprocess.image_size, info.preprocess.resize_size) == (48, 55)
+    assert (info.preprocess.image_size, info.preprocess.resize_size) == (72, 82)  # 256/224 of the size
     assert trainer.model.conv1.weight.shape == (64, 1, 7, 7)

@@ -6,7 +6,7 @@ import math
 
 import torch
 from torch import nn
-from torch.optim.lr_scheduler import LambdaLR, LRScheduler, OneCycleLR
+from torch.optim.lr_scheduler import LambdaLR, LRScheduler
 
 from ..config import TrainConfig
 
@@ -34,8 +34,10 @@ def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer
 
 def lr_factor(cfg: TrainConfig, steps_per_epoch: int):
     """The multiplier of the base learning rate at an optimizer step: linear warm-up, then the schedule."""
-    warmup = round(cfg.warmup_epochs * steps_per_epoch)
     total = cfg.epochs * steps_per_epoch
+    warmup = round(cfg.warmup_epochs * steps_per_epoch)
+    if cfg.schedule == "onecycle" and warmup == 0:
+        warmup = max(1, round(0.25 * total))  # one-cycle always climbs first: a quarter of training
 
     def factor(step: int) -> float:
         if step < warmup:
@@ -48,15 +50,12 @@ def lr_factor(cfg: TrainConfig, steps_per_epoch: int):
             return cfg.gamma ** int(epoch // cfg.step_size)
         if cfg.schedule == "multistep":
             return cfg.gamma ** sum(epoch >= m for m in cfg.milestones)
+        if cfg.schedule == "onecycle":  # linear up (the warm-up), then linear down to zero
+            return max(0.0, (total - step) / max(1, total - warmup))
         return 1.0  # constant
 
     return factor
 
 
 def build_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig, steps_per_epoch: int) -> LRScheduler:
-    if cfg.schedule == "onecycle":
-        # Linear up to lr over the warm-up (default a quarter of training), then linear down.
-        pct = cfg.warmup_epochs / cfg.epochs if cfg.warmup_epochs > 0 else 0.25
-        return OneCycleLR(optimizer, max_lr=cfg.lr, total_steps=cfg.epochs * steps_per_epoch,
-                          pct_start=min(pct, 0.99), anneal_strategy="linear", cycle_momentum=False)
     return LambdaLR(optimizer, lr_factor(cfg, steps_per_epoch))
