@@ -104,3 +104,4 @@ def test_cli_errors_are_one_clear_line(tmp_path):
                           "--out-dir", str(tmp_path)], capture_output=True, text=True)
     assert out.returncode == 2
     assert out.stderr.strip() == f"reslab train: error: {tmp_path / 'nope'}: dataset folder not found"
+    assert list(tmp_path.iterdir()) == []  # no half-made run folder

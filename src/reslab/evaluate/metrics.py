@@ -55,6 +55,7 @@ def evaluate(
     keep_worst: int = 0,
     channels_last: bool = False,
     amp: bool = False,
+    amp_dtype: str = "bfloat16",
 ) -> EvalResult:
     """Average loss and accuracy over every image of ``batches``; ``tta`` averages the
     probabilities of each image and its horizontal mirror."""
@@ -67,7 +68,7 @@ def evaluate(
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
         if channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        with autocast_context(device, amp):
+        with autocast_context(device, amp, amp_dtype):
             logits = model(x).float()
             if tta:
                 logits = torch.log((logits.softmax(1) + model(x.flip(3)).float().softmax(1)) / 2)

@@ -83,8 +83,6 @@ class Trainer:
             in_memory=cfg.in_memory, stats="imagenet" if transfer else None,
         ), device, self.rt.rank, self.rt.world_size)
         self.classes = dataset.classes
-        if dataset.split_file is not None and self.rt.is_main:
-            write_split(dataset.split_file, split_path)
 
         small = self.data.preprocess.image_size <= 64
         stem = cfg.stem or (None if arch.family == "cifar" else ("cifar" if small and not transfer else "imagenet"))
@@ -115,8 +113,13 @@ class Trainer:
         if cfg.resume:
             self._load_last()
         self.writer = None
-        if self.rt.is_main:
+        if self.rt.is_main:  # the run folder is written only once everything above has worked
             from torch.utils.tensorboard import SummaryWriter
+
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            cfg.save(self.run_dir / "config.yaml")
+            if dataset.split_file is not None:
+                write_split(dataset.split_file, split_path)
 
             self.writer = SummaryWriter(str(self.run_dir / "tensorboard"), purge_step=self.epoch + 1)
 
@@ -126,9 +129,6 @@ class Trainer:
         if last.exists() and not self.cfg.resume:
             raise RunFolderError(f"{self.run_dir} already holds a run: pass --resume to continue it, "
                                  f"or --name for a new run (nothing was changed)")
-        if self.rt.is_main:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
-            self.cfg.save(self.run_dir / "config.yaml")
 
     def _checkpoint_state(self) -> dict[str, Any]:
         return {
@@ -214,7 +214,7 @@ class Trainer:
 
     def validate(self) -> EvalResult:
         return evaluate(self.eval_model(), self.data.val, len(self.classes), self.rt.device,
-                        channels_last=self.cfg.channels_last, amp=self.cfg.amp)
+                        channels_last=self.cfg.channels_last, amp=self.cfg.amp, amp_dtype=self.cfg.amp_dtype)
 
     def fit(self) -> dict[str, Any]:
         cfg = self.cfg
