@@ -105,3 +105,20 @@ def test_cli_errors_are_one_clear_line(tmp_path):
     assert out.returncode == 2
     assert out.stderr.strip() == f"reslab train: error: {tmp_path / 'nope'}: dataset folder not found"
     assert list(tmp_path.iterdir()) == []  # no half-made run folder
+
+
+def test_eval_uses_the_runs_own_split_of_a_flat_folder(tiny_folder, tmp_path):
+    import json
+    import shutil
+
+    from reslab.config import TrainConfig
+    from reslab.train.trainer import Trainer
+
+    flat = tmp_path / "flat"
+    shutil.copytree(tiny_folder / "train", flat)
+    Trainer(TrainConfig(data=str(flat), model="resnet20", epochs=1, batch_size=32, out_dir=str(tmp_path / "runs"),
+                        name="r", seed=7, device="cpu")).fit()
+    split = json.loads((tmp_path / "runs" / "r" / "split.json").read_text())
+    assert len(split["train"]) + len(split["val"]) + len(split["test"]) == 160
+    report = run_eval(tmp_path / "runs" / "r" / "best.safetensors", str(flat), tmp_path / "e", split="test")
+    assert report["count"] == len(split["test"])

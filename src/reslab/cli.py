@@ -105,7 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("model", help="a reslab model file (.safetensors)")
     ev.add_argument("--data", required=True, help="cifar10, cifar100 or an image folder")
     ev.add_argument("--split", default="val", choices=["val", "test", "train"])
-    ev.add_argument("--split-file", help="split.json of the training run (folders split 70/20/10)")
+    ev.add_argument("--split-file", help="split.json of a folder split 70/20/10 (default: the one beside MODEL)")
     ev.add_argument("--tta", action="store_true", help="average with the horizontally flipped image")
     ev.add_argument("--out", help="report folder (default: beside the model, eval-<split>/)")
     ev.add_argument("--feature-maps", metavar="IMAGE", help="also draw conv1's feature maps for IMAGE")

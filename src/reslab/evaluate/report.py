@@ -44,6 +44,8 @@ def run_eval(
 ) -> dict[str, Any]:
     model, info = load_model_file(model_path, device)
     seed = int(info.training.get("seed", 0))
+    if split_file is None and (model_path.parent / "split.json").is_file():
+        split_file = model_path.parent / "split.json"  # the training run's own 70/20/10 split
     dataset = load_dataset(data, cache_dir, seed, split_file)
     chosen = {"val": dataset.val, "test": dataset.test, "train": dataset.train}.get(split)
     if chosen is None:

@@ -46,9 +46,7 @@ class Predictor:
         self.preprocess_one = info.preprocess
 
     @classmethod
-    def from_file(cls, path: str | Path, device: str | torch.device = "cpu", threads: int | None = None) -> Predictor:
-        if threads:
-            torch.set_num_threads(threads)
+    def from_file(cls, path: str | Path, device: str | torch.device = "cpu") -> Predictor:
         model, info = load_model_file(path, device)
         return cls(model, info, device)
 
