@@ -1,0 +1,22 @@
+import json
+import subprocess
+import sys
+
+import pytest
+
+
+@pytest.mark.slow
+def test_bench_train_runs_both_paths_on_the_same_data(cifar_folder):
+    out = subprocess.run([sys.executable, "-m", "reslab", "bench", "train", "--data", str(cifar_folder),
+                          "--model", "resnet20", "--images", "64", "--batch-size", "32", "--epochs", "2", "--json"],
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    result = json.loads(out.stdout[out.stdout.index("{"):])
+    baseline, ours = result["rows"]
+    assert baseline["path"].startswith("baseline") and ours["path"].startswith("reslab")
+    for row in (baseline, ours):
+        assert len(row["epochs"]) == 2 and row["images_per_s"] > 0
+        assert row["fraction_of_peak"] == row["images_per_s"] * result["train_gflop_per_image"] / result[
+            "gemm_peak_gflops"]
+    assert result["speedup"] == ours["images_per_s"] / baseline["images_per_s"]
+    assert result["gemm_peak_gflops"] > 1
