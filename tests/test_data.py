@@ -143,3 +143,12 @@ def test_check_data_reports_counts_duplicates_and_unreadable(cifar_folder, tmp_p
     assert sorted(u["file"] for u in report["unreadable"]) == [
         "train/dog/empty.png", "train/dog/notes.jpg", "train/dog/truncated.jpg"]
     assert report["sizes"]["width"]["max"] == 32
+
+
+def test_cifar_by_name_offline_says_what_to_do(tmp_path, monkeypatch):
+    from reslab.data.datasets import load_dataset
+
+    for var in ("https_proxy", "HTTPS_PROXY", "http_proxy", "HTTP_PROXY"):
+        monkeypatch.setenv(var, "http://127.0.0.1:9")  # a closed local port: the download really fails
+    with pytest.raises(ValueError, match=r"cifar10: not found in .* could not be downloaded.*image folder"):
+        load_dataset("cifar10", tmp_path)

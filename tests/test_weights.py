@@ -119,3 +119,30 @@ def test_hugging_face_resnet_folder_converts_with_the_same_logits(tmp_path, laye
     x = torch.randn(2, 3, 64, 64)
     with torch.no_grad():
         assert torch.allclose(ours(x), hf(pixel_values=x).logits, atol=1e-4)
+
+
+def test_preprocessing_follows_the_starting_weights(tmp_path):
+    from reslab.models.weights import weights_preprocess
+
+    assert weights_preprocess("resnet20", False, None) is None
+    v2 = weights_preprocess("resnet50", True, None)  # torchvision's IMAGENET1K_V2 evaluates at 232 -> 224
+    assert (v2.resize_size, v2.image_size, v2.mean) == (232, 224, (0.485, 0.456, 0.406))
+    torch.save(torchvision.models.resnet18().state_dict(), tmp_path / "r.pth")
+    assert weights_preprocess("resnet18", False, tmp_path / "r.pth").resize_size == 256
+    info = ModelInfo(ModelSpec("resnet20", 10), [str(i) for i in range(10)],
+                     Preprocess(32, 32, (0.3, 0.3, 0.3), (0.2, 0.2, 0.2)))
+    save_model_file(tmp_path / "m.safetensors", create_model("resnet20", num_classes=10), info)
+    assert weights_preprocess("resnet20", False, tmp_path / "m.safetensors") == info.preprocess
+
+
+def test_fine_tuning_keeps_the_weights_normalisation(tiny_folder, tmp_path):
+    from reslab.config import TrainConfig
+    from reslab.train.trainer import Trainer
+
+    first = Trainer(TrainConfig(data=str(tiny_folder), model="resnet20", epochs=1, batch_size=32, device="cpu",
+                                mean=[0.3, 0.3, 0.3], std=[0.2, 0.2, 0.2], out_dir=str(tmp_path), name="a"))
+    first.fit()
+    second = Trainer(TrainConfig(data=str(tiny_folder), model="resnet20", epochs=1, batch_size=32, device="cpu",
+                                 weights=str(tmp_path / "a" / "best.safetensors"), out_dir=str(tmp_path), name="b"))
+    assert second.data.preprocess.mean == (0.3, 0.3, 0.3)
+    assert torch.equal(second.model.conv1.weight, first.eval_model().conv1.weight)

@@ -29,7 +29,7 @@ class DataOptions:
     mean: tuple[float, ...] | None
     std: tuple[float, ...] | None
     in_memory: bool | None
-    stats: str | None = None  # "imagenet" for pretrained weights: keep the weights' normalisation
+    reference: Preprocess | None = None  # what the starting weights were trained with: keep its statistics
 
 
 @dataclass
@@ -62,17 +62,32 @@ def channel_stats(images: np.ndarray) -> tuple[tuple[float, ...], tuple[float, .
     return tuple(x.mean(axis=(0, 2, 3)).tolist()), tuple(x.std(axis=(0, 2, 3)).tolist())
 
 
-def resolve_stats(dataset: Dataset, opts: DataOptions, sample: np.ndarray | None) -> tuple[tuple, tuple]:
+def known_stats(dataset: Dataset, opts: DataOptions) -> tuple[tuple, tuple] | None:
+    """Statistics given, or those of the starting weights, or the dataset's published ones."""
     if opts.mean is not None and opts.std is not None:
         return tuple(opts.mean), tuple(opts.std)
-    name = opts.stats or dataset.name
-    if name in DATASET_STATS and opts.in_chans == 3:
-        return DATASET_STATS[name]
-    if name in DATASET_STATS:  # grayscale: the luminance-weighted average of the colour statistics
-        mean, std = DATASET_STATS[name]
-        return (float(np.dot(mean, (0.299, 0.587, 0.114))),), (float(np.dot(std, (0.299, 0.587, 0.114))),)
-    assert sample is not None
-    return channel_stats(sample)
+    if opts.reference is not None:
+        return opts.reference.mean, opts.reference.std
+    return DATASET_STATS.get(dataset.name)
+
+
+def resolve_stats(dataset: Dataset, opts: DataOptions, sample: np.ndarray | None) -> tuple[tuple, tuple]:
+    known = known_stats(dataset, opts)
+    if known is None:
+        assert sample is not None
+        return channel_stats(sample)
+    mean, std = known
+    if len(mean) == 3 and opts.in_chans == 1:  # grayscale: the luminance-weighted colour statistics
+        weights = (0.299, 0.587, 0.114)
+        return (float(np.dot(mean, weights)),), (float(np.dot(std, weights)),)
+    return mean, std
+
+
+def resize_for(image_size: int, reference: Preprocess | None) -> int:
+    """The evaluation resize: the starting weights' own resize/crop ratio where there are any."""
+    if reference is None or image_size <= SMALL_IMAGE:
+        return eval_resize_size(image_size)
+    return round(image_size * reference.resize_size / reference.image_size)
 
 
 def _stats_sample(split: Split, pre: Preprocess, count: int = 500) -> np.ndarray:
@@ -130,10 +145,10 @@ def build_data(
             train_split = decode_split(train_split, placeholder, skipped)
         if isinstance(val_split, FileSplit):
             val_split = decode_split(val_split, placeholder, skipped)
-    needs_sample = (opts.mean is None or opts.std is None) and (opts.stats or dataset.name) not in DATASET_STATS
-    sample = _stats_sample(train_split, placeholder) if needs_sample else None
+    sample = _stats_sample(train_split, placeholder) if known_stats(dataset, opts) is None else None
     mean, std = resolve_stats(dataset, opts, sample)
-    pre = Preprocess(image_size, eval_resize_size(image_size), mean, std, opts.in_chans)
+    interpolation = opts.reference.interpolation if opts.reference else "bilinear"
+    pre = Preprocess(image_size, resize_for(image_size, opts.reference), mean, std, opts.in_chans, interpolation)
 
     common = dict(seed=opts.seed, rank=rank, world_size=world_size)
     if in_memory:

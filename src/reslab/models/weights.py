@@ -11,6 +11,8 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from ..data.transforms import IMAGENET_MEAN, IMAGENET_STD, Preprocess
+
 StateDict = dict[str, Tensor]
 
 
@@ -26,6 +28,26 @@ def torchvision_weights(arch: str):
         return get_model_weights(arch).DEFAULT
     except (ValueError, KeyError):
         raise WeightsError(f"torchvision has no pretrained weights for {arch!r} (CIFAR networks have none)") from None
+
+
+def weights_preprocess(arch: str, pretrained: bool, weights: str | Path | None) -> Preprocess | None:
+    """The preprocessing the starting weights were trained with (None when training from scratch):
+    torchvision's weights carry their own transforms, a reslab model file its metadata, and other
+    torchvision or Hugging Face files were trained on ImageNet with its classic 256/224 resize."""
+    if pretrained:
+        t = torchvision_weights(arch).transforms()
+        return Preprocess(t.crop_size[0], t.resize_size[0], tuple(t.mean), tuple(t.std), 3, t.interpolation.value)
+    if weights is None:
+        return None
+    path = Path(weights)
+    if path.suffix == ".safetensors":
+        from ..modelfile import ModelFileError, read_model_file  # the model file module builds models: import late
+
+        try:
+            return read_model_file(path)[1].preprocess
+        except ModelFileError:
+            pass  # plain safetensors weights: no metadata
+    return Preprocess(224, 256, IMAGENET_MEAN, IMAGENET_STD)
 
 
 def download_pretrained(arch: str) -> tuple[StateDict, list[str]]:

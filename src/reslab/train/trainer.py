@@ -29,6 +29,7 @@ from ..evaluate.metrics import EvalResult, autocast_context, evaluate
 from ..modelfile import ModelInfo, save_model_file
 from ..models import architecture, create_model, set_train_mode
 from ..models.registry import ModelSpec
+from ..models.weights import weights_preprocess
 from .checkpoint import load_checkpoint, restore_rng_state, rng_state, save_checkpoint
 from .optim import build_optimizer, build_scheduler
 
@@ -80,7 +81,7 @@ class Trainer:
             image_size=cfg.image_size, default_image_size=arch.default_image_size, in_chans=cfg.in_chans,
             batch_size=cfg.batch_size, workers=cfg.workers, seed=cfg.seed, augment=augment,
             mean=tuple(cfg.mean) if cfg.mean else None, std=tuple(cfg.std) if cfg.std else None,
-            in_memory=cfg.in_memory, stats="imagenet" if transfer else None,
+            in_memory=cfg.in_memory, reference=weights_preprocess(cfg.model, cfg.pretrained, cfg.weights),
         ), device, self.rt.rank, self.rt.world_size)
         self.classes = dataset.classes
 
