@@ -152,3 +152,9 @@ def test_cifar_by_name_offline_says_what_to_do(tmp_path, monkeypatch):
         monkeypatch.setenv(var, "http://127.0.0.1:9")  # a closed local port: the download really fails
     with pytest.raises(ValueError, match=r"cifar10: not found in .* could not be downloaded.*image folder"):
         load_dataset("cifar10", tmp_path)
+
+
+def test_a_folder_with_one_class_is_refused(tmp_path):
+    (tmp_path / "only" / "cats").mkdir(parents=True)
+    with pytest.raises(ValueError, match="found 1 class sub-folder.*at least 2"):
+        load_folder(tmp_path / "only")

@@ -55,8 +55,9 @@ class Dataset:
 
 def _class_dirs(root: Path) -> list[Path]:
     dirs = sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
-    if not dirs:
-        raise ValueError(f"{root}: no class sub-folders (expected {root}/<class>/<image files>)")
+    if len(dirs) < 2:
+        raise ValueError(f"{root}: found {len(dirs)} class sub-folder(s); a classifier needs at least 2 "
+                         f"(expected {root}/<class>/<image files>)")
     return dirs
 
 

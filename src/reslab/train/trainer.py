@@ -118,6 +118,8 @@ class Trainer:
             from torch.utils.tensorboard import SummaryWriter
 
             self.run_dir.mkdir(parents=True, exist_ok=True)
+            for stray in self.run_dir.glob(".*.tmp-*"):  # a write cut short by kill -9
+                stray.unlink()
             cfg.save(self.run_dir / "config.yaml")
             if dataset.split_file is not None:
                 write_split(dataset.split_file, split_path)
