@@ -57,3 +57,15 @@ def test_shipped_recipes_load():
     assert len(recipes) >= 5
     for path in recipes:
         config_from_dict(load_yaml(path))
+
+
+def test_every_field_is_a_documented_flag():
+    import dataclasses
+
+    from reslab.config import HELP
+
+    assert set(HELP) == {f.name for f in dataclasses.fields(TrainConfig)}
+    parser = argparse.ArgumentParser()
+    add_config_flags(parser)
+    text = parser.format_help()
+    assert "--warmup-epochs WARMUP_EPOCHS" in text and "linear warm-up length" in text

@@ -108,6 +108,58 @@ class TrainConfig:
         write_text_atomic(path, yaml.safe_dump(self.to_dict(), sort_keys=False))
 
 
+HELP = {
+    "name": "run folder name under --out-dir (default: <model>-<data>)",
+    "out_dir": "where run folders go",
+    "seed": "seed of initialisation, data order, augmentation and the 70/20/10 split",
+    "device": "auto | cpu | cuda | cuda:N",
+    "resume": "continue the run in --out-dir/--name from its last checkpoint",
+    "data": "cifar10 | cifar100 | path to an image folder (train/ val/ [test/], or one folder to split)",
+    "cache_dir": "where CIFAR is looked for and downloaded",
+    "image_size": "training and evaluation size (default: the images' own up to 64 px, else 224)",
+    "preset": "augmentation: cifar (pad-crop + flip) | imagenet (RandomResizedCrop + flip) | auto",
+    "auto_augment": "none | randaugment | trivialaugment",
+    "color_jitter": "brightness/contrast/saturation jitter strength (0 = off)",
+    "random_erasing": "probability of random erasing (0 = off)",
+    "mean": "normalisation mean per channel (default: the dataset's or the weights')",
+    "std": "normalisation std per channel",
+    "in_memory": "decode once into memory and augment whole batches (default: for images <= 64 px)",
+    "workers": "DataLoader worker processes for images read from disk",
+    "model": "architecture (see `reslab models`)",
+    "stem": "imagenet (7x7/2 + max-pool) | cifar (3x3/1) for ResNet-18..152",
+    "in_chans": "input channels: 3, or 1 for grayscale",
+    "pretrained": "start from torchvision's ImageNet weights (downloads them)",
+    "weights": "start from a local .pth, reslab model file or Hugging Face ResNet folder",
+    "freeze": "parts kept fixed: all-but-head, or names such as conv1,bn1,layer1",
+    "dropout": "dropout before the classifier",
+    "zero_init_residual": "start each residual branch at zero",
+    "se": "squeeze-and-excitation blocks",
+    "epochs": "training epochs",
+    "batch_size": "images per step (per process)",
+    "optimizer": "sgd | adamw",
+    "lr": "peak learning rate",
+    "momentum": "SGD momentum",
+    "nesterov": "Nesterov momentum for SGD",
+    "weight_decay": "weight decay (conv and linear weights only, unless --decay-norm-and-bias)",
+    "decay_norm_and_bias": "also decay BatchNorm parameters and biases",
+    "schedule": "cosine | step | multistep | onecycle | constant",
+    "warmup_epochs": "linear warm-up length in epochs (fractions allowed)",
+    "step_size": "epochs between lr drops for the step schedule",
+    "milestones": "epochs of lr drops for the multistep schedule, e.g. 30,60",
+    "gamma": "lr factor at each drop",
+    "label_smoothing": "label smoothing of the cross-entropy",
+    "amp": "mixed precision (autocast)",
+    "amp_dtype": "bfloat16 | float16 (float16 uses a grad scaler)",
+    "accumulate": "micro-batches per optimizer step",
+    "clip_grad": "max gradient norm (0 = off)",
+    "channels_last": "NHWC memory format (faster convolutions)",
+    "compile": "torch.compile the model",
+    "ema": "keep an exponential moving average of the weights; evaluate and save it",
+    "ema_decay": "EMA decay per optimizer step",
+    "patience": "stop after this many epochs without a better val top-1 (0 = off)",
+}
+
+
 def _field_types() -> dict[str, Any]:
     return typing.get_type_hints(TrainConfig)
 
@@ -176,11 +228,14 @@ def add_config_flags(parser: argparse.ArgumentParser) -> None:
     for name, tp in _field_types().items():
         base, _ = _base_type(tp)
         flag = "--" + name.replace("_", "-")
+        default = TrainConfig.__dataclass_fields__[name].default
+        shown = f" [{default}]" if default not in (None, dataclasses.MISSING) else ""
+        text = HELP[name] + shown
         if base is bool:
-            parser.add_argument(flag, dest=name, default=None, action=argparse.BooleanOptionalAction)
+            parser.add_argument(flag, dest=name, default=None, action=argparse.BooleanOptionalAction, help=text)
         else:
             metavar = "A,B,..." if typing.get_origin(base) is list else name.upper()
-            parser.add_argument(flag, dest=name, default=None, metavar=metavar)
+            parser.add_argument(flag, dest=name, default=None, metavar=metavar, help=text)
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:

@@ -23,7 +23,7 @@ from .. import __version__
 from ..atomic import write_text_atomic
 from ..config import TrainConfig
 from ..data.datasets import load_dataset, write_split
-from ..data.pipeline import DataOptions, build_data, describe
+from ..data.pipeline import SMALL_IMAGE, DataOptions, build_data, describe
 from ..data.transforms import AugmentOptions
 from ..evaluate.metrics import EvalResult, autocast_context, evaluate
 from ..modelfile import ModelInfo, save_model_file
@@ -85,7 +85,7 @@ class Trainer:
         ), device, self.rt.rank, self.rt.world_size)
         self.classes = dataset.classes
 
-        small = self.data.preprocess.image_size <= 64
+        small = self.data.preprocess.image_size <= SMALL_IMAGE
         stem = cfg.stem or (None if arch.family == "cifar" else ("cifar" if small and not transfer else "imagenet"))
         self.spec = ModelSpec(cfg.model, len(self.classes), cfg.in_chans, stem, cfg.dropout,
                               cfg.zero_init_residual, cfg.se)
