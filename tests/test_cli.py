@@ -1,0 +1,29 @@
+import json
+import subprocess
+import sys
+
+
+def reslab(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "reslab", *args], capture_output=True, text=True, timeout=300)
+
+
+def test_models_lists_every_architecture_with_counts():
+    out = reslab("models", "--json")
+    assert out.returncode == 0, out.stderr
+    rows = {r["model"]: r for r in json.loads(out.stdout)}
+    assert len(rows) == 10
+    assert rows["resnet50"]["params"] == 25_557_032 and round(rows["resnet50"]["macs"] / 1e9, 2) == 4.09
+    assert rows["resnet20"]["params"] == 269_722 and rows["resnet20"]["image_size"] == 32
+    table = reslab("models").stdout
+    assert "resnet152" in table and "60,192,808" in table
+
+
+def test_check_data_prints_counts_and_problems(cifar_folder):
+    out = reslab("check-data", str(cifar_folder))
+    assert out.returncode == 0, out.stderr
+    assert "10 classes" in out.stdout and "train: 600 images" in out.stdout and "unreadable: 0 files" in out.stdout
+
+
+def test_resume_without_a_run_is_a_clear_error(tmp_path):
+    out = reslab("train", "--resume", "--name", "nothing", "--out-dir", str(tmp_path))
+    assert out.returncode == 2 and "no run to resume" in out.stderr
