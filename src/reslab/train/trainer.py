@@ -22,8 +22,8 @@ from tqdm import tqdm
 from .. import __version__
 from ..atomic import write_text_atomic
 from ..config import TrainConfig
-from ..data.datasets import load_dataset, write_split
-from ..data.pipeline import SMALL_IMAGE, DataOptions, build_data, describe
+from ..data.datasets import Dataset, load_dataset, write_split
+from ..data.pipeline import SMALL_IMAGE, DataBundle, DataOptions, build_data, describe
 from ..data.transforms import AugmentOptions
 from ..evaluate.metrics import EvalResult, autocast_context, evaluate
 from ..modelfile import ModelInfo, save_model_file
@@ -72,28 +72,10 @@ class Trainer:
         torch.manual_seed(cfg.seed)
         device = self.rt.device
 
-        split_path = self.run_dir / "split.json"
-        dataset = load_dataset(cfg.data, Path(cfg.cache_dir).expanduser(), cfg.seed, split_path)
-        arch = architecture(cfg.model)
-        transfer = cfg.pretrained or cfg.weights is not None
-        augment = AugmentOptions(cfg.preset, cfg.auto_augment, cfg.color_jitter, cfg.random_erasing)
-        self.data = build_data(dataset, DataOptions(
-            image_size=cfg.image_size, default_image_size=arch.default_image_size, in_chans=cfg.in_chans,
-            batch_size=cfg.batch_size, workers=cfg.workers, seed=cfg.seed, augment=augment,
-            mean=tuple(cfg.mean) if cfg.mean else None, std=tuple(cfg.std) if cfg.std else None,
-            in_memory=cfg.in_memory, reference=weights_preprocess(cfg.model, cfg.pretrained, cfg.weights),
-        ), device, self.rt.rank, self.rt.world_size)
+        dataset = load_dataset(cfg.data, Path(cfg.cache_dir).expanduser(), cfg.seed, self.run_dir / "split.json")
         self.classes = dataset.classes
-
-        small = self.data.preprocess.image_size <= SMALL_IMAGE
-        stem = cfg.stem or (None if arch.family == "cifar" else ("cifar" if small and not transfer else "imagenet"))
-        self.spec = ModelSpec(cfg.model, len(self.classes), cfg.in_chans, stem, cfg.dropout,
-                              cfg.zero_init_residual, cfg.se)
-        self.model = create_model(
-            cfg.model, len(self.classes), pretrained=cfg.pretrained, weights=cfg.weights,
-            freeze_parts=cfg.freeze, in_chans=cfg.in_chans, stem=stem, dropout=cfg.dropout,
-            zero_init_residual=cfg.zero_init_residual, se=cfg.se,
-        )
+        self.data = self._build_data(dataset)
+        self.spec, self.model = self._build_model()
         self.memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
         self.model.to(device, memory_format=self.memory_format)
         self.train_model: nn.Module = torch.compile(self.model) if cfg.compile else self.model
@@ -122,9 +104,35 @@ class Trainer:
                 stray.unlink()
             cfg.save(self.run_dir / "config.yaml")
             if dataset.split_file is not None:
-                write_split(dataset.split_file, split_path)
+                write_split(dataset.split_file, self.run_dir / "split.json")
 
             self.writer = SummaryWriter(str(self.run_dir / "tensorboard"), purge_step=self.epoch + 1)
+
+    def _build_data(self, dataset: Dataset) -> DataBundle:
+        cfg = self.cfg
+        augment = AugmentOptions(cfg.preset, cfg.auto_augment, cfg.color_jitter, cfg.random_erasing)
+        return build_data(dataset, DataOptions(
+            image_size=cfg.image_size, default_image_size=architecture(cfg.model).default_image_size,
+            in_chans=cfg.in_chans, batch_size=cfg.batch_size, workers=cfg.workers, seed=cfg.seed, augment=augment,
+            mean=tuple(cfg.mean) if cfg.mean else None, std=tuple(cfg.std) if cfg.std else None,
+            in_memory=cfg.in_memory, reference=weights_preprocess(cfg.model, cfg.pretrained, cfg.weights),
+        ), self.rt.device, self.rt.rank, self.rt.world_size)
+
+    def _build_model(self) -> tuple[ModelSpec, nn.Module]:
+        """The network, with its stem chosen for the image size: CIFAR's 3x3 stem for small images,
+        unless the starting weights have the ImageNet one."""
+        cfg = self.cfg
+        transfer = cfg.pretrained or cfg.weights is not None
+        small = self.data.preprocess.image_size <= SMALL_IMAGE
+        family_stem = architecture(cfg.model).family == "cifar"
+        stem = cfg.stem or (None if family_stem else ("cifar" if small and not transfer else "imagenet"))
+        spec = ModelSpec(cfg.model, len(self.classes), cfg.in_chans, stem, cfg.dropout, cfg.zero_init_residual, cfg.se)
+        model = create_model(
+            cfg.model, len(self.classes), pretrained=cfg.pretrained, weights=cfg.weights,
+            freeze_parts=cfg.freeze, in_chans=cfg.in_chans, stem=stem, dropout=cfg.dropout,
+            zero_init_residual=cfg.zero_init_residual, se=cfg.se,
+        )
+        return spec, model
 
     # ---- run folder -------------------------------------------------------------------------
     def _check_run_folder(self) -> None:
