@@ -107,7 +107,7 @@ def test_cli_errors_are_one_clear_line(tmp_path):
     assert list(tmp_path.iterdir()) == []  # no half-made run folder
 
 
-def test_eval_uses_the_runs_own_split_of_a_flat_folder(tiny_folder, tmp_path):
+def test_eval_defaults_to_the_runs_own_data_and_split(tiny_folder, tmp_path):
     import json
     import shutil
 
@@ -120,5 +120,6 @@ def test_eval_uses_the_runs_own_split_of_a_flat_folder(tiny_folder, tmp_path):
                         name="r", seed=7, device="cpu")).fit()
     split = json.loads((tmp_path / "runs" / "r" / "split.json").read_text())
     assert len(split["train"]) + len(split["val"]) + len(split["test"]) == 160
-    report = run_eval(tmp_path / "runs" / "r" / "best.safetensors", str(flat), tmp_path / "e", split="test")
-    assert report["count"] == len(split["test"])
+    # no --data: the model file remembers its training data; the run's split.json is found beside it
+    report = run_eval(tmp_path / "runs" / "r" / "best.safetensors", None, tmp_path / "e", split="test")
+    assert report["count"] == len(split["test"]) and report["data"] == str(flat.resolve())

@@ -104,7 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     ev = sub.add_parser("eval", help="evaluate a model file on a dataset split")
     ev.add_argument("model", help="a reslab model file (.safetensors)")
-    ev.add_argument("--data", required=True, help="cifar10, cifar100 or an image folder")
+    ev.add_argument("--data", help="cifar10, cifar100 or an image folder (default: the data it was trained on)")
     ev.add_argument("--split", default="val", choices=["val", "test", "train"])
     ev.add_argument("--split-file", help="split.json of a folder split 70/20/10 (default: the one beside MODEL)")
     ev.add_argument("--tta", action="store_true", help="average with the horizontally flipped image")

@@ -31,7 +31,7 @@ def confusion_csv(confusion: torch.Tensor, classes: list[str]) -> str:
 
 def run_eval(
     model_path: Path,
-    data: str,
+    data: str | None,
     out_dir: Path,
     split: str = "val",
     tta: bool = False,
@@ -43,6 +43,10 @@ def run_eval(
     worst: int = 24,
 ) -> dict[str, Any]:
     model, info = load_model_file(model_path, device)
+    if data is None:
+        data = info.training.get("data")
+        if data is None:
+            raise ValueError(f"{model_path}: the model file does not say what it was trained on; pass --data")
     seed = int(info.training.get("seed", 0))
     if split_file is None and (model_path.parent / "split.json").is_file():
         split_file = model_path.parent / "split.json"  # the training run's own 70/20/10 split

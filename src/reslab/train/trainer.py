@@ -171,11 +171,17 @@ class Trainer:
 
     def model_info(self) -> ModelInfo:
         return ModelInfo(self.spec, self.classes, self.data.preprocess, training={
-            "dataset": self.data.dataset.name, "epochs": self.epoch, "best_epoch": self.best_epoch,
+            "dataset": self.data.dataset.name, "data": self.data_location(), "epochs": self.epoch,
+            "best_epoch": self.best_epoch,
             "val_top1": self.best_top1, "seed": self.cfg.seed, "skipped_images": len(self.data.skipped),
             "reslab": __version__,
             "torch": torch.__version__, "python": platform.python_version(),
         })
+
+    def data_location(self) -> str:
+        """The dataset as ``reslab eval`` can find it again: a name, or an absolute folder path."""
+        path = Path(self.cfg.data)
+        return str(path.resolve()) if path.exists() else self.cfg.data
 
     def eval_model(self) -> nn.Module:
         return self.ema.module if self.ema else self.model
