@@ -109,8 +109,10 @@ def test_broken_files_are_skipped_and_counted_when_reading_from_disk(cifar_folde
     broken = write_broken_images(data / "train" / "cat")
     # 603 images in 9 batches of 67: every file is read in the first epoch
     cfg = tiny_config(data, tmp_path / "runs", epochs=1, in_memory=False, workers=0, batch_size=67)
-    with pytest.warns(UserWarning, match="skipping unreadable image"):
+    with pytest.warns(UserWarning, match="skipping unreadable image") as caught:
         summary = Trainer(cfg).fit()
+    messages = " ".join(str(w.message) for w in caught)
+    assert "empty.png: empty file" in messages and "notes.jpg: not an image" in messages
     assert summary["skipped_images"] == 3
     assert sorted(summary["skipped_files"]) == sorted(str(p) for p in broken.values())
 

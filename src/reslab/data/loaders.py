@@ -9,6 +9,7 @@ Both shuffle with a generator seeded by (seed, epoch) and can shard by rank for 
 
 from __future__ import annotations
 
+import random
 import warnings
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -121,16 +122,19 @@ class _ImageFiles(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.split)
 
-    def __getitem__(self, i: int) -> tuple[Tensor | None, int, int]:
+    def __getitem__(self, i: int) -> tuple[Tensor | str, int, int]:
+        """The transformed image, or the reason it cannot be decoded."""
         try:
             return self.transform(open_image(self.split.paths[i], self.channels)), self.split.labels[i], i
-        except UnreadableImageError:
-            return None, self.split.labels[i], i
+        except UnreadableImageError as e:
+            return str(e), self.split.labels[i], i
 
 
-def _collate_skipping(items: list[tuple[Tensor | None, int, int]]) -> tuple[Tensor, Tensor, list[int]]:
-    good = [(x, y) for x, y, _ in items if x is not None]
-    failed = [i for x, _, i in items if x is None]
+def _collate_skipping(
+    items: list[tuple[Tensor | str, int, int]],
+) -> tuple[Tensor, Tensor, list[tuple[int, str]]]:
+    good = [(x, y) for x, y, _ in items if isinstance(x, Tensor)]
+    failed = [(i, x) for x, _, i in items if isinstance(x, str)]
     if not good:
         return torch.empty(0), torch.empty(0, dtype=torch.long), failed
     return torch.stack([x for x, _ in good]), torch.tensor([y for _, y in good]), failed
@@ -189,8 +193,8 @@ class FileLoader:
 
     def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
         for x, y, failed in self.loader:
-            for i in failed:
-                self.skipped.add(str(self.split.paths[i]), f"{self.split.paths[i]}: cannot decode")
+            for i, reason in failed:
+                self.skipped.add(str(self.split.paths[i]), reason)
             if len(y):
                 yield x, y
 
@@ -199,6 +203,4 @@ def _seed_worker(worker_id: int) -> None:
     """Per-worker seeds for the transforms' random draws, derived from the loader's generator."""
     seed = torch.initial_seed() % 2**32
     np.random.seed(seed)
-    import random
-
     random.seed(seed)
