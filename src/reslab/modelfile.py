@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
@@ -72,19 +73,31 @@ def save_model_file(path: str | Path, model: nn.Module, info: ModelInfo) -> Path
     return path
 
 
-def read_model_file(path: str | Path) -> tuple[dict[str, torch.Tensor], ModelInfo]:
+def _checked(path: str | Path) -> Path:
     path = Path(path)
     if not path.is_file():
         raise ModelFileError(f"{path}: no such model file")
-    try:
-        from safetensors import safe_open
+    return path
 
+
+def read_model_info(path: str | Path) -> ModelInfo:
+    """The metadata alone: reads the file's header, not its weights."""
+    path = _checked(path)
+    try:
         with safe_open(str(path), framework="pt") as f:
             metadata = f.metadata()
-        state = load_file(str(path))
     except Exception as e:  # safetensors raises its own error types for every kind of damage
         raise ModelFileError(f"{path}: not a readable safetensors model file ({e})") from e
-    return state, ModelInfo.from_metadata(metadata, path)
+    return ModelInfo.from_metadata(metadata, path)
+
+
+def read_model_file(path: str | Path) -> tuple[dict[str, torch.Tensor], ModelInfo]:
+    info = read_model_info(path)
+    try:
+        state = load_file(str(path))
+    except Exception as e:  # a valid header over damaged tensor data
+        raise ModelFileError(f"{path}: not a readable safetensors model file ({e})") from e
+    return state, info
 
 
 def load_model_file(path: str | Path, device: str | torch.device = "cpu") -> tuple[nn.Module, ModelInfo]:

@@ -41,10 +41,10 @@ def weights_preprocess(arch: str, pretrained: bool, weights: str | Path | None) 
         return None
     path = Path(weights)
     if path.suffix == ".safetensors":
-        from ..modelfile import ModelFileError, read_model_file  # the model file module builds models: import late
+        from ..modelfile import ModelFileError, read_model_info  # the model file module builds models: import late
 
         try:
-            return read_model_file(path)[1].preprocess
+            return read_model_info(path).preprocess
         except ModelFileError:
             pass  # plain safetensors weights: no metadata
     return Preprocess(224, 256, IMAGENET_MEAN, IMAGENET_STD)
