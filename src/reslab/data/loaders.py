@@ -35,6 +35,11 @@ def epoch_order(n: int, seed: int, epoch: int, shuffle: bool, rank: int = 0, wor
     return order[rank::world_size]
 
 
+def shard_size(n: int, rank: int, world_size: int) -> int:
+    """How many of ``n`` samples ``epoch_order`` deals to ``rank``, without drawing the permutation."""
+    return len(range(rank, n, world_size))
+
+
 class SkipLog:
     """Files that could not be decoded: each warned about once, counted for the run summary."""
 
@@ -102,7 +107,7 @@ class TensorLoader:
         return epoch_order(len(self.labels), self.seed, self.epoch, self.shuffle, self.rank, self.world_size)
 
     def __len__(self) -> int:
-        n = len(self._order())
+        n = shard_size(len(self.labels), self.rank, self.world_size)
         return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
 
     def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
@@ -149,7 +154,7 @@ class _EpochSampler(Sampler[int]):
         return iter(epoch_order(len(ld.split), ld.seed, ld.epoch, ld.shuffle, ld.rank, ld.world_size).tolist())
 
     def __len__(self) -> int:
-        return len(range(self.loader.rank, len(self.loader.split), self.loader.world_size))
+        return shard_size(len(self.loader.split), self.loader.rank, self.loader.world_size)
 
 
 class FileLoader:

@@ -199,6 +199,7 @@ class Trainer:
         bar = tqdm(loader, desc=f"epoch {self.epoch + 1}/{cfg.epochs}", leave=False, disable=None,
                    dynamic_ncols=True, file=sys.stderr)
         self.optimizer.zero_grad(set_to_none=True)
+        batches = len(loader)
         for i, (x, y) in enumerate(bar):
             x = x.to(device, non_blocking=True).contiguous(memory_format=self.memory_format)
             y = y.to(device, non_blocking=True)
@@ -206,7 +207,7 @@ class Trainer:
                 logits = self.train_model(x)
                 loss = F.cross_entropy(logits.float(), y, label_smoothing=cfg.label_smoothing)
             self.scaler.scale(loss / cfg.accumulate).backward()
-            if (i + 1) % cfg.accumulate == 0 or i + 1 == len(loader):
+            if (i + 1) % cfg.accumulate == 0 or i + 1 == batches:
                 self._optimizer_step()
             loss_sum += loss.detach() * len(y)
             correct += (logits.detach().argmax(1) == y).sum()
