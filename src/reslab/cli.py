@@ -28,15 +28,13 @@ def cmd_train(args: argparse.Namespace) -> None:
 
 
 def cmd_eval(args: argparse.Namespace) -> None:
-    from .evaluate.report import first_conv_feature_maps, run_eval
+    from .evaluate.report import run_eval
 
     out = Path(args.out) if args.out else Path(args.model).parent / f"eval-{args.split}"
     report = run_eval(Path(args.model), args.data, out, split=args.split, tta=args.tta, batch_size=args.batch_size,
                       device=args.device, workers=args.workers,
-                      split_file=Path(args.split_file) if args.split_file else None)
-    if args.feature_maps:
-        report["files"]["feature_maps"] = str(
-            first_conv_feature_maps(Path(args.model), Path(args.feature_maps), out / "feature_maps.png"))
+                      split_file=Path(args.split_file) if args.split_file else None,
+                      feature_maps=Path(args.feature_maps) if args.feature_maps else None)
     if args.json:
         print(json.dumps(report, indent=1))
         return

@@ -9,13 +9,14 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 
 from ..atomic import write_text_atomic
 from ..data.datasets import load_dataset
 from ..data.images import open_image
 from ..data.loaders import SkipLog
 from ..data.pipeline import SMALL_IMAGE, make_loader
-from ..modelfile import load_model_file
+from ..modelfile import ModelInfo, load_model_file
 from .metrics import evaluate, per_class_report
 from .plots import plot_confusion, plot_feature_maps, plot_worst
 
@@ -41,7 +42,10 @@ def run_eval(
     cache_dir: Path = Path("~/.cache/reslab").expanduser(),
     split_file: Path | None = None,
     worst: int = 24,
+    feature_maps: Path | None = None,
 ) -> dict[str, Any]:
+    """Evaluate ``model_path`` on a split and write the report folder; ``feature_maps`` also
+    draws conv1's activations for that image."""
     model, info = load_model_file(model_path, device)
     if data is None:
         data = info.training.get("data")
@@ -68,6 +72,8 @@ def run_eval(
         "confusion_png": plot_confusion(result.confusion, info.classes, out_dir / "confusion.png"),
         "worst_png": plot_worst(result.worst, info.classes, pre.mean, pre.std, out_dir / "worst.png"),
     }
+    if feature_maps is not None:
+        files["feature_maps"] = first_conv_feature_maps(model, info, feature_maps, out_dir / "feature_maps.png")
     write_text_atomic(files["confusion_csv"], confusion_csv(result.confusion, info.classes))
     report = {
         "model": str(model_path),
@@ -86,9 +92,8 @@ def run_eval(
 
 
 @torch.inference_mode()
-def first_conv_feature_maps(model_path: Path, image: Path, out: Path) -> Path:
+def first_conv_feature_maps(model: nn.Module, info: ModelInfo, image: Path, out: Path) -> Path:
     """The first convolution's output for one image, one panel per channel."""
-    model, info = load_model_file(model_path)
-    x = info.preprocess(open_image(image, info.preprocess.in_chans)).unsqueeze(0)
+    x = info.preprocess(open_image(image, info.preprocess.in_chans)).unsqueeze(0).to(model.conv1.weight.device)
     maps = model.conv1(x)[0]
-    return plot_feature_maps(maps, out, f"conv1 feature maps of {image.name} ({maps.shape[0]} channels)")
+    return plot_feature_maps(maps.cpu(), out, f"conv1 feature maps of {image.name} ({maps.shape[0]} channels)")
