@@ -25,3 +25,21 @@ def tiny_folder(tmp_path_factory) -> Path:
     """The smallest real folder a run can use: 16 train, 4 val and 4 test images per class."""
     return materialize(SAMPLES / "cifar10-sample.npz", tmp_path_factory.mktemp("tiny"),
                        per_class={"train": 16, "val": 4, "test": 4})
+
+
+@pytest.fixture(scope="session")
+def model_file(tmp_path_factory, cifar_folder) -> Path:
+    """A briefly trained model file: real weights, real metadata."""
+    from reslab.config import TrainConfig
+    from reslab.train.trainer import Trainer
+
+    out = tmp_path_factory.mktemp("runs")
+    Trainer(TrainConfig(data=str(cifar_folder), model="resnet20", epochs=2, batch_size=32, out_dir=str(out),
+                        name="m", lr=0.05)).fit()
+    return out / "m" / "best.safetensors"
+
+
+@pytest.fixture(scope="session")
+def trained_model() -> Path:
+    """ResNet-20 trained by `make demo` on the shipped sample's train split (about 65% on its test split)."""
+    return SAMPLES / "resnet20-cifar10-sample.safetensors"

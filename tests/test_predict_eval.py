@@ -17,18 +17,6 @@ from reslab.models import ModelSpec, create_model
 from .images import write_broken_images, write_odd_images
 
 
-@pytest.fixture(scope="module")
-def model_file(tmp_path_factory, cifar_folder):
-    """A briefly trained model file: real weights, real metadata."""
-    from reslab.config import TrainConfig
-    from reslab.train.trainer import Trainer
-
-    out = tmp_path_factory.mktemp("runs")
-    Trainer(TrainConfig(data=str(cifar_folder), model="resnet20", epochs=2, batch_size=32, out_dir=str(out),
-                        name="m", lr=0.05)).fit()
-    return out / "m" / "best.safetensors"
-
-
 def test_predict_real_photos_gives_valid_probabilities(model_file, photos):
     predictor = Predictor.from_file(model_file)
     results = predictor.predict([photos["chelsea"], photos["grace_hopper"], photos["camera"]], topk=3)
@@ -39,7 +27,7 @@ def test_predict_real_photos_gives_valid_probabilities(model_file, photos):
         assert all(0 <= p <= 1 for p in probs) and sum(probs) <= 1 + 1e-6
         assert all(p.label == predictor.classes[p.index] for p in preds)
     full = predictor.inference(predictor.preprocess([photos["chelsea"]]))
-    assert torch.allclose(full.sum(1), torch.ones(1))
+    assert abs(float(full.sum()) - 1) < 1e-5
 
 
 def test_predict_files_reports_errors_and_goes_on(model_file, photos, tmp_path):

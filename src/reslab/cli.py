@@ -9,6 +9,8 @@ import sys
 from pathlib import Path
 
 from .config import add_config_flags, config_from_args
+from .export.formats import EXPORT_FORMATS
+from .infer.backends import BACKENDS
 
 
 def cmd_train(args: argparse.Namespace) -> None:
@@ -51,7 +53,7 @@ def cmd_eval(args: argparse.Namespace) -> None:
 def cmd_predict(args: argparse.Namespace) -> None:
     from .infer.predictor import Predictor
 
-    predictor = Predictor.from_file(args.model, device=args.device)
+    predictor = Predictor.from_file(args.model, backend=args.backend, device=args.device, threads=args.threads)
     results = predictor.predict_files(args.inputs, topk=args.topk, batch_size=args.batch_size)
     if args.json:
         print(json.dumps(results, indent=1))
@@ -64,6 +66,22 @@ def cmd_predict(args: argparse.Namespace) -> None:
             print(f"{entry['file']}: {top}")
     if results and all("error" in r for r in results):
         sys.exit(1)
+
+
+def cmd_export(args: argparse.Namespace) -> None:
+    from .export.run import export_model
+
+    report = export_model(Path(args.model), args.format, Path(args.out) if args.out else None, opset=args.opset,
+                          verify_images=[Path(p) for p in args.verify_images] if args.verify_images else None,
+                          rtol=args.rtol, triton_name=args.name, max_batch_size=args.max_batch_size)
+    if args.json:
+        print(json.dumps(report, indent=1))
+        return
+    print(f"{report['format']}: {report['output']} ({report['bytes'] / 1e6:.2f} MB)")
+    for note in report["notes"]:
+        print(f"  {note}")
+    print(f"  checked with {report['checked_with']} on {report['images']} real images: max |logit difference| "
+          f"{report['max_abs_diff']:.2e}, top-1 agreement {report['top1_agreement']:.1%}")
 
 
 def cmd_models(args: argparse.Namespace) -> None:
@@ -119,9 +137,26 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("inputs", nargs="+", help="image files or folders")
     pr.add_argument("--topk", type=int, default=5)
     pr.add_argument("--batch-size", type=int, default=32)
+    pr.add_argument("--backend", default="auto", choices=["auto", *BACKENDS],
+                    help="auto: the fastest installed runtime that can read MODEL")
+    pr.add_argument("--threads", type=int, help="inference threads (default: the runtime's own choice)")
     pr.add_argument("--device", default="cpu")
     pr.add_argument("--json", action="store_true")
     pr.set_defaults(func=cmd_predict)
+
+    ex = sub.add_parser("export", help="export to ONNX, TorchScript, torch.export, OpenVINO or a Triton repository")
+    ex.add_argument("model", help="a reslab model file (.safetensors)")
+    ex.add_argument("--format", required=True, choices=list(EXPORT_FORMATS))
+    ex.add_argument("--out", help="output file (a folder for triton); default: beside MODEL")
+    ex.add_argument("--opset", type=int, default=18, help="ONNX opset (17 or newer)")
+    ex.add_argument("--verify-images", nargs="+", metavar="IMAGE",
+                    help="real images to compare the export with the original on (default: the shipped photos)")
+    ex.add_argument("--rtol", type=float, default=1e-3,
+                    help="largest logit difference allowed, relative to the largest logit")
+    ex.add_argument("--name", help="triton: the model's name in the repository (default: the architecture)")
+    ex.add_argument("--max-batch-size", type=int, default=32, help="triton: max_batch_size of config.pbtxt")
+    ex.add_argument("--json", action="store_true")
+    ex.set_defaults(func=cmd_export)
 
     md = sub.add_parser("models", help="list the architectures with parameters and MACs")
     md.add_argument("--image-size", type=int)

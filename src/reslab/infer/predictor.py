@@ -1,7 +1,9 @@
-"""``Predictor``: a model file in, top-k classes out, with the model's own preprocessing.
+"""``Predictor``: any model file in, top-k classes out, with the model's own preprocessing.
 
 Split as TorchServe's handlers are: ``preprocess`` (decode + the shared ``Preprocess``),
-``inference`` (one batched forward pass) and ``postprocess`` (softmax, top-k, class names).
+``inference`` (one batched call of the backend) and ``postprocess`` (softmax, top-k, class names).
+The backend is PyTorch, ONNX Runtime or OpenVINO (``infer.backends``); the file's own metadata
+says how to preprocess and what the classes are called.
 """
 
 from __future__ import annotations
@@ -10,12 +12,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 from PIL import Image
-from torch import Tensor, nn
+from torch import nn
 
 from ..data.images import UnreadableImageError, is_image_file, normalize_mode, open_image
-from ..modelfile import ModelInfo, load_model_file
+from ..modelfile import ModelInfo
+from .backends import Backend, TorchBackend, load_backend
 
 
 @dataclass
@@ -36,43 +40,61 @@ def expand_inputs(inputs: Sequence[str | Path]) -> list[Path]:
     return paths
 
 
+def softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    e = np.exp(shifted)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+ImageInput = Image.Image | bytes | str | Path
+
+
 class Predictor:
-    def __init__(self, model: nn.Module, info: ModelInfo, device: str | torch.device = "cpu",
-                 channels_last: bool = True) -> None:
-        self.device = torch.device(device)
-        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
-        self.model = model.to(self.device, memory_format=self.memory_format).eval()
+    def __init__(self, backend: Backend, info: ModelInfo) -> None:
+        self.backend = backend
         self.info = info
-        self.preprocess_one = info.preprocess
 
     @classmethod
-    def from_file(cls, path: str | Path, device: str | torch.device = "cpu") -> Predictor:
-        model, info = load_model_file(path, device)
-        return cls(model, info, device)
+    def from_file(cls, path: str | Path, backend: str = "auto", device: str | torch.device = "cpu",
+                  threads: int | None = None) -> Predictor:
+        """``path``: a reslab model file, ONNX (fp32 or INT8), OpenVINO IR, TorchScript or ``.pt2``."""
+        runner, info = load_backend(path, backend, device, threads)
+        return cls(runner, info)
+
+    @classmethod
+    def from_module(cls, model: nn.Module, info: ModelInfo, device: str | torch.device = "cpu") -> Predictor:
+        device = torch.device(device)
+        return cls(TorchBackend(model.to(device, memory_format=torch.channels_last).eval(), device), info)
 
     @property
     def classes(self) -> list[str]:
         return self.info.classes
 
-    def preprocess(self, images: Sequence[Image.Image | bytes | str | Path]) -> Tensor:
-        channels = self.info.preprocess.in_chans
-        decoded = [img if isinstance(img, Image.Image) else open_image(img, channels) for img in images]
-        return torch.stack([self.preprocess_one(normalize_mode(img, channels)) for img in decoded])
+    @property
+    def backend_name(self) -> str:
+        return self.backend.name
 
-    @torch.inference_mode()
-    def inference(self, batch: Tensor) -> Tensor:
-        x = batch.to(self.device).contiguous(memory_format=self.memory_format)
-        return self.model(x).float().softmax(1).cpu()
+    def decode(self, image: ImageInput) -> Image.Image:
+        pre = self.info.preprocess
+        if isinstance(image, Image.Image):
+            return normalize_mode(image, pre.in_chans)
+        return open_image(image, pre.in_chans, min_size=pre.resize_size)
 
-    def postprocess(self, probabilities: Tensor, topk: int = 5) -> list[list[Prediction]]:
+    def preprocess(self, images: Sequence[ImageInput]) -> np.ndarray:
+        pre = self.info.preprocess
+        return torch.stack([pre(self.decode(img)) for img in images]).numpy()
+
+    def inference(self, batch: np.ndarray) -> np.ndarray:
+        """Probabilities (N, classes) of a preprocessed batch."""
+        return softmax(self.backend.run(batch).astype(np.float64)).astype(np.float32)
+
+    def postprocess(self, probabilities: np.ndarray, topk: int = 5) -> list[list[Prediction]]:
         k = min(topk, probabilities.shape[1])
-        values, indices = probabilities.topk(k, dim=1)
-        return [
-            [Prediction(int(i), self.classes[int(i)], float(p)) for p, i in zip(row_p, row_i)]
-            for row_p, row_i in zip(values, indices)
-        ]
+        order = np.argsort(-probabilities, axis=1, kind="stable")[:, :k]
+        return [[Prediction(int(i), self.classes[int(i)], float(row[i])) for i in idx]
+                for row, idx in zip(probabilities, order)]
 
-    def predict(self, images: Sequence[Image.Image | bytes | str | Path], topk: int = 5) -> list[list[Prediction]]:
+    def predict(self, images: Sequence[ImageInput], topk: int = 5) -> list[list[Prediction]]:
         return self.postprocess(self.inference(self.preprocess(images)), topk)
 
     def predict_files(self, inputs: Sequence[str | Path], topk: int = 5, batch_size: int = 32) -> list[dict]:
@@ -84,7 +106,7 @@ class Predictor:
             readable, images = [], []
             for path in chunk:
                 try:
-                    images.append(open_image(path, self.info.preprocess.in_chans))
+                    images.append(self.decode(path))
                     readable.append(path)
                 except (UnreadableImageError, FileNotFoundError, IsADirectoryError) as e:
                     message = str(e) if isinstance(e, UnreadableImageError) else f"{path}: file not found"

@@ -1,0 +1,126 @@
+"""Every export format round-trips on real images, keeps the metadata, and fails loudly when it should."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+
+from reslab.export.run import export_model
+from reslab.export.triton import TritonConfigError, check_repository, parse_config
+from reslab.export.verify import Agreement, VerificationError, check, compare
+from reslab.infer.backends import choose_backend, load_backend, read_info
+from reslab.infer.predictor import Predictor
+from reslab.modelfile import ModelFileError, read_model_info
+
+FORMATS = {"onnx": "m.onnx", "torchscript": "m.torchscript", "torch-export": "m.pt2", "openvino": "m.xml"}
+
+
+@pytest.fixture(scope="module")
+def exports(trained_model, tmp_path_factory):
+    out = tmp_path_factory.mktemp("exports")
+    reports = {fmt: export_model(trained_model, fmt, out / name) for fmt, name in FORMATS.items()}
+    reports["triton"] = export_model(trained_model, "triton", out / "triton", triton_name="cifar")
+    return out, reports
+
+
+@pytest.mark.parametrize("fmt", list(FORMATS))
+def test_each_format_predicts_like_the_original(exports, trained_model, photos, fmt):
+    out, reports = exports
+    report = reports[fmt]
+    assert report["top1_agreement"] == 1.0 and report["max_abs_diff"] < 1e-3 and report["images"] == 6
+    original = Predictor.from_file(trained_model, backend="torch")
+    exported = Predictor.from_file(out / FORMATS[fmt])
+    images = list(photos.values())
+    p_orig = original.inference(original.preprocess(images))
+    p_exp = exported.inference(exported.preprocess(images))
+    assert np.abs(p_orig - p_exp).max() < 1e-4
+    assert exported.classes == original.classes
+    assert read_info(out / FORMATS[fmt]).preprocess == read_model_info(trained_model).preprocess
+
+
+def test_onnx_has_dynamic_batch_names_opset_and_metadata(exports, trained_model):
+    out, _ = exports
+    proto = onnx.load(str(out / "m.onnx"))
+    info = read_model_info(trained_model)
+    assert max(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")) >= 17
+    (inp,), (outp,) = proto.graph.input, proto.graph.output
+    assert (inp.name, outp.name) == ("input", "logits")
+    assert inp.type.tensor_type.shape.dim[0].dim_param  # symbolic batch axis
+    meta = {p.key: p.value for p in proto.metadata_props}
+    assert json.loads(meta["classes"]) == info.classes
+    assert int(meta["image_size"]) == info.preprocess.image_size
+    assert tuple(json.loads(meta["mean"])) == info.preprocess.mean
+    assert int(meta["resize_size"]) == info.preprocess.resize_size
+    runner, _ = load_backend(out / "m.onnx", "onnxruntime")
+    for batch in (1, 7):
+        x = np.random.default_rng(0).standard_normal((batch, 3, 32, 32)).astype(np.float32)
+        assert runner.run(x).shape == (batch, len(info.classes))
+
+
+def test_triton_repository_follows_tritons_rules(exports, trained_model):
+    out, reports = exports
+    model_dir = out / "triton" / "cifar"
+    config = parse_config(model_dir / "config.pbtxt")
+    assert config.name == "cifar" and config.max_batch_size == 32 and config.backend == "onnxruntime"
+    assert list(config.input[0].dims) == [3, 32, 32] and list(config.output[0].dims) == [10]
+    assert config.HasField("dynamic_batching")
+    labels = (model_dir / "labels.txt").read_text().splitlines()
+    assert labels == read_model_info(trained_model).classes
+    assert (model_dir / "1" / "model.onnx").is_file()
+    assert "dims (dynamic batch axis)" in reports["triton"]["notes"][0]
+    text = (model_dir / "config.pbtxt").read_text()
+    (model_dir / "config.pbtxt").write_text(text.replace("dims: [ 10 ]", "dims: [ 12 ]"))
+    with pytest.raises(TritonConfigError, match="dims \\[12\\] but the graph has \\[10\\]"):
+        check_repository(model_dir)
+    (model_dir / "config.pbtxt").write_text(text.replace("TYPE_FP32", "TYPE_FLOAT"))
+    with pytest.raises(TritonConfigError):
+        check_repository(model_dir)
+    (model_dir / "config.pbtxt").write_text(text)
+
+
+def test_a_mismatch_fails_and_leaves_no_file(trained_model, tmp_path):
+    reference = np.array([[1.0, 2.0, 3.0], [3.0, 1.0, 0.0]])
+    agreement = compare(reference, reference + np.array([[0, 0, 0], [0, 2.5, 0]]))
+    assert agreement == Agreement(2, 2.5, 0.5)
+    with pytest.raises(VerificationError, match="top-1 agreement 50.0%"):
+        check(agreement, reference, 1e-3, "test export")
+    with pytest.raises(VerificationError):  # ONNX Runtime's float rounding is not zero: rtol 0 must fail
+        export_model(trained_model, "onnx", tmp_path / "x.onnx", rtol=0.0)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_backend_choice_and_clear_errors(exports, tmp_path):
+    out, _ = exports
+    assert choose_backend(out / "m.onnx", "auto", __import__("torch").device("cpu")) in ("openvino", "onnxruntime")
+    with pytest.raises(ValueError, match="cannot run a torchscript file"):
+        load_backend(out / "m.torchscript", "onnxruntime")
+    for name in ("bad.onnx", "bad.xml", "bad.pt2", "bad.torchscript", "bad.safetensors"):
+        (tmp_path / name).write_bytes(b"\x00garbage\x01" * 10)
+        with pytest.raises(ModelFileError, match=name):
+            Predictor.from_file(tmp_path / name)
+    (tmp_path / "model.h5").write_bytes(b"x")
+    with pytest.raises(ModelFileError, match="unknown model format '.h5'"):
+        Predictor.from_file(tmp_path / "model.h5")
+    plain = onnx.load(str(out / "m.onnx"))
+    del plain.metadata_props[:]
+    onnx.save_model(plain, str(tmp_path / "plain.onnx"))
+    with pytest.raises(ModelFileError, match="without reslab metadata"):
+        Predictor.from_file(tmp_path / "plain.onnx")
+
+
+def test_export_command(trained_model, tmp_path):
+    run = subprocess.run([sys.executable, "-m", "reslab", "export", str(trained_model), "--format", "onnx",
+                          "--out", str(tmp_path / "m.onnx")], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    assert "top-1 agreement 100.0%" in run.stdout and (tmp_path / "m.onnx").is_file()
+    bad = subprocess.run([sys.executable, "-m", "reslab", "export", str(trained_model), "--format", "onnx",
+                          "--opset", "11"], capture_output=True, text=True)
+    assert bad.returncode == 2 and "opset 17 or newer" in bad.stderr
+    wrong = subprocess.run([sys.executable, "-m", "reslab", "export", str(tmp_path / "m.onnx"), "--format", "onnx"],
+                           capture_output=True, text=True)
+    assert wrong.returncode == 2 and "m.onnx" in wrong.stderr
+    assert Path(tmp_path / "m.onnx").is_file()
