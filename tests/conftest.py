@@ -43,3 +43,9 @@ def model_file(tmp_path_factory, cifar_folder) -> Path:
 def trained_model() -> Path:
     """ResNet-20 trained by `make demo` on the shipped sample's train split (about 65% on its test split)."""
     return SAMPLES / "resnet20-cifar10-sample.safetensors"
+
+
+@pytest.fixture(scope="session")
+def sample_folder(tmp_path_factory) -> Path:
+    """The whole shipped CIFAR-10 sample as a folder: 3,000 train, 600 val, 400 test images."""
+    return materialize(SAMPLES / "cifar10-sample.npz", tmp_path_factory.mktemp("sample"))

@@ -84,6 +84,26 @@ def cmd_export(args: argparse.Namespace) -> None:
           f"{report['max_abs_diff']:.2e}, top-1 agreement {report['top1_agreement']:.1%}")
 
 
+def cmd_quantize(args: argparse.Namespace) -> None:
+    from .optimize.quantize import QuantizeOptions, quantize_model
+
+    opts = QuantizeOptions(calib_data=args.calib_data, calib_images=args.calib_images, method=args.method,
+                           val_data=args.val_data, val_split=args.val_split, val_images=args.val_images,
+                           max_drop=args.max_drop, force=args.force, reduce_range=args.reduce_range)
+    r = quantize_model(Path(args.model), opts, Path(args.out) if args.out else None)
+    if args.json:
+        print(json.dumps(r, indent=1))
+        return
+    print(f"INT8 ({r['method']} calibration on {r['calibration_images']} training images, per-channel "
+          f"{r['per_channel']}, reduce_range {r['reduce_range']}): {r['output']}")
+    print(f"{'':<8}{'top-1':>8}{'MB':>8}{'images/s':>10}   ({r['val_images']} {r['val_split']} images, batch 32)")
+    for kind in ("fp32", "int8"):
+        print(f"{kind:<8}{r['top1_' + kind]:>8.4f}{r['bytes_' + kind] / 1e6:>8.2f}{r['images_per_s_' + kind]:>10.1f}")
+    print(f"top-1 drop {r['drop_points']:.2f} points; predictions agree on {r['agreement']:.1%}; "
+          f"{r['images_per_s_int8'] / r['images_per_s_fp32']:.2f}x faster, "
+          f"{r['bytes_fp32'] / r['bytes_int8']:.1f}x smaller")
+
+
 def cmd_models(args: argparse.Namespace) -> None:
     from .models import describe_models
 
@@ -157,6 +177,23 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--max-batch-size", type=int, default=32, help="triton: max_batch_size of config.pbtxt")
     ex.add_argument("--json", action="store_true")
     ex.set_defaults(func=cmd_export)
+
+    qz = sub.add_parser("quantize", help="static INT8 quantisation (ONNX Runtime), measured on the val split")
+    qz.add_argument("model", help="a reslab model file or its fp32 ONNX export")
+    qz.add_argument("--calib-data", required=True, help="cifar10, cifar100 or an image folder: its train split "
+                    "calibrates")
+    qz.add_argument("--calib-images", type=int, default=300, help="training images used to calibrate")
+    qz.add_argument("--method", default="minmax", choices=["minmax", "entropy", "percentile"])
+    qz.add_argument("--val-data", help="data for the before/after top-1 (default: --calib-data)")
+    qz.add_argument("--val-split", default="val", choices=["val", "test"])
+    qz.add_argument("--val-images", type=int, help="at most this many validation images (default: all)")
+    qz.add_argument("--max-drop", type=float, default=1.0, help="refuse a top-1 drop above this many points")
+    qz.add_argument("--force", action="store_true", help="write the INT8 model whatever its drop")
+    qz.add_argument("--reduce-range", default="auto", choices=["auto", "on", "off"],
+                    help="7-bit weights; auto: on for x86 CPUs without VNNI, where u8 x s8 products saturate")
+    qz.add_argument("--out", help="output .onnx (default: MODEL-int8.onnx beside MODEL)")
+    qz.add_argument("--json", action="store_true")
+    qz.set_defaults(func=cmd_quantize)
 
     md = sub.add_parser("models", help="list the architectures with parameters and MACs")
     md.add_argument("--image-size", type=int)

@@ -101,7 +101,7 @@ def stratified_split(labels: list[int], seed: int, fractions=SPLIT_FRACTIONS) ->
     return tuple(sorted(p) for p in parts)
 
 
-def _subset(split: Split, indices: list[int]) -> Split:
+def subset(split: Split, indices: list[int]) -> Split:
     if isinstance(split, ArraySplit):
         return ArraySplit(split.images[indices], split.labels[indices])
     return FileSplit([split.paths[i] for i in indices], [split.labels[i] for i in indices])
@@ -112,7 +112,7 @@ def holdout_validation(train: Split, seed: int) -> tuple[Split, Split]:
     the test split is never used to pick a model."""
     labels = [int(y) for y in train.labels]
     keep, val, _ = stratified_split(labels, seed, fractions=HOLDOUT_FRACTIONS)
-    return _subset(train, keep), _subset(train, val)
+    return subset(train, keep), subset(train, val)
 
 
 def load_folder(root: Path, seed: int = 0, split_file: Path | None = None) -> Dataset:
@@ -142,7 +142,7 @@ def load_folder(root: Path, seed: int = 0, split_file: Path | None = None) -> Da
         parts = stratified_split(everything.labels, seed)
     record = {"seed": seed, "fractions": SPLIT_FRACTIONS, "classes": classes}
     record.update({name: [relative[i] for i in idx] for name, idx in zip(("train", "val", "test"), parts)})
-    train, val, test = (_subset(everything, idx) for idx in parts)
+    train, val, test = (subset(everything, idx) for idx in parts)
     return Dataset(root.name, classes, train, val, test, split_file=record)
 
 

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import statistics
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
 
-from .datasets import ArraySplit, Dataset, FileSplit, Split
+from .datasets import ArraySplit, Dataset, FileSplit, Split, load_dataset, subset
 from .loaders import FileLoader, SkipLog, TensorLoader, decode_split
 from .transforms import DATASET_STATS, AugmentOptions, BatchAugment, Preprocess, eval_resize_size, train_transform
 
@@ -172,3 +173,19 @@ def describe(bundle: DataBundle) -> str:
             f"{bundle.preprocess.image_size}px, {where}")
 
 
+
+
+def model_split(data: str, classes: list[str], split: str, cache_dir: Path, seed: int = 0,
+                split_file: Path | None = None, limit: int | None = None) -> Split:
+    """``split`` of ``data`` for a model trained on ``classes`` (checked), at most ``limit`` images
+    drawn at random with ``seed``."""
+    dataset = load_dataset(data, cache_dir, seed, split_file)
+    chosen = {"val": dataset.val, "test": dataset.test, "train": dataset.train}.get(split)
+    if chosen is None:
+        raise ValueError(f"{data}: has no {split!r} split")
+    if dataset.classes != classes:
+        raise ValueError(f"{data}: classes {dataset.classes} differ from the model's {classes}")
+    if limit is not None and limit < len(chosen):
+        picked = sorted(np.random.default_rng(seed).permutation(len(chosen))[:limit].tolist())
+        chosen = subset(chosen, picked)
+    return chosen

@@ -12,10 +12,9 @@ import torch
 from torch import nn
 
 from ..atomic import write_text_atomic
-from ..data.datasets import load_dataset
 from ..data.images import open_image
 from ..data.loaders import SkipLog
-from ..data.pipeline import SMALL_IMAGE, make_loader
+from ..data.pipeline import SMALL_IMAGE, make_loader, model_split
 from ..modelfile import ModelInfo, load_model_file
 from .metrics import evaluate, per_class_report
 from .plots import plot_confusion, plot_feature_maps, plot_worst
@@ -54,12 +53,7 @@ def run_eval(
     seed = int(info.training.get("seed", 0))
     if split_file is None and (model_path.parent / "split.json").is_file():
         split_file = model_path.parent / "split.json"  # the training run's own 70/20/10 split
-    dataset = load_dataset(data, cache_dir, seed, split_file)
-    chosen = {"val": dataset.val, "test": dataset.test, "train": dataset.train}.get(split)
-    if chosen is None:
-        raise ValueError(f"{data}: has no {split!r} split")
-    if dataset.classes != info.classes:
-        raise ValueError(f"{data}: classes {dataset.classes} differ from the model's {info.classes}")
+    chosen = model_split(data, info.classes, split, cache_dir, seed, split_file)
     skipped = SkipLog()
     pre = info.preprocess
     loader = make_loader(chosen, pre, batch_size, torch.device(device), skipped, workers,

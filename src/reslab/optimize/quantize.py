@@ -1,0 +1,177 @@
+"""``reslab quantize``: static post-training INT8 through ONNX Runtime's quantisation tools.
+
+QDQ format, per-channel signed weights, unsigned activations, calibrated on real training images
+with the eval preprocessing. The result is measured against the fp32 model on the validation
+split (top-1, agreement, size, speed) and refused when top-1 drops more than ``max_drop`` points.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+import torch
+
+from ..atomic import atomic_path
+from ..data.loaders import SkipLog
+from ..data.pipeline import SMALL_IMAGE, make_loader, model_split
+from ..export.onnx_export import info_from_onnx, load_onnx, set_metadata, to_onnx_proto
+from ..infer.backends import OnnxRuntimeBackend, model_format
+from ..modelfile import ModelInfo, load_model_file
+
+METHODS = ("minmax", "entropy", "percentile")
+CALIBRATION_BATCH = 10  # the histogram calibrators need batches of one size
+
+
+class QuantizationRejected(ValueError):
+    """The INT8 model lost more top-1 than allowed; nothing was written."""
+
+
+@dataclass
+class QuantizeOptions:
+    calib_data: str
+    calib_images: int = 300
+    method: str = "minmax"
+    val_data: str | None = None  # default: calib_data
+    val_split: str = "val"
+    val_images: int | None = None  # default: the whole split
+    max_drop: float = 1.0  # top-1 points
+    force: bool = False
+    reduce_range: str = "auto"  # auto | on | off
+    per_channel: bool = True
+    seed: int = 0
+    cache_dir: str = "~/.cache/reslab"
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise ValueError(f"calibration method must be one of {', '.join(METHODS)}, got {self.method!r}")
+        if self.reduce_range not in ("auto", "on", "off"):
+            raise ValueError(f"reduce_range must be auto, on or off, got {self.reduce_range!r}")
+        if self.calib_images < CALIBRATION_BATCH:
+            raise ValueError(f"calib_images must be at least {CALIBRATION_BATCH}, got {self.calib_images}")
+
+
+def cpu_has_vnni() -> bool:
+    """x86 CPUs without VNNI multiply u8 x s8 with 16-bit saturation: weights then need 7 bits."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return True  # not Linux: assume a CPU whose INT8 instructions do not saturate
+    return "avx512_vnni" in flags or "avx_vnni" in flags or "avx2" not in flags
+
+
+def fp32_source(model_path: Path) -> tuple[onnx.ModelProto, ModelInfo]:
+    """The fp32 ONNX graph of a reslab model file or of an fp32 ONNX export."""
+    fmt = model_format(model_path)
+    if fmt == "reslab":
+        model, info = load_model_file(model_path)
+        return to_onnx_proto(model, info), info
+    if fmt == "onnx":
+        proto = load_onnx(model_path)
+        if any(n.op_type in ("QuantizeLinear", "DequantizeLinear") for n in proto.graph.node):
+            raise ValueError(f"{model_path}: already quantised; pass the fp32 model")
+        return proto, info_from_onnx(proto, model_path)
+    raise ValueError(f"{model_path}: quantisation takes a reslab model file or an fp32 ONNX export, not {fmt}")
+
+
+def _arrays(batches) -> tuple[np.ndarray, np.ndarray]:
+    xs, ys = zip(*[(x.numpy(), y.numpy()) for x, y in batches])
+    return np.concatenate(xs), np.concatenate(ys)
+
+
+def _batches(data: str, info: ModelInfo, split: str, limit: int | None, opts: QuantizeOptions, skipped: SkipLog):
+    chosen = model_split(data, info.classes, split, Path(opts.cache_dir).expanduser(), opts.seed, limit=limit)
+    pre = info.preprocess
+    return make_loader(chosen, pre, 64, torch.device("cpu"), skipped, in_memory=pre.image_size <= SMALL_IMAGE)
+
+
+class _Calibration:
+    """ONNX Runtime's CalibrationDataReader over preprocessed training images."""
+
+    def __init__(self, images: np.ndarray, input_name: str) -> None:
+        usable = len(images) - len(images) % CALIBRATION_BATCH
+        self.feeds = iter([{input_name: images[i : i + CALIBRATION_BATCH]} for i in range(0, usable,
+                                                                                           CALIBRATION_BATCH)])
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        return next(self.feeds, None)
+
+
+def _quantize(fp32_path: Path, out_path: Path, calibration: np.ndarray, opts: QuantizeOptions,
+              reduce_range: bool) -> None:
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    prepared = fp32_path.with_name("prepared.onnx")
+    quant_pre_process(str(fp32_path), str(prepared))  # shape inference, BatchNorm folded into the convs
+    method = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
+              "percentile": CalibrationMethod.Percentile}[opts.method]
+    quantize_static(
+        str(prepared), str(out_path), _Calibration(calibration, "input"), quant_format=QuantFormat.QDQ,
+        per_channel=opts.per_channel, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+        calibrate_method=method, reduce_range=reduce_range,
+    )
+
+
+def images_per_second(runner: OnnxRuntimeBackend, batch: np.ndarray, seconds: float = 2.0) -> float:
+    runner.run(batch)  # warm-up
+    rates, start = [], time.perf_counter()
+    while time.perf_counter() - start < seconds or len(rates) < 3:
+        t = time.perf_counter()
+        runner.run(batch)
+        rates.append(len(batch) / (time.perf_counter() - t))
+    return statistics.median(rates)
+
+
+def quantize_model(model_path: Path, opts: QuantizeOptions, out: Path | None = None) -> dict[str, Any]:
+    proto, info = fp32_source(model_path)
+    out = out or model_path.with_name(f"{model_path.stem}-int8.onnx")
+    if out.suffix != ".onnx":
+        raise ValueError(f"{out}: the INT8 model is written as ONNX (.onnx)")
+    skipped = SkipLog()
+    calibration, _ = _arrays(_batches(opts.calib_data, info, "train", opts.calib_images, opts, skipped))
+    val_x, val_y = _arrays(_batches(opts.val_data or opts.calib_data, info, opts.val_split, opts.val_images, opts,
+                                    skipped))
+    reduce_range = opts.reduce_range == "on" or (opts.reduce_range == "auto" and not cpu_has_vnni())
+    with tempfile.TemporaryDirectory() as tmp:
+        fp32_path, int8_path = Path(tmp) / "fp32.onnx", Path(tmp) / "int8.onnx"
+        onnx.save_model(proto, str(fp32_path))
+        _quantize(fp32_path, int8_path, calibration, opts, reduce_range)
+        int8 = onnx.load(str(int8_path))
+        fp32_run, int8_run = OnnxRuntimeBackend(str(fp32_path)), OnnxRuntimeBackend(str(int8_path))
+        pred_fp32 = np.concatenate([fp32_run.run(val_x[i : i + 64]).argmax(1) for i in range(0, len(val_x), 64)])
+        pred_int8 = np.concatenate([int8_run.run(val_x[i : i + 64]).argmax(1) for i in range(0, len(val_x), 64)])
+        speed_batch = val_x[:32] if len(val_x) >= 32 else np.resize(val_x, (32, *val_x.shape[1:]))
+        report: dict[str, Any] = {
+            "model": str(model_path), "output": str(out), "method": opts.method,
+            "calibration_images": len(calibration) - len(calibration) % CALIBRATION_BATCH,
+            "per_channel": opts.per_channel, "reduce_range": reduce_range,
+            "val_images": len(val_y), "val_split": opts.val_split,
+            "top1_fp32": float((pred_fp32 == val_y).mean()), "top1_int8": float((pred_int8 == val_y).mean()),
+            "agreement": float((pred_fp32 == pred_int8).mean()),
+            "bytes_fp32": fp32_path.stat().st_size, "bytes_int8": int8_path.stat().st_size,
+            "images_per_s_fp32": images_per_second(fp32_run, speed_batch),
+            "images_per_s_int8": images_per_second(int8_run, speed_batch),
+            "skipped_images": sorted(skipped.files),
+        }
+    report["drop_points"] = 100 * (report["top1_fp32"] - report["top1_int8"])
+    report["written"] = report["drop_points"] <= opts.max_drop or opts.force
+    if not report["written"]:
+        raise QuantizationRejected(
+            f"INT8 top-1 {report['top1_int8']:.4f} is {report['drop_points']:.2f} points below fp32 "
+            f"{report['top1_fp32']:.4f} on {report['val_images']} images (--max-drop {opts.max_drop}); "
+            f"nothing written. Try --method entropy or percentile, more --calib-images, or --force")
+    set_metadata(int8, {p.key: p.value for p in proto.metadata_props})
+    set_metadata(int8, {"quantization": json.dumps({k: report[k] for k in (
+        "method", "calibration_images", "per_channel", "reduce_range", "top1_fp32", "top1_int8", "val_images")}
+        | {"options": asdict(opts)})})
+    with atomic_path(out) as tmp_out:
+        onnx.save_model(int8, str(tmp_out))
+    return report
