@@ -104,6 +104,31 @@ def cmd_quantize(args: argparse.Namespace) -> None:
           f"{r['bytes_fp32'] / r['bytes_int8']:.1f}x smaller")
 
 
+def cmd_prune(args: argparse.Namespace) -> None:
+    from .optimize.prune import PruneOptions, prune_model
+
+    opts = PruneOptions(amount=args.amount, method=args.method, data=args.data,
+                        finetune_epochs=args.finetune_epochs, lr=args.lr, batch_size=args.batch_size,
+                        val_images=args.val_images, device=args.device)
+    r = prune_model(Path(args.model), opts, Path(args.out) if args.out else None)
+    if args.json:
+        print(json.dumps(r, indent=1))
+        return
+    stages = [("before", r["before"]), ("pruned", r["pruned"])]
+    if r["finetune_epochs"]:
+        stages.append((f"+{r['finetune_epochs']} ep", r["after"]))
+    print(f"{r['method']} pruning, amount {r['amount']}: {r['output']}")
+    print(f"{'':<9}{'top-1':>8}{'params':>12}{'MMACs':>10}{'zeros':>8}{'zlib MB':>9}{'CPU img/s':>11}")
+    for name, row in stages:
+        top1 = f"{row['top1']:.4f}" if row.get("top1") is not None else "-"
+        print(f"{name:<9}{top1:>8}{row['params']:>12,}{row['macs'] / 1e6:>10.1f}{row['zero_weights']:>8.1%}"
+              f"{row['compressed_bytes'] / 1e6:>9.2f}{row['cpu_images_per_s']:>11.1f}")
+    if r["layer_sparsity"]:
+        print("sparsity per layer: " + ", ".join(f"{k} {v:.0%}" for k, v in r["layer_sparsity"].items()))
+        print("note: unstructured zeros make the file compress better; dense kernels still do every "
+              "multiplication, so it does not run faster. Use --method structured for speed.")
+
+
 def cmd_models(args: argparse.Namespace) -> None:
     from .models import describe_models
 
@@ -194,6 +219,21 @@ def build_parser() -> argparse.ArgumentParser:
     qz.add_argument("--out", help="output .onnx (default: MODEL-int8.onnx beside MODEL)")
     qz.add_argument("--json", action="store_true")
     qz.set_defaults(func=cmd_quantize)
+
+    pn = sub.add_parser("prune", help="L1 unstructured or structured channel pruning, measured before/after")
+    pn.add_argument("model", help="a reslab model file")
+    pn.add_argument("--amount", type=float, required=True,
+                    help="fraction of weights (l1-unstructured) or of block-internal channels (structured)")
+    pn.add_argument("--method", default="l1-unstructured", choices=["l1-unstructured", "structured"])
+    pn.add_argument("--data", help="data for top-1 and fine-tuning (default: what the model was trained on)")
+    pn.add_argument("--finetune-epochs", type=int, default=0, help="structured: epochs of fine-tuning after")
+    pn.add_argument("--lr", type=float, default=0.01, help="fine-tuning learning rate (cosine)")
+    pn.add_argument("--batch-size", type=int, default=128)
+    pn.add_argument("--val-images", type=int, help="at most this many validation images (default: all)")
+    pn.add_argument("--device", default="cpu")
+    pn.add_argument("--out", help="output model file (default: MODEL-pruned.safetensors)")
+    pn.add_argument("--json", action="store_true")
+    pn.set_defaults(func=cmd_prune)
 
     md = sub.add_parser("models", help="list the architectures with parameters and MACs")
     md.add_argument("--image-size", type=int)

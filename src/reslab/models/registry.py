@@ -7,6 +7,7 @@ from typing import Any
 
 from torch import nn
 
+from .reshape import apply_shapes
 from .resnet import BasicBlock, Bottleneck, ResNet
 
 
@@ -48,6 +49,7 @@ class ModelSpec:
     se: bool = False
     features_only: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
+    shapes: dict[str, list[int]] = field(default_factory=dict)  # layers narrowed by structured pruning
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -74,7 +76,7 @@ def build_model(spec: ModelSpec) -> ResNet:
     arch = architecture(spec.arch)
     if arch.family == "cifar" and spec.stem not in (None, "cifar"):
         raise ValueError(f"{spec.arch} is a CIFAR network; it has only the 'cifar' stem")
-    return ResNet(
+    model = ResNet(
         arch.block,
         arch.layers,
         num_classes=spec.num_classes,
@@ -87,6 +89,7 @@ def build_model(spec: ModelSpec) -> ResNet:
         se=spec.se,
         features_only=spec.features_only,
     )
+    return apply_shapes(model, spec.shapes) if spec.shapes else model
 
 
 def freeze(model: nn.Module, stages: list[str]) -> None:

@@ -8,9 +8,7 @@ split (top-1, agreement, size, speed) and refused when top-1 drops more than ``m
 from __future__ import annotations
 
 import json
-import statistics
 import tempfile
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -20,6 +18,7 @@ import onnx
 import torch
 
 from ..atomic import atomic_path
+from ..bench.timing import interleaved_images_per_second
 from ..data.loaders import SkipLog
 from ..data.pipeline import SMALL_IMAGE, make_loader, model_split
 from ..export.onnx_export import info_from_onnx, load_onnx, set_metadata, to_onnx_proto
@@ -120,16 +119,6 @@ def _quantize(fp32_path: Path, out_path: Path, calibration: np.ndarray, opts: Qu
     )
 
 
-def images_per_second(runner: OnnxRuntimeBackend, batch: np.ndarray, seconds: float = 2.0) -> float:
-    runner.run(batch)  # warm-up
-    rates, start = [], time.perf_counter()
-    while time.perf_counter() - start < seconds or len(rates) < 3:
-        t = time.perf_counter()
-        runner.run(batch)
-        rates.append(len(batch) / (time.perf_counter() - t))
-    return statistics.median(rates)
-
-
 def quantize_model(model_path: Path, opts: QuantizeOptions, out: Path | None = None) -> dict[str, Any]:
     proto, info = fp32_source(model_path)
     out = out or model_path.with_name(f"{model_path.stem}-int8.onnx")
@@ -157,8 +146,8 @@ def quantize_model(model_path: Path, opts: QuantizeOptions, out: Path | None = N
             "top1_fp32": float((pred_fp32 == val_y).mean()), "top1_int8": float((pred_int8 == val_y).mean()),
             "agreement": float((pred_fp32 == pred_int8).mean()),
             "bytes_fp32": fp32_path.stat().st_size, "bytes_int8": int8_path.stat().st_size,
-            "images_per_s_fp32": images_per_second(fp32_run, speed_batch),
-            "images_per_s_int8": images_per_second(int8_run, speed_batch),
+            **{f"images_per_s_{k}": v for k, v in interleaved_images_per_second(
+                {"fp32": fp32_run.run, "int8": int8_run.run}, speed_batch).items()},
             "skipped_images": sorted(skipped.files),
         }
     report["drop_points"] = 100 * (report["top1_fp32"] - report["top1_int8"])

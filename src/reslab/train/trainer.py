@@ -64,7 +64,9 @@ class RunFolderError(ValueError):
 
 
 class Trainer:
-    def __init__(self, cfg: TrainConfig, runtime: Runtime | None = None) -> None:
+    def __init__(self, cfg: TrainConfig, runtime: Runtime | None = None,
+                 start: tuple[ModelSpec, nn.Module] | None = None) -> None:
+        """``start``: a network to go on training instead of the one ``cfg`` names (e.g. a pruned one)."""
         self.cfg = cfg
         self.rt = runtime or Runtime(resolve_device(cfg.device))
         self.run_dir = cfg.run_dir
@@ -75,7 +77,7 @@ class Trainer:
         dataset = load_dataset(cfg.data, Path(cfg.cache_dir).expanduser(), cfg.seed, self.run_dir / "split.json")
         self.classes = dataset.classes
         self.data = self._build_data(dataset)
-        self.spec, self.model = self._build_model()
+        self.spec, self.model = start or self._build_model()
         self.memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
         self.model.to(device, memory_format=self.memory_format)
         self.train_model: nn.Module = torch.compile(self.model) if cfg.compile else self.model
