@@ -73,6 +73,10 @@ class TrainConfig:
     ema: bool = False
     ema_decay: float = 0.999
     patience: int = 0  # early stopping: epochs without a better val top-1; 0 = off
+    # knowledge distillation
+    teacher: str | None = None  # a reslab model file with the same classes
+    kd_alpha: float = 0.5  # weight of the teacher's soft targets; 1 - kd_alpha weighs the labels
+    kd_temperature: float = 4.0
 
     def __post_init__(self) -> None:
         choices = {
@@ -90,6 +94,10 @@ class TrainConfig:
         for name in ("epochs", "batch_size", "accumulate", "in_chans"):
             if getattr(self, name) < 1:
                 raise ValueError(f"config field {name!r} must be at least 1, got {getattr(self, name)}")
+        if not 0.0 <= self.kd_alpha <= 1.0:
+            raise ValueError(f"config field 'kd_alpha' must be between 0 and 1, got {self.kd_alpha}")
+        if self.kd_temperature <= 0:
+            raise ValueError(f"config field 'kd_temperature' must be positive, got {self.kd_temperature}")
         if self.in_chans not in (1, 3):
             raise ValueError(f"config field 'in_chans' must be 1 or 3, got {self.in_chans}")
 
@@ -157,6 +165,9 @@ HELP = {
     "ema": "keep an exponential moving average of the weights; evaluate and save it",
     "ema_decay": "EMA decay per optimizer step",
     "patience": "stop after this many epochs without a better val top-1 (0 = off)",
+    "teacher": "distil from this reslab model file (same classes); it runs in eval mode without gradients",
+    "kd_alpha": "weight of the teacher's softened targets (KL x T^2); the labels get 1 - kd_alpha",
+    "kd_temperature": "softmax temperature T of teacher and student in the distillation term",
 }
 
 

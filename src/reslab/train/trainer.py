@@ -31,6 +31,7 @@ from ..models import architecture, create_model, set_train_mode
 from ..models.registry import ModelSpec
 from ..models.weights import weights_preprocess
 from .checkpoint import load_checkpoint, restore_rng_state, rng_state, save_checkpoint
+from .distill import Teacher, distillation_loss
 from .optim import build_optimizer, build_scheduler
 
 METRIC_FIELDS = ["epoch", "train_loss", "train_top1", "val_loss", "val_top1", "val_top5", "lr", "seconds",
@@ -82,6 +83,8 @@ class Trainer:
         self.model.to(device, memory_format=self.memory_format)
         self.train_model: nn.Module = torch.compile(self.model) if cfg.compile else self.model
 
+        self.teacher = (Teacher(cfg.teacher, self.classes, self.data.preprocess, device, cfg.channels_last)
+                        if cfg.teacher else None)
         self.steps_per_epoch = -(-len(self.data.train) // cfg.accumulate)
         self.optimizer = build_optimizer(self.model, cfg)
         self.scheduler = build_scheduler(self.optimizer, cfg, self.steps_per_epoch)
@@ -177,6 +180,8 @@ class Trainer:
             "best_epoch": self.best_epoch,
             "val_top1": self.best_top1, "seed": self.cfg.seed, "skipped_images": len(self.data.skipped),
             "reslab": __version__,
+            **({"distilled_from": {"teacher": str(Path(self.cfg.teacher).resolve()), "alpha": self.cfg.kd_alpha,
+                                   "temperature": self.cfg.kd_temperature}} if self.cfg.teacher else {}),
             "torch": torch.__version__, "python": platform.python_version(),
         })
 
@@ -207,7 +212,7 @@ class Trainer:
             y = y.to(device, non_blocking=True)
             with autocast_context(device, cfg.amp, cfg.amp_dtype):
                 logits = self.train_model(x)
-                loss = F.cross_entropy(logits.float(), y, label_smoothing=cfg.label_smoothing)
+                loss = self._loss(logits.float(), x, y)
             self.scaler.scale(loss / cfg.accumulate).backward()
             if (i + 1) % cfg.accumulate == 0 or i + 1 == batches:
                 self._optimizer_step()
@@ -220,6 +225,13 @@ class Trainer:
         elapsed = time.perf_counter() - start
         return {"train_loss": float(loss_sum) / seen, "train_top1": int(correct) / seen, "seconds": elapsed,
                 "images_per_s": seen / elapsed}
+
+    def _loss(self, logits: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        cfg = self.cfg
+        if self.teacher is None:
+            return F.cross_entropy(logits, y, label_smoothing=cfg.label_smoothing)
+        return distillation_loss(logits, self.teacher(x).float(), y, cfg.kd_alpha, cfg.kd_temperature,
+                                 cfg.label_smoothing)
 
     def _optimizer_step(self) -> None:
         if self.cfg.clip_grad > 0:
