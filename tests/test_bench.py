@@ -20,3 +20,20 @@ def test_bench_train_runs_both_paths_on_the_same_data(cifar_folder):
             "gemm_peak_gflops"]
     assert result["speedup"] == ours["images_per_s"] / baseline["images_per_s"]
     assert result["gemm_peak_gflops"] > 1
+
+
+@pytest.mark.slow
+def test_bench_infer_times_every_backend_on_real_images(photos):
+    out = subprocess.run([sys.executable, "-m", "reslab", "bench", "infer", "--images", *map(str, photos.values()),
+                          "--image-size", "64", "--batch-sizes", "1,4", "--seconds", "0.2", "--json"],
+                         capture_output=True, text=True, timeout=900)
+    assert out.returncode == 0, out.stderr[-2000:]
+    result = json.loads(out.stdout[out.stdout.index("{"):])
+    paths = {r["path"] for r in result["rows"]}
+    assert paths == {"baseline", "torch", "onnxruntime", "openvino", "onnxruntime-int8", "openvino-int8"}
+    for r in result["rows"]:
+        assert r["batch"] in (1, 4) and r["p99_ms"] >= r["p50_ms"] > 0 and r["calls"] >= 5
+        assert abs(r["images_per_s"] - 1000 * r["batch"] / r["p50_ms"]) < 1e-6 * r["images_per_s"]
+    assert set(result["model_only_batch32"]) == paths - {"baseline"}
+    assert result["auto_backend"]["model file"] in ("torch", "onnxruntime", "openvino")
+    assert result["auto_backend"]["INT8 ONNX"] in ("onnxruntime", "openvino")

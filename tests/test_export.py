@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
+import torch
 
 from reslab.export.run import export_model
 from reslab.export.triton import TritonConfigError, check_repository, parse_config
@@ -95,7 +96,9 @@ def test_a_mismatch_fails_and_leaves_no_file(trained_model, tmp_path):
 
 def test_backend_choice_and_clear_errors(exports, tmp_path):
     out, _ = exports
-    assert choose_backend(out / "m.onnx", "auto", __import__("torch").device("cpu")) in ("openvino", "onnxruntime")
+    assert choose_backend(out / "m.onnx", "auto", torch.device("cpu")) == ["onnxruntime", "openvino"]
+    assert choose_backend(out / "m.pt2", "auto", torch.device("cpu")) == "torch"
+    assert load_backend(out / "m.onnx", "auto")[0].name in ("openvino", "onnxruntime")  # the faster, timed
     with pytest.raises(ValueError, match="cannot run a torchscript file"):
         load_backend(out / "m.torchscript", "onnxruntime")
     for name in ("bad.onnx", "bad.xml", "bad.pt2", "bad.torchscript", "bad.safetensors"):

@@ -155,6 +155,12 @@ def cmd_bench_train(args: argparse.Namespace) -> None:
     run_train_bench(args)
 
 
+def cmd_bench_infer(args: argparse.Namespace) -> None:
+    from .bench.infer import run_infer_bench
+
+    run_infer_bench(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="reslab", description="Image classification with residual networks.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -251,6 +257,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_bench_train_args(bt)
     bt.set_defaults(func=cmd_bench_train)
+    bi = bench.add_parser("infer", help="CPU inference of real images: the tutorial baseline against each backend")
+    from .bench.infer import add_bench_infer_args
+
+    add_bench_infer_args(bi)
+    bi.set_defaults(func=cmd_bench_infer)
     return parser
 
 

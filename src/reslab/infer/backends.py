@@ -28,8 +28,6 @@ from ..modelfile import ModelFileError, ModelInfo, load_model_file
 
 METADATA_FILE = "reslab.json"  # the ModelInfo inside TorchScript and .pt2 archives
 BACKENDS = ("torch", "onnxruntime", "openvino")
-# CPU preference of ``--backend auto``, fastest first, as ``reslab bench infer`` measures on x86 CPUs
-AUTO_ORDER = ("openvino", "onnxruntime", "torch")
 
 
 class Backend(Protocol):
@@ -60,13 +58,14 @@ SUPPORTED = {
 }
 
 
-def choose_backend(path: Path, requested: str, device: torch.device) -> str:
+def choose_backend(path: Path, requested: str, device: torch.device) -> str | list[str]:
+    """The backend asked for, checked; for ``auto``, the installed candidates (to be timed)."""
     fmt = model_format(path)
     usable = [b for b in SUPPORTED[fmt] if b in available_backends()]
     if requested == "auto":
         if device.type != "cpu" and "torch" in usable:
             return "torch"
-        return next(b for b in AUTO_ORDER if b in usable) if usable else "torch"
+        return usable[0] if len(usable) == 1 else usable
     if requested not in BACKENDS:
         raise ValueError(f"unknown backend {requested!r}; choose auto, {', '.join(BACKENDS)}")
     if requested not in SUPPORTED[fmt]:
@@ -75,6 +74,18 @@ def choose_backend(path: Path, requested: str, device: torch.device) -> str:
     if requested not in usable:
         raise ValueError(f"backend {requested!r} is not installed (pip install 'reslab[deploy]')")
     return requested
+
+
+def fastest(backends: dict[str, Backend], info: ModelInfo, batch: int = 8) -> str:
+    """The backend with the lowest median time on a batch of ``batch``: measured on this machine."""
+    from ..bench.timing import timed_calls
+
+    pre = info.preprocess
+    x = np.random.default_rng(0).standard_normal((batch, pre.in_chans, pre.image_size, pre.image_size),
+                                                 dtype=np.float32)
+    times = {name: float(np.median(timed_calls(lambda b=b: b.run(x), seconds=0.3, warmup=0.1)))
+             for name, b in backends.items()}
+    return min(times, key=times.__getitem__)
 
 
 class TorchBackend:
@@ -186,27 +197,38 @@ def load_backend(
     path: str | Path, backend: str = "auto", device: str | torch.device = "cpu", threads: int | None = None,
     channels_last: bool = True,
 ) -> tuple[Backend, ModelInfo]:
-    """Open ``path`` with ``backend`` (``auto``: the fastest one installed that can run it)."""
+    """Open ``path`` with ``backend``. ``auto``: torch on a GPU; on the CPU, every installed backend
+    that can read the file is built and timed on a small batch, and the fastest is kept."""
     path = Path(path)
     device = torch.device(device)
-    fmt = model_format(path)
+    model_format(path)
     if not path.exists():
         raise ModelFileError(f"{path}: no such model file")
     chosen = choose_backend(path, backend, device)
-    if chosen == "torch" and threads:
+    if isinstance(chosen, str):
+        return _open(path, chosen, device, threads, channels_last)
+    opened = {name: _open(path, name, device, threads, channels_last) for name in chosen}
+    best = fastest({name: runner for name, (runner, _) in opened.items()}, next(iter(opened.values()))[1])
+    return opened[best]
+
+
+def _open(path: Path, backend: str, device: torch.device, threads: int | None,
+          channels_last: bool) -> tuple[Backend, ModelInfo]:
+    fmt = model_format(path)
+    if backend == "torch" and threads:
         torch.set_num_threads(threads)
     if fmt == "reslab":
         model, info = load_model_file(path, device)
-        if chosen == "torch":
+        if backend == "torch":
             return TorchBackend(model.to(memory_format=torch.channels_last if channels_last else
                                          torch.contiguous_format), device, channels_last), info
-        return _from_module(model, info, chosen, threads, device), info
+        return _from_module(model, info, backend, threads, device), info
     if fmt in ("torchscript", "pt2"):
         module, info = _load_archive(path, fmt)
         # an exported program keeps the layout it was traced with: feed it plain NCHW
         return TorchBackend(module.to(device), device, channels_last=False), info
     info = read_info(path)
-    if chosen == "onnxruntime":
+    if backend == "onnxruntime":
         return OnnxRuntimeBackend(str(path), threads, device), info
     return OpenVinoBackend(str(path), threads), info
 

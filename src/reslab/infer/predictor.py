@@ -81,8 +81,10 @@ class Predictor:
         return open_image(image, pre.in_chans, min_size=pre.resize_size)
 
     def preprocess(self, images: Sequence[ImageInput]) -> np.ndarray:
+        """Decode and resize/crop each image, then normalise the whole uint8 batch at once."""
         pre = self.info.preprocess
-        return torch.stack([pre(self.decode(img)) for img in images]).numpy()
+        geometry = pre.geometry()
+        return pre.normalize(torch.stack([geometry(self.decode(img)) for img in images])).numpy()
 
     def inference(self, batch: np.ndarray) -> np.ndarray:
         """Probabilities (N, classes) of a preprocessed batch."""

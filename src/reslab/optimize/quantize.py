@@ -103,20 +103,24 @@ class _Calibration:
         return next(self.feeds, None)
 
 
-def _quantize(fp32_path: Path, out_path: Path, calibration: np.ndarray, opts: QuantizeOptions,
-              reduce_range: bool) -> None:
+def quantize_onnx(fp32_path: Path, out_path: Path, calibration: np.ndarray, method: str = "minmax",
+                  per_channel: bool = True, reduce_range: bool = False) -> None:
+    """Static INT8 (QDQ, u8 activations, s8 weights) of an fp32 ONNX file, calibrated on ``calibration``."""
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    prepared = fp32_path.with_name("prepared.onnx")
+    prepared = out_path.with_name(f"{out_path.stem}-prepared.onnx")
     quant_pre_process(str(fp32_path), str(prepared))  # shape inference, BatchNorm folded into the convs
-    method = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
-              "percentile": CalibrationMethod.Percentile}[opts.method]
-    quantize_static(
-        str(prepared), str(out_path), _Calibration(calibration, "input"), quant_format=QuantFormat.QDQ,
-        per_channel=opts.per_channel, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-        calibrate_method=method, reduce_range=reduce_range,
-    )
+    calibrate_method = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
+                        "percentile": CalibrationMethod.Percentile}[method]
+    try:
+        quantize_static(
+            str(prepared), str(out_path), _Calibration(calibration, "input"), quant_format=QuantFormat.QDQ,
+            per_channel=per_channel, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+            calibrate_method=calibrate_method, reduce_range=reduce_range,
+        )
+    finally:
+        prepared.unlink(missing_ok=True)
 
 
 def quantize_model(model_path: Path, opts: QuantizeOptions, out: Path | None = None) -> dict[str, Any]:
@@ -132,7 +136,7 @@ def quantize_model(model_path: Path, opts: QuantizeOptions, out: Path | None = N
     with tempfile.TemporaryDirectory() as tmp:
         fp32_path, int8_path = Path(tmp) / "fp32.onnx", Path(tmp) / "int8.onnx"
         onnx.save_model(proto, str(fp32_path))
-        _quantize(fp32_path, int8_path, calibration, opts, reduce_range)
+        quantize_onnx(fp32_path, int8_path, calibration, opts.method, opts.per_channel, reduce_range)
         int8 = onnx.load(str(int8_path))
         fp32_run, int8_run = OnnxRuntimeBackend(str(fp32_path)), OnnxRuntimeBackend(str(int8_path))
         pred_fp32 = np.concatenate([fp32_run.run(val_x[i : i + 64]).argmax(1) for i in range(0, len(val_x), 64)])
