@@ -21,3 +21,6 @@ def test_demo_trains_evaluates_and_predicts_far_above_chance(tmp_path):
     for picture in ("curves.png", "eval-test/confusion.png", "eval-test/worst.png", "eval-test/feature_maps.png"):
         assert (run / picture).stat().st_size > 10_000, picture
     assert "$ reslab predict" in out.stdout and "ERROR" not in out.stdout
+    assert (run / "best.onnx").is_file() and (run / "best-int8.onnx").is_file()
+    drop = float(re.search(r"top-1 drop (-?[\d.]+) points", out.stdout)[1])
+    assert drop <= 1.0

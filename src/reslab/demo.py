@@ -1,4 +1,4 @@
-"""``make demo``: train, evaluate and predict on the CIFAR-10 sample shipped in ``samples/``, offline.
+"""``make demo``: train, evaluate, predict, export and quantise on the CIFAR-10 sample in ``samples/``, offline.
 
 Each step is a ``reslab`` command, printed before it runs, so it can be typed again by hand.
 """
@@ -35,12 +35,17 @@ def main() -> None:
     photos = sorted(str(p) for p in (DATA / "test" / "cat").iterdir())[:2]
     photos += sorted(str(p) for p in (DATA / "test" / "ship").iterdir())[:1]
     step(["predict", str(model), *photos, "--topk", "3"])
+    step(["export", str(model), "--format", "onnx"])
+    step(["quantize", str(model), "--calib-data", str(DATA)])
+    int8 = RUN / "best-int8.onnx"
+    step(["predict", str(int8), *photos, "--topk", "3"])
 
     report = json.loads((RUN / "eval-test" / "report.json").read_text())
     print(f"\nDemo done in {(time.perf_counter() - start) / 60:.1f} min.")
     print(f"Test top-1 {report['top1']:.1%} on {report['count']} held-out images (chance: 10%).")
     print(f"Run folder:      {RUN}/ (config.yaml, metrics.csv, curves.png, tensorboard/, last.pt)")
     print(f"Model file:      {model}")
+    print(f"Exports:         {RUN / 'best.onnx'} (fp32), {int8} (INT8)")
     print(f"Pictures:        {RUN / 'curves.png'}, {RUN / 'eval-test' / 'confusion.png'}, "
           f"{RUN / 'eval-test' / 'worst.png'}, {RUN / 'eval-test' / 'feature_maps.png'}")
     print(f"Predict:         reslab predict {model} IMAGE_OR_FOLDER --topk 3")

@@ -205,43 +205,54 @@ def load_backend(
     if not path.exists():
         raise ModelFileError(f"{path}: no such model file")
     chosen = choose_backend(path, backend, device)
-    if isinstance(chosen, str):
-        return _open(path, chosen, device, threads, channels_last)
-    opened = {name: _open(path, name, device, threads, channels_last) for name in chosen}
-    best = fastest({name: runner for name, (runner, _) in opened.items()}, next(iter(opened.values()))[1])
-    return opened[best]
-
-
-def _open(path: Path, backend: str, device: torch.device, threads: int | None,
-          channels_last: bool) -> tuple[Backend, ModelInfo]:
-    fmt = model_format(path)
-    if backend == "torch" and threads:
+    names = [chosen] if isinstance(chosen, str) else chosen
+    if threads and "torch" in names:
         torch.set_num_threads(threads)
-    if fmt == "reslab":
-        model, info = load_model_file(path, device)
-        if backend == "torch":
-            return TorchBackend(model.to(memory_format=torch.channels_last if channels_last else
-                                         torch.contiguous_format), device, channels_last), info
-        return _from_module(model, info, backend, threads, device), info
+    opened, info = _open(path, names, device, threads, channels_last)
+    if len(opened) == 1:
+        return next(iter(opened.values())), info
+    return opened[fastest(opened, info)], info
+
+
+def _open(path: Path, names: list[str], device: torch.device, threads: int | None,
+          channels_last: bool) -> tuple[dict[str, Backend], ModelInfo]:
+    """Each named backend over the file at ``path``; a model file is loaded (and exported) once."""
+    fmt = model_format(path)
     if fmt in ("torchscript", "pt2"):
         module, info = _load_archive(path, fmt)
         # an exported program keeps the layout it was traced with: feed it plain NCHW
-        return TorchBackend(module.to(device), device, channels_last=False), info
+        return {"torch": TorchBackend(module.to(device), device, channels_last=False)}, info
+    if fmt == "reslab":
+        model, info = load_model_file(path, device)
+        opened: dict[str, Backend] = {}
+        if set(names) - {"torch"}:  # ONNX Runtime and OpenVINO run the model's ONNX graph, built in memory
+            opened = _onnx_backends(_onnx_bytes(model, info), names, threads, device)
+        if "torch" in names:
+            layout = torch.channels_last if channels_last else torch.contiguous_format
+            opened["torch"] = TorchBackend(model.to(device, memory_format=layout), device, channels_last)
+        return opened, info
     info = read_info(path)
-    if backend == "onnxruntime":
-        return OnnxRuntimeBackend(str(path), threads, device), info
-    return OpenVinoBackend(str(path), threads), info
+    return _onnx_backends(str(path), names, threads, device), info
 
 
-def _from_module(model: nn.Module, info: ModelInfo, backend: str, threads: int | None,
-                 device: torch.device) -> Backend:
-    """A model file run by ONNX Runtime or OpenVINO: exported to ONNX first, in memory."""
+def _onnx_bytes(model: nn.Module, info: ModelInfo) -> bytes:
     from ..export.onnx_export import to_onnx_proto
 
-    proto = to_onnx_proto(model.cpu(), info)
-    if backend == "onnxruntime":
-        return OnnxRuntimeBackend(proto.SerializeToString(), threads, device)
-    with tempfile.TemporaryDirectory() as tmp:
-        onnx_path = os.path.join(tmp, "model.onnx")
-        Path(onnx_path).write_bytes(proto.SerializeToString())
-        return OpenVinoBackend(onnx_path, threads)
+    return to_onnx_proto(model.cpu(), info).SerializeToString()
+
+
+def _onnx_backends(source: str | bytes, names: list[str], threads: int | None,
+                   device: torch.device) -> dict[str, Backend]:
+    """ONNX Runtime and/or OpenVINO over an ONNX file (path) or graph (bytes)."""
+    opened: dict[str, Backend] = {}
+    if "onnxruntime" in names:
+        opened["onnxruntime"] = OnnxRuntimeBackend(source, threads, device)
+    if "openvino" in names:
+        if isinstance(source, bytes):
+            with tempfile.TemporaryDirectory() as tmp:
+                onnx_path = os.path.join(tmp, "model.onnx")
+                Path(onnx_path).write_bytes(source)
+                opened["openvino"] = OpenVinoBackend(onnx_path, threads)
+        else:
+            opened["openvino"] = OpenVinoBackend(source, threads)
+    return opened

@@ -8,9 +8,12 @@ says how to preprocess and what the classes are called.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import os
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import torch
@@ -47,19 +50,33 @@ def softmax(logits: np.ndarray) -> np.ndarray:
 
 
 ImageInput = Image.Image | bytes | str | Path
+T = TypeVar("T")
+R = TypeVar("R")
 
 
 class Predictor:
-    def __init__(self, backend: Backend, info: ModelInfo) -> None:
+    """``decode_threads``: images of a batch are decoded and resized in parallel (Pillow and torch
+    release the GIL); the backend's own threads run the network afterwards, so they do not overlap."""
+
+    def __init__(self, backend: Backend, info: ModelInfo, decode_threads: int | None = None) -> None:
         self.backend = backend
         self.info = info
+        self.decode_threads = decode_threads or min(4, os.cpu_count() or 1)
+        self._pool: ThreadPoolExecutor | None = None
+
+    def _map(self, fn: Callable[[T], R], items: Sequence[T]) -> list[R]:
+        if len(items) < 2 or self.decode_threads < 2:
+            return [fn(item) for item in items]
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(self.decode_threads, thread_name_prefix="reslab-decode")
+        return list(self._pool.map(fn, items))
 
     @classmethod
     def from_file(cls, path: str | Path, backend: str = "auto", device: str | torch.device = "cpu",
-                  threads: int | None = None) -> Predictor:
+                  threads: int | None = None, decode_threads: int | None = None) -> Predictor:
         """``path``: a reslab model file, ONNX (fp32 or INT8), OpenVINO IR, TorchScript or ``.pt2``."""
         runner, info = load_backend(path, backend, device, threads)
-        return cls(runner, info)
+        return cls(runner, info, decode_threads)
 
     @classmethod
     def from_module(cls, model: nn.Module, info: ModelInfo, device: str | torch.device = "cpu") -> Predictor:
@@ -84,7 +101,7 @@ class Predictor:
         """Decode and resize/crop each image, then normalise the whole uint8 batch at once."""
         pre = self.info.preprocess
         geometry = pre.geometry()
-        return pre.normalize(torch.stack([geometry(self.decode(img)) for img in images])).numpy()
+        return pre.normalize(torch.stack(self._map(lambda img: geometry(self.decode(img)), images))).numpy()
 
     def inference(self, batch: np.ndarray) -> np.ndarray:
         """Probabilities (N, classes) of a preprocessed batch."""
@@ -99,22 +116,26 @@ class Predictor:
     def predict(self, images: Sequence[ImageInput], topk: int = 5) -> list[list[Prediction]]:
         return self.postprocess(self.inference(self.preprocess(images)), topk)
 
+    def _try_decode(self, path: Path) -> Image.Image | str:
+        try:
+            return self.decode(path)
+        except UnreadableImageError as e:
+            return str(e)
+        except (FileNotFoundError, IsADirectoryError):
+            return f"{path}: file not found"
+
     def predict_files(self, inputs: Sequence[str | Path], topk: int = 5, batch_size: int = 32) -> list[dict]:
         """One entry per image file: its top-k, or its error. An unreadable file does not stop the rest."""
         results: list[dict] = []
         paths = expand_inputs(inputs)
         for start in range(0, len(paths), batch_size):
             chunk = paths[start : start + batch_size]
-            readable, images = [], []
-            for path in chunk:
-                try:
-                    images.append(self.decode(path))
-                    readable.append(path)
-                except (UnreadableImageError, FileNotFoundError, IsADirectoryError) as e:
-                    message = str(e) if isinstance(e, UnreadableImageError) else f"{path}: file not found"
-                    results.append({"file": str(path), "error": message})
-            if images:
-                for path, preds in zip(readable, self.predict(images, topk)):
-                    results.append({"file": str(path), "predictions": [vars(p) for p in preds]})
+            decoded = self._map(self._try_decode, chunk)
+            readable = [(p, img) for p, img in zip(chunk, decoded) if isinstance(img, Image.Image)]
+            results += [{"file": str(p), "error": e} for p, e in zip(chunk, decoded) if isinstance(e, str)]
+            if readable:
+                predictions = self.predict([img for _, img in readable], topk)
+                results += [{"file": str(p), "predictions": [vars(x) for x in preds]}
+                            for (p, _), preds in zip(readable, predictions)]
         order = {str(p): i for i, p in enumerate(paths)}
         return sorted(results, key=lambda r: order.get(r["file"], -1))
