@@ -115,6 +115,14 @@ def test_backend_choice_and_clear_errors(exports, tmp_path):
         Predictor.from_file(tmp_path / "plain.onnx")
 
 
+def test_unknown_format_and_wrong_suffix_are_refused(trained_model, tmp_path):
+    with pytest.raises(ValueError, match="unknown export format 'tflite'"):
+        export_model(trained_model, "tflite", tmp_path / "m.tflite")
+    with pytest.raises(ValueError, match="an export to onnx is written to a .onnx file"):
+        export_model(trained_model, "onnx", tmp_path / "m.xml")
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_export_command(trained_model, tmp_path):
     run = subprocess.run([sys.executable, "-m", "reslab", "export", str(trained_model), "--format", "onnx",
                           "--out", str(tmp_path / "m.onnx")], capture_output=True, text=True)

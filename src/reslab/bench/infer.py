@@ -43,7 +43,8 @@ def add_bench_infer_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default="resnet18", help="an ImageNet-family architecture")
     parser.add_argument("--image-size", type=int, default=224)
     parser.add_argument("--batch-sizes", default="1,8,32")
-    parser.add_argument("--seconds", type=float, default=3.0, help="timing per measurement")
+    parser.add_argument("--seconds", type=float, default=3.0, help="timing per row and batch size")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds the timing is spread over")
     parser.add_argument("--skip", nargs="*", default=[], help="rows to leave out (e.g. openvino-int8)")
     parser.add_argument("--json", action="store_true")
 
@@ -62,7 +63,7 @@ def _batch(images: list[bytes], size: int) -> list[bytes]:
     return [images[i % len(images)] for i in range(size)]
 
 
-def baseline_classifier(arch: str, image_size: int) -> Callable[[list[bytes]], Any]:
+def baseline_classifier(arch: str, image_size: int) -> tuple[Callable[[list[bytes]], Any], Callable]:
     """What the tutorials write: torchvision model, NCHW, PIL + transforms.Compose per image."""
     import torchvision
     from torchvision import transforms
@@ -73,20 +74,36 @@ def baseline_classifier(arch: str, image_size: int) -> Callable[[list[bytes]], A
         transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD),
     ])
 
+    def forward(x: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return model(x)
+
     def classify(batch: list[bytes]):
         x = torch.stack([transform(Image.open(io.BytesIO(b)).convert("RGB")) for b in batch])
-        with torch.no_grad():
-            return model(x).softmax(1).topk(5)
+        return forward(x).softmax(1).topk(5)
 
-    return classify
+    return classify, forward
 
 
-def _latency_row(name: str, run: Callable[[list[bytes]], Any], images: list[bytes], batch: int,
-                 seconds: float) -> dict[str, Any]:
-    times = timed_calls(lambda: run(_batch(images, batch)), seconds, min_calls=5)
+def _interleaved(runs: dict[str, Callable[[], Any]], seconds: float, rounds: int) -> dict[str, list[float]]:
+    """Seconds per call of each run, measured in ``rounds`` alternating rounds so that the drift of a
+    shared machine (clock, other load) falls on every row alike."""
+    times: dict[str, list[float]] = {name: [] for name in runs}
+    for _ in range(rounds):
+        for name, run in runs.items():
+            times[name] += timed_calls(run, seconds / rounds, min_calls=3)
+    return times
+
+
+def _row(name: str, batch: int, times: list[float]) -> dict[str, Any]:
     p50 = statistics.median(times)
     return {"path": name, "batch": batch, "images_per_s": batch / p50, "p50_ms": 1000 * p50,
             "p99_ms": 1000 * float(np.percentile(times, 99)), "calls": len(times)}
+
+
+def _with_speedup(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    base = {r["batch"]: r["images_per_s"] for r in rows if r["path"] == "baseline"}
+    return [{**r, "speedup": r["images_per_s"] / base[r["batch"]]} for r in rows]
 
 
 def _prepare(tmp: Path, arch: str, image_size: int, images: list[bytes], skip: list[str]) -> dict[str, Path]:
@@ -123,31 +140,31 @@ def run_infer_bench(args: argparse.Namespace) -> dict[str, Any]:
         for name, path, backend in candidates:
             if name not in args.skip and backend in installed and path is not None:
                 paths[name] = Predictor.from_file(path, backend=backend)
-        baseline = baseline_classifier(args.model, args.image_size)
-        rows = []
+        baseline, baseline_model = baseline_classifier(args.model, args.image_size)
+        rows, network_rows = [], []
         for batch in batch_sizes:
-            rows.append(_latency_row("baseline", baseline, images, batch, args.seconds))
-            for name, predictor in paths.items():
-                rows.append(_latency_row(name, lambda b, p=predictor: p.predict(b), images, batch, args.seconds))
-        tensor = next(iter(paths.values())).preprocess(_batch(images, 32))
+            chosen = _batch(images, batch)
+            runs = {"baseline": lambda c=chosen: baseline(c),
+                    **{name: lambda c=chosen, p=p: p.predict(c) for name, p in paths.items()}}
+            rows += [_row(name, batch, t) for name, t in _interleaved(runs, args.seconds, args.rounds).items()]
         peak_middle = measure_gemm_peak()
-        model_only = {name: 32 / statistics.median(timed_calls(lambda p=p: p.backend.run(tensor), args.seconds))
-                      for name, p in paths.items()}
+        for batch in sorted({min(batch_sizes), max(batch_sizes)}):
+            tensor = next(iter(paths.values())).preprocess(_batch(images, batch))
+            runs = {"baseline": lambda t=tensor: baseline_model(torch.from_numpy(t)),
+                    **{name: lambda t=tensor, p=p: p.backend.run(t) for name, p in paths.items()}}
+            network_rows += [_row(name, batch, t) for name, t in _interleaved(runs, args.seconds, args.rounds).items()]
         auto = {"model file": load_backend(files["model"], "auto")[0].name,
                 "INT8 ONNX": load_backend(files["int8"], "auto")[0].name if "int8" in files else None}
     # a shared machine's clock drifts: the peak is the best of three measurements spread over the run
     peak = max(peak_before, peak_middle, measure_gemm_peak())
-    base_32 = next(r["images_per_s"] for r in rows if r["path"] == "baseline" and r["batch"] == max(batch_sizes))
-    for r in rows:
-        r["speedup"] = r["images_per_s"] / next(b["images_per_s"] for b in rows
-                                                if b["path"] == "baseline" and b["batch"] == r["batch"])
+    network_rows = [{**r, "gflops": r["images_per_s"] * gflop_per_image,
+                     "fraction_of_peak": r["images_per_s"] * gflop_per_image / peak}
+                    for r in _with_speedup(network_rows)]
     result = {
         "model": f"{args.model}, {args.image_size}x{args.image_size}, random weights, {len(images)} real images",
         "threads": torch.get_num_threads(), "gemm_peak_gflops": peak, "gflop_per_image": gflop_per_image,
-        "peak_images_per_s": peak / gflop_per_image, "rows": rows,
-        "model_only_batch32": {k: {"images_per_s": v, "gflops": v * gflop_per_image,
-                                   "fraction_of_peak": v * gflop_per_image / peak} for k, v in model_only.items()},
-        "auto_backend": auto, "baseline_images_per_s_batch32": base_32,
+        "peak_images_per_s": peak / gflop_per_image, "rows": _with_speedup(rows), "network_rows": network_rows,
+        "auto_backend": auto,
     }
     if args.json:
         print(json.dumps(result, indent=1))
@@ -159,13 +176,15 @@ def run_infer_bench(args: argparse.Namespace) -> dict[str, Any]:
 def print_infer_table(result: dict[str, Any]) -> None:
     print(f"\n{result['model']}; {result['threads']} threads; fp32 GEMM peak {result['gemm_peak_gflops']:.1f} "
           f"GFLOP/s = {result['peak_images_per_s']:.1f} images/s at {result['gflop_per_image']:.2f} GFLOP/image")
-    print("end to end (bytes -> top-5: decode, preprocess, forward, softmax):")
-    print(f"{'path':<18}{'batch':>6}{'images/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'vs baseline':>13}")
+    header = f"{'path':<18}{'batch':>6}{'images/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'vs baseline':>13}"
+    print("end to end (image bytes -> top-5: decode, resize, crop, normalise, forward, softmax):")
+    print(header)
     for r in result["rows"]:
         print(f"{r['path']:<18}{r['batch']:>6}{r['images_per_s']:>10.1f}{r['p50_ms']:>9.1f}{r['p99_ms']:>9.1f}"
               f"{r['speedup']:>12.2f}x")
-    print("network alone, batch 32 (preprocessed tensor):")
-    print(f"{'backend':<18}{'images/s':>10}{'GFLOP/s':>9}{'of peak':>9}")
-    for name, r in result["model_only_batch32"].items():
-        print(f"{name:<18}{r['images_per_s']:>10.1f}{r['gflops']:>9.1f}{r['fraction_of_peak']:>9.2f}")
+    print("network alone (an already preprocessed batch):")
+    print(header + f"{'GFLOP/s':>9}{'of peak':>9}")
+    for r in result["network_rows"]:
+        print(f"{r['path']:<18}{r['batch']:>6}{r['images_per_s']:>10.1f}{r['p50_ms']:>9.1f}{r['p99_ms']:>9.1f}"
+              f"{r['speedup']:>12.2f}x{r['gflops']:>9.1f}{r['fraction_of_peak']:>9.2f}")
     print("--backend auto (timed at load) picks: " + ", ".join(f"{k}: {v}" for k, v in result["auto_backend"].items()))

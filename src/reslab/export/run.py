@@ -86,7 +86,7 @@ def export_model(
     else:
         destination = out or default_output(model_path, fmt)
         if destination.suffix != FORMATS[fmt][0]:
-            raise ValueError(f"{destination}: a {fmt} export is written to a {FORMATS[fmt][0]} file")
+            raise ValueError(f"{destination}: an export to {fmt} is written to a {FORMATS[fmt][0]} file")
     batch = reference_batch(info, verify_images or default_images())
     with torch.inference_mode():
         reference = model(torch.from_numpy(batch)).numpy()
