@@ -129,6 +129,18 @@ def cmd_prune(args: argparse.Namespace) -> None:
               "multiplication, so it does not run faster. Use --method structured for speed.")
 
 
+def cmd_serve(args: argparse.Namespace) -> None:
+    from .serve.run import serve
+    from .serve.settings import ServeConfig
+
+    serve(ServeConfig(
+        model=args.model, host=args.host, port=args.port, backend=args.backend, workers=args.workers,
+        max_batch=args.max_batch, max_wait_ms=args.max_wait_ms, max_upload_mb=args.max_upload_mb,
+        max_pixels=args.max_pixels, cache_size=args.cache_size, max_queue=args.max_queue, timeout_s=args.timeout_s,
+        threads=args.threads, decode_threads=args.decode_threads, name=args.name, device=args.device,
+    ))
+
+
 def cmd_models(args: argparse.Namespace) -> None:
     from .models import describe_models
 
@@ -240,6 +252,25 @@ def build_parser() -> argparse.ArgumentParser:
     pn.add_argument("--out", help="output model file (default: MODEL-pruned.safetensors)")
     pn.add_argument("--json", action="store_true")
     pn.set_defaults(func=cmd_prune)
+
+    sv = sub.add_parser("serve", help="REST API, v2 inference protocol and a web page for a model")
+    sv.add_argument("model", help="any model file reslab predicts with (.safetensors, .onnx, .xml, .pt2, ...)")
+    sv.add_argument("--host", default="127.0.0.1")
+    sv.add_argument("--port", type=int, default=8000)
+    sv.add_argument("--backend", default="auto", choices=["auto", *BACKENDS])
+    sv.add_argument("--workers", type=int, default=1, help="server processes (each loads the model)")
+    sv.add_argument("--max-batch", type=int, default=32, help="images per inference call at most")
+    sv.add_argument("--max-wait-ms", type=float, default=5.0, help="how long a batch waits to fill")
+    sv.add_argument("--max-upload-mb", type=float, default=20.0, help="larger bodies get 413 before being read")
+    sv.add_argument("--max-pixels", type=int, default=50_000_000, help="larger images get 413 before decoding")
+    sv.add_argument("--cache-size", type=int, default=1024, help="answers cached by content hash (0 = off)")
+    sv.add_argument("--max-queue", type=int, default=256, help="images waiting beyond this get 503 + Retry-After")
+    sv.add_argument("--timeout-s", type=float, default=30.0, help="a request without an answer by then gets 504")
+    sv.add_argument("--threads", type=int, help="inference threads per worker (default: cores / workers)")
+    sv.add_argument("--decode-threads", type=int, help="decoding threads per worker (default: cores / workers)")
+    sv.add_argument("--name", help="the model's name in answers and v2 URLs (default: its architecture)")
+    sv.add_argument("--device", default="cpu")
+    sv.set_defaults(func=cmd_serve)
 
     md = sub.add_parser("models", help="list the architectures with parameters and MACs")
     md.add_argument("--image-size", type=int)

@@ -15,6 +15,18 @@ class UnreadableImageError(ValueError):
     """An image file that cannot be decoded; the message names the file and the reason."""
 
 
+class EmptyImageError(UnreadableImageError):
+    """A file or upload of zero bytes."""
+
+
+class NotAnImageError(UnreadableImageError):
+    """Bytes that no image decoder recognises."""
+
+
+class ImageTooLargeError(UnreadableImageError):
+    """More pixels than allowed: refused from the header, before the pixels are decoded."""
+
+
 def _to_8bit(img: Image.Image) -> Image.Image:
     """16-bit and 32-bit integer/float images scaled to 8 bits by their value range."""
     array = np.asarray(img)
@@ -44,23 +56,29 @@ def normalize_mode(img: Image.Image, channels: int = 3) -> Image.Image:
     return img if img.mode == target else img.convert(target)
 
 
-def open_image(source: str | Path | bytes, channels: int = 3, min_size: int | None = None) -> Image.Image:
+def open_image(source: str | Path | bytes, channels: int = 3, min_size: int | None = None,
+               max_pixels: int | None = None) -> Image.Image:
     """Decode an image fully, apply its EXIF orientation and convert it to 8-bit RGB or L.
 
     ``min_size`` lets a JPEG decode at a reduced scale (1/2, 1/4, 1/8: libjpeg's DCT scaling) while
     both sides stay at least ``min_size``: much less work when the image is resized down anyway.
-    Raises ``UnreadableImageError`` for empty, truncated or non-image files.
+    ``max_pixels`` refuses larger images (decompression bombs) from their header alone.
+    Raises ``UnreadableImageError`` (or a subclass naming the kind) for empty, too large, truncated
+    or non-image files.
     """
     name = "<bytes>" if isinstance(source, bytes) else str(source)
     try:
         if isinstance(source, bytes):
             if not source:
-                raise UnreadableImageError(f"{name}: empty file")
+                raise EmptyImageError(f"{name}: empty file")
             img = Image.open(io.BytesIO(source))
         else:
             if Path(source).stat().st_size == 0:
-                raise UnreadableImageError(f"{name}: empty file")
+                raise EmptyImageError(f"{name}: empty file")
             img = Image.open(source)
+        if max_pixels and img.width * img.height > max_pixels:
+            raise ImageTooLargeError(f"{name}: {img.width}x{img.height} is {img.width * img.height:,} pixels, "
+                                     f"more than the {max_pixels:,} allowed")
         if min_size and img.format == "JPEG":
             img.draft(img.mode, (min_size, min_size))
         img.load()
@@ -69,8 +87,10 @@ def open_image(source: str | Path | bytes, channels: int = 3, min_size: int | No
     except UnreadableImageError:
         raise
     except UnidentifiedImageError:
-        raise UnreadableImageError(f"{name}: not an image (format not recognised)") from None
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
+        raise NotAnImageError(f"{name}: not an image (format not recognised)") from None
+    except Image.DecompressionBombError as e:
+        raise ImageTooLargeError(f"{name}: {e}") from None
+    except (OSError, ValueError, SyntaxError) as e:
         raise UnreadableImageError(f"{name}: cannot decode ({e})") from None
 
 

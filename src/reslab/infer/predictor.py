@@ -58,10 +58,12 @@ class Predictor:
     """``decode_threads``: images of a batch are decoded and resized in parallel (Pillow and torch
     release the GIL); the backend's own threads run the network afterwards, so they do not overlap."""
 
-    def __init__(self, backend: Backend, info: ModelInfo, decode_threads: int | None = None) -> None:
+    def __init__(self, backend: Backend, info: ModelInfo, decode_threads: int | None = None,
+                 max_pixels: int | None = None) -> None:
         self.backend = backend
         self.info = info
         self.decode_threads = decode_threads or min(4, os.cpu_count() or 1)
+        self.max_pixels = max_pixels
         self._pool: ThreadPoolExecutor | None = None
 
     def _map(self, fn: Callable[[T], R], items: Sequence[T]) -> list[R]:
@@ -73,10 +75,11 @@ class Predictor:
 
     @classmethod
     def from_file(cls, path: str | Path, backend: str = "auto", device: str | torch.device = "cpu",
-                  threads: int | None = None, decode_threads: int | None = None) -> Predictor:
+                  threads: int | None = None, decode_threads: int | None = None,
+                  max_pixels: int | None = None) -> Predictor:
         """``path``: a reslab model file, ONNX (fp32 or INT8), OpenVINO IR, TorchScript or ``.pt2``."""
         runner, info = load_backend(path, backend, device, threads)
-        return cls(runner, info, decode_threads)
+        return cls(runner, info, decode_threads, max_pixels)
 
     @classmethod
     def from_module(cls, model: nn.Module, info: ModelInfo, device: str | torch.device = "cpu") -> Predictor:
@@ -95,7 +98,7 @@ class Predictor:
         pre = self.info.preprocess
         if isinstance(image, Image.Image):
             return normalize_mode(image, pre.in_chans)
-        return open_image(image, pre.in_chans, min_size=pre.resize_size)
+        return open_image(image, pre.in_chans, min_size=pre.resize_size, max_pixels=self.max_pixels)
 
     def preprocess(self, images: Sequence[ImageInput]) -> np.ndarray:
         """Decode and resize/crop each image, then normalise the whole uint8 batch at once."""

@@ -1,0 +1,34 @@
+"""Prometheus metrics of one server process (its own registry, so apps in one process do not mix)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.requests = Counter("reslab_requests", "HTTP requests by endpoint and status", ["endpoint", "status"],
+                                registry=r)
+        self.latency = Histogram("reslab_request_seconds", "HTTP request latency", ["endpoint"],
+                                 buckets=LATENCY_BUCKETS, registry=r)
+        self.batch_size = Histogram("reslab_batch_size", "images per inference call", buckets=BATCH_BUCKETS,
+                                    registry=r)
+        self.inference = Histogram("reslab_inference_seconds", "time of one batched inference call",
+                                   buckets=LATENCY_BUCKETS, registry=r)
+        self.queue_depth = Gauge("reslab_queue_depth", "images waiting for inference", registry=r)
+        self.cache_hits = Counter("reslab_cache_hits", "answers served from the cache", registry=r)
+        self.cache_misses = Counter("reslab_cache_misses", "answers that needed inference", registry=r)
+        self.images = Counter("reslab_images", "images classified", registry=r)
+
+    def observe_batch(self, size: int, seconds: float) -> None:
+        self.batch_size.observe(size)
+        self.inference.observe(seconds)
+        self.images.inc(size)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
