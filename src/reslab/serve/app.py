@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from importlib import resources
@@ -29,7 +28,7 @@ from ..infer.predictor import Predictor, softmax
 from .batching import MicroBatcher, QueueFullError
 from .cache import AnswerCache, content_key
 from .limits import BodyLimit, UploadTooLargeError
-from .metrics import Metrics
+from .metrics import Metrics, RequestMetrics
 from .settings import ServeConfig
 from .v2 import HEADER_LENGTH, V2Error, infer_response, model_metadata, parse_infer_request
 
@@ -220,17 +219,8 @@ def create_app(config: ServeConfig) -> FastAPI:
     def v2_error(request: Request, exc: V2Error) -> JSONResponse:
         return JSONResponse({"error": str(exc)}, status_code=exc.status)
 
-    @app.middleware("http")
-    async def observe(request: Request, call_next):
-        start = time.perf_counter()
-        response = await call_next(request)
-        route = request.scope.get("route")
-        endpoint = getattr(route, "path", "unmatched")
-        server.metrics.requests.labels(endpoint, str(response.status_code)).inc()
-        server.metrics.latency.labels(endpoint).observe(time.perf_counter() - start)
-        return response
-
     app.add_middleware(BodyLimit, max_bytes=config.max_upload_bytes)
+    app.add_middleware(RequestMetrics, metrics=server.metrics)  # outermost: it counts the 413s above too
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     def index() -> HTMLResponse:

@@ -3,7 +3,8 @@
 Each image is queued with a future. A single worker task takes the first waiting image, gathers
 more until ``max_batch`` or ``max_wait`` has passed, runs the batch in a one-thread executor (the
 event loop never blocks; the backend's own threads do the work) and hands each request its row.
-The queue is bounded: a full queue refuses at once (the app answers 503 with Retry-After).
+The number of images in the server (waiting, gathered or running) is bounded: beyond ``max_queue``
+a request is refused at once (the app answers 503 with Retry-After) instead of growing memory.
 """
 
 from __future__ import annotations
@@ -32,17 +33,18 @@ class MicroBatcher:
         self.queue: asyncio.Queue[tuple[np.ndarray, asyncio.Future]] = asyncio.Queue()
         self.executor = ThreadPoolExecutor(1, thread_name_prefix="reslab-infer")
         self.task: asyncio.Task | None = None
+        self.pending = 0  # images submitted and not yet answered
 
     @property
     def depth(self) -> int:
-        return self.queue.qsize()
+        return self.pending
 
     def start(self) -> None:
         self.task = asyncio.get_running_loop().create_task(self._work())
 
     async def stop(self) -> None:
         """Finish what is queued, then stop."""
-        while not self.queue.empty():
+        while self.pending:
             await asyncio.sleep(0.01)
         if self.task:
             self.task.cancel()
@@ -52,11 +54,16 @@ class MicroBatcher:
 
     async def submit(self, image: np.ndarray) -> np.ndarray:
         """The model's output row for one preprocessed image (C, H, W)."""
-        if self.queue.qsize() >= self.max_queue:
-            raise QueueFullError(f"{self.queue.qsize()} images are waiting for inference (--max-queue)")
+        if self.pending >= self.max_queue:
+            raise QueueFullError(f"{self.pending} images are already waiting for inference (--max-queue "
+                                 f"{self.max_queue}); retry shortly")
         future = asyncio.get_running_loop().create_future()
+        self.pending += 1
         self.queue.put_nowait((image, future))
-        return await future
+        try:
+            return await future
+        finally:
+            self.pending -= 1
 
     async def _gather(self) -> list[tuple[np.ndarray, asyncio.Future]]:
         items = [await self.queue.get()]

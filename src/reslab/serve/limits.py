@@ -49,4 +49,16 @@ class BodyLimit:
                     raise UploadTooLargeError(self.max_bytes)
             return message
 
-        await self.app(scope, counted, send)
+        started = False
+
+        async def tracked(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, counted, tracked)
+        except UploadTooLargeError as e:  # raised wherever the body was being read: answered here
+            if started:
+                raise
+            await send_json(send, 413, {"error": str(e)}, [(b"connection", b"close")])
