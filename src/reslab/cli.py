@@ -173,6 +173,12 @@ def cmd_bench_infer(args: argparse.Namespace) -> None:
     run_infer_bench(args)
 
 
+def cmd_bench_serve(args: argparse.Namespace) -> None:
+    from .bench.serve import run_serve_bench
+
+    run_serve_bench(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="reslab", description="Image classification with residual networks.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -293,6 +299,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_bench_infer_args(bi)
     bi.set_defaults(func=cmd_bench_infer)
+    bs = bench.add_parser("serve", help="reslab serve under load against offline throughput and a plain server")
+    from .bench.serve import add_bench_serve_args
+
+    add_bench_serve_args(bs)
+    bs.set_defaults(func=cmd_bench_serve)
     return parser
 
 

@@ -49,7 +49,7 @@ def add_bench_infer_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true")
 
 
-def _load_images(inputs: list[str] | None, limit: int = 64) -> list[bytes]:
+def load_images(inputs: list[str] | None, limit: int = 64) -> list[bytes]:
     paths = [Path(p) for p in inputs] if inputs else default_images()
     files: list[Path] = []
     for p in paths:
@@ -106,7 +106,7 @@ def _with_speedup(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [{**r, "speedup": r["images_per_s"] / base[r["batch"]]} for r in rows]
 
 
-def _prepare(tmp: Path, arch: str, image_size: int, images: list[bytes], skip: list[str]) -> dict[str, Path]:
+def prepare_models(tmp: Path, arch: str, image_size: int, images: list[bytes], skip: list[str]) -> dict[str, Path]:
     """A random-weights model file, its fp32 ONNX and OpenVINO exports, and the INT8 ONNX."""
     from ..optimize.quantize import cpu_has_vnni, quantize_onnx
 
@@ -127,12 +127,12 @@ def _prepare(tmp: Path, arch: str, image_size: int, images: list[bytes], skip: l
 
 def run_infer_bench(args: argparse.Namespace) -> dict[str, Any]:
     batch_sizes = [int(b) for b in str(args.batch_sizes).split(",")]
-    images = _load_images(args.images)
+    images = load_images(args.images)
     installed = available_backends()
     peak_before = measure_gemm_peak()
     gflop_per_image = 2 * count_macs(create_model(args.model, 1000), args.image_size) / 1e9
     with tempfile.TemporaryDirectory() as tmp:
-        files = _prepare(Path(tmp), args.model, args.image_size, images, args.skip)
+        files = prepare_models(Path(tmp), args.model, args.image_size, images, args.skip)
         paths: dict[str, Predictor] = {}
         candidates = [("torch", files["model"], "torch"), ("onnxruntime", files["onnx"], "onnxruntime"),
                       ("openvino", files["onnx"], "openvino"), ("onnxruntime-int8", files.get("int8"), "onnxruntime"),

@@ -1,0 +1,56 @@
+"""The web page in a real headless browser (Debian's chromium driven by Playwright)."""
+
+import os
+import shutil
+
+import pytest
+
+from reslab.infer.predictor import Predictor
+
+from .servers import RunningServer, stopped_cleanly
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+FLAGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if CHROMIUM is None:
+        if os.environ.get("RESLAB_REQUIRE_BROWSER"):
+            pytest.fail("chromium is not installed (apt-get install chromium), and RESLAB_REQUIRE_BROWSER is set")
+        pytest.skip("chromium is not installed (apt-get install chromium; .ci/run installs it)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture(scope="module")
+def server(trained_model):
+    running = RunningServer(trained_model, "--backend", "onnxruntime")
+    yield running
+    assert stopped_cleanly(running.stop())
+
+
+@pytest.mark.parametrize("width", [1280, 390])  # a desktop window and a phone
+def test_page_uploads_photos_and_shows_topk_bars(browser, server, trained_model, photos, tmp_path, width):
+    notes = tmp_path / "notes.jpg"
+    notes.write_text("not an image")
+    page = browser.new_page(viewport={"width": width, "height": 900})
+    page.goto(f"{server.url}/")
+    page.wait_for_function("document.getElementById('model').textContent.includes('resnet20')")
+    page.set_input_files("#picker", [str(photos["chelsea"]), str(notes)])
+    page.wait_for_selector(".card.done .bar")
+    page.wait_for_selector(".card.failed .error")
+    labels = page.locator(".card.done .bar").evaluate_all("bars => bars.map(b => b.dataset.label)")
+    expected = [p.label for p in Predictor.from_file(trained_model, "onnxruntime").predict([photos["chelsea"]])[0]]
+    assert labels == expected
+    percents = page.locator(".card.done .pct").all_inner_texts()
+    assert len(percents) == 5 and all(t.endswith("%") for t in percents)
+    assert "not an image" in page.locator(".card.failed .error").inner_text()
+    assert page.evaluate("document.documentElement.scrollWidth") <= width  # nothing wider than the screen
+    page.screenshot(path=str(tmp_path / f"page-{width}.png"), full_page=True)
+    page.close()
