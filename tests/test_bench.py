@@ -42,3 +42,20 @@ def test_bench_infer_times_every_backend_on_real_images(photos):
             assert r["speedup"] == 1.0
     assert result["auto_backend"]["model file"] in ("torch", "onnxruntime", "openvino")
     assert result["auto_backend"]["INT8 ONNX"] in ("onnxruntime", "openvino")
+
+
+@pytest.mark.slow
+def test_bench_serve_loads_both_servers_without_errors(trained_model, photos):
+    out = subprocess.run([sys.executable, "-m", "reslab", "bench", "serve", "--model-file", str(trained_model),
+                          "--images", *map(str, photos.values()), "--concurrency", "1,4", "--requests", "24",
+                          "--port", "8793", "--json"], capture_output=True, text=True, timeout=900)
+    assert out.returncode == 0, out.stderr[-2000:]
+    result = json.loads(out.stdout[out.stdout.index("{"):])
+    assert result["offline_images_per_s"] > 0 and result["errors"] == 0
+    for side in ("reslab", "baseline"):
+        rows = result[side]
+        assert [r["concurrency"] for r in rows] == [1, 4]
+        for r in rows:
+            assert r["requests"] == 24 and r["statuses"] == {"200": 24} and r["p99_ms"] >= r["p50_ms"] > 0
+    top = result["reslab"][-1]
+    assert result["fraction_of_offline_at_max_concurrency"] == top["requests_per_s"] / result["offline_images_per_s"]

@@ -1,4 +1,5 @@
-"""``make demo``: train, evaluate, predict, export and quantise on the CIFAR-10 sample in ``samples/``, offline.
+"""``make demo``: train, evaluate, predict, export and quantise on the CIFAR-10 sample in ``samples/``,
+offline, then serve the model's web page (``--no-serve`` stops before that).
 
 Each step is a ``reslab`` command, printed before it runs, so it can be typed again by hand.
 """
@@ -8,6 +9,8 @@ from __future__ import annotations
 import json
 import shlex
 import shutil
+import socket
+import sys
 import time
 from pathlib import Path
 
@@ -50,6 +53,24 @@ def main() -> None:
           f"{RUN / 'eval-test' / 'worst.png'}, {RUN / 'eval-test' / 'feature_maps.png'}")
     print(f"Predict:         reslab predict {model} IMAGE_OR_FOLDER --topk 3")
     print(f"TensorBoard:     tensorboard --logdir {RUN / 'tensorboard'}")
+    if "--no-serve" in sys.argv:
+        return
+    port = free_port(8000)
+    print(f"\nWeb page:        http://127.0.0.1:{port}/  (drop photos on it; API docs at /docs; Ctrl+C stops it)",
+          flush=True)
+    step(["serve", str(model), "--port", str(port)])
+
+
+def free_port(preferred: int) -> int:
+    """``preferred`` when it is free, else any free port."""
+    for port in (preferred, 0):
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return s.getsockname()[1]
+    raise OSError("no free port")
 
 
 if __name__ == "__main__":
