@@ -148,13 +148,21 @@ class Server:
             self.metrics.cache_hits.inc()
             return cached
         self.metrics.cache_misses.inc()
-        image = await asyncio.get_running_loop().run_in_executor(self.decode_pool, self._preprocess, data, filename)
         assert self.batcher is not None
+        with self.batcher.incoming():
+            image = await asyncio.get_running_loop().run_in_executor(self.decode_pool, self._preprocess, data,
+                                                                     filename)
         self.metrics.queue_depth.set(self.batcher.depth)
-        logits = await asyncio.wait_for(self.batcher.submit(image), self.config.timeout_s)
+        logits = await self.answer_within(self.batcher.submit(image))
         probs = softmax(logits[None].astype(np.float64))[0].astype(np.float32)
         self.cache.put(key, probs)
         return probs
+
+    async def answer_within(self, awaitable):
+        try:
+            return await asyncio.wait_for(awaitable, self.config.timeout_s)
+        except asyncio.TimeoutError:  # noqa: UP041 (not the builtin before Python 3.11)
+            raise TimeoutError(f"no answer within {self.config.timeout_s:g} s (--timeout-s)") from None
 
     def top(self, probs: np.ndarray, topk: int) -> list[dict[str, Any]]:
         predictor = self.require_ready()
@@ -210,7 +218,7 @@ def create_app(config: ServeConfig) -> FastAPI:
     for exc_type, status in ERROR_STATUS:
         def handler(request: Request, exc: Exception, status: int = status) -> JSONResponse:
             headers = {"Retry-After": "1"} if status == 503 else None
-            message = str(exc) or ("no answer within --timeout-s" if status == 504 else type(exc).__name__)
+            message = str(exc) or type(exc).__name__
             return JSONResponse({"error": message}, status_code=status, headers=headers)
 
         app.add_exception_handler(exc_type, handler)
@@ -322,8 +330,7 @@ def create_app(config: ServeConfig) -> FastAPI:
         model_or_404(name)
         parsed = parse_infer_request(await request.body(), request.headers.get(HEADER_LENGTH), server.chw())
         assert server.batcher is not None
-        rows = await asyncio.wait_for(asyncio.gather(*(server.batcher.submit(x) for x in parsed.tensor)),
-                                      config.timeout_s)
+        rows = await server.answer_within(asyncio.gather(*(server.batcher.submit(x) for x in parsed.tensor)))
         body, headers = infer_response(server.name, server.version, parsed, np.stack(rows))
         return Response(body, headers=headers)
 

@@ -1,8 +1,10 @@
 """Dynamic micro-batching: concurrent requests' images run as one inference call.
 
-Each image is queued with a future. A single worker task takes the first waiting image, gathers
-more until ``max_batch`` or ``max_wait`` has passed, runs the batch in a one-thread executor (the
-event loop never blocks; the backend's own threads do the work) and hands each request its row.
+Each image is queued with a future. A single worker task takes the first waiting image and gathers
+more until ``max_batch``, until ``max_wait`` has passed, or until no other image is on its way (being
+decoded: see ``incoming``; a lone request is not kept waiting for company). It runs the batch in a
+one-thread executor (the event loop never blocks; the backend's own threads do the work) and hands
+each request its row.
 The number of images in the server (waiting, gathered or running) is bounded: beyond ``max_queue``
 a request is refused at once (the app answers 503 with Retry-After) instead of growing memory.
 """
@@ -12,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -34,6 +36,8 @@ class MicroBatcher:
         self.executor = ThreadPoolExecutor(1, thread_name_prefix="reslab-infer")
         self.task: asyncio.Task | None = None
         self.pending = 0  # images submitted and not yet answered
+        self.expected = 0  # images being decoded, to be submitted soon
+        self.wakeup = asyncio.Event()
 
     @property
     def depth(self) -> int:
@@ -52,6 +56,16 @@ class MicroBatcher:
                 await self.task
         self.executor.shutdown(wait=True)
 
+    @contextlib.contextmanager
+    def incoming(self) -> Iterator[None]:
+        """Around the decoding of an image that will be submitted: the gathering batch waits for it."""
+        self.expected += 1
+        try:
+            yield
+        finally:
+            self.expected -= 1
+            self.wakeup.set()
+
     async def submit(self, image: np.ndarray) -> np.ndarray:
         """The model's output row for one preprocessed image (C, H, W)."""
         if self.pending >= self.max_queue:
@@ -60,6 +74,7 @@ class MicroBatcher:
         future = asyncio.get_running_loop().create_future()
         self.pending += 1
         self.queue.put_nowait((image, future))
+        self.wakeup.set()
         try:
             return await future
         finally:
@@ -73,11 +88,12 @@ class MicroBatcher:
                 items.append(self.queue.get_nowait())
                 continue
             remaining = deadline - time.monotonic()
-            if remaining <= 0:
+            if self.expected == 0 or remaining <= 0:
                 break
+            self.wakeup.clear()
             try:
-                items.append(await asyncio.wait_for(self.queue.get(), remaining))
-            except TimeoutError:
+                await asyncio.wait_for(self.wakeup.wait(), remaining)
+            except asyncio.TimeoutError:  # noqa: UP041 (not the builtin before Python 3.11)
                 break
         return [(x, f) for x, f in items if not f.cancelled()]  # a request that timed out is dropped
 
