@@ -234,3 +234,19 @@ def test_sigterm_finishes_requests_in_flight(slow_model, photos):
     assert stopped_cleanly(running.stop())
     thread.join()
     assert result["response"].status_code == 200 and json.loads(result["response"].text)["predictions"]
+
+
+def test_several_worker_processes_serve_the_same_model(trained_model, photos):
+    running = RunningServer(trained_model, "--backend", "onnxruntime", "--workers", "2")
+    try:
+        ready_in_a_row = 0
+        while ready_in_a_row < 12:  # each worker loads its own copy: wait until both answer ready
+            ready_in_a_row = ready_in_a_row + 1 if httpx.get(f"{running.url}/readyz").status_code == 200 else 0
+        with ThreadPoolExecutor(4) as pool:
+            answers = list(pool.map(lambda name: httpx.post(f"{running.url}/predict",
+                                                            content=photos[name].read_bytes()).json(),
+                                    ["chelsea", "camera", "grace_hopper", "chelsea"]))
+        assert all(len(a["predictions"]) == 5 for a in answers)
+        assert answers[0]["predictions"] == answers[3]["predictions"]
+    finally:
+        assert stopped_cleanly(running.stop())
