@@ -33,7 +33,8 @@ HOST = "127.0.0.1"
 def add_bench_serve_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model-file", help="a model file to serve (default: ResNet-18 224, random weights, "
                                              "static INT8 ONNX)")
-    parser.add_argument("--backend", default="onnxruntime", choices=["onnxruntime", "openvino", "torch"])
+    parser.add_argument("--backend", default="onnxruntime", choices=["onnxruntime", "openvino"],
+                        help="reslab's backend; the baseline server always runs ONNX Runtime")
     parser.add_argument("--images", nargs="+", help="photos to post, as JPEG (default: the shipped photos)")
     parser.add_argument("--concurrency", default="1,8,32")
     parser.add_argument("--requests", type=int, default=240, help="requests per concurrency level")
@@ -52,11 +53,12 @@ def as_jpeg(data: bytes) -> bytes:
     return out.getvalue()
 
 
-def _wait_ready(port: int, process: subprocess.Popen, timeout: float = 180) -> None:
+def _wait_ready(port: int, process: subprocess.Popen, log: Path, timeout: float = 180) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"the server on port {port} exited with {process.returncode}")
+            raise RuntimeError(f"the server on port {port} exited with {process.returncode}:\n"
+                               f"{log.read_text()[-3000:]}")
         try:
             with urllib.request.urlopen(f"http://{HOST}:{port}/readyz", timeout=2) as r:
                 if r.status == 200:
@@ -68,15 +70,29 @@ def _wait_ready(port: int, process: subprocess.Popen, timeout: float = 180) -> N
 
 
 def _load_levels(command: list[str], port: int, requests: list[bytes], levels: list[int], total: int,
-                 time_limit: float) -> list[dict[str, Any]]:
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                 time_limit: float, log: Path) -> list[dict[str, Any]]:
+    with open(log, "w") as out:
+        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
     try:
-        _wait_ready(port, process)
+        _wait_ready(port, process, log)
         asyncio.run(run_load(HOST, port, requests, 4, 16, 30))  # warm-up, not counted
         return [asyncio.run(run_load(HOST, port, requests, c, total, time_limit)).summary() for c in levels]
     finally:
         process.terminate()
         process.wait(timeout=60)
+
+
+def as_onnx(model: Path, folder: Path) -> Path:
+    """``model`` itself when it is ONNX, else its ONNX export (metadata included) in ``folder``."""
+    if model.suffix == ".onnx":
+        return model
+    from ..export.onnx_export import to_onnx_proto
+    from ..modelfile import load_model_file
+
+    network, info = load_model_file(model)
+    out = folder / f"{model.stem}.onnx"
+    out.write_bytes(to_onnx_proto(network, info).SerializeToString())
+    return out
 
 
 def offline_throughput(model: Path, backend: str, photos: list[bytes]) -> float:
@@ -92,16 +108,17 @@ def run_serve_bench(args: argparse.Namespace) -> dict[str, Any]:
     requests = [multipart_request("/predict", f"{HOST}:{args.port}", b, f"photo{i}.jpg") for i, b in enumerate(photos)]
     with tempfile.TemporaryDirectory() as tmp:
         if args.model_file:
-            model = Path(args.model_file)
+            model = as_onnx(Path(args.model_file), Path(tmp))  # both servers run the same ONNX graph
         else:
             model = prepare_models(Path(tmp), "resnet18", 224, photos, skip=[])["int8"]
         offline = offline_throughput(model, args.backend, photos)
         serve_cmd = [sys.executable, "-m", "reslab", "serve", str(model), "--backend", args.backend, "--port",
                      str(args.port), "--cache-size", "0", "--max-queue", "4096"]
-        ours = _load_levels(serve_cmd, args.port, requests, levels, args.requests, args.time_limit)
+        ours = _load_levels(serve_cmd, args.port, requests, levels, args.requests, args.time_limit,
+                            Path(tmp) / "reslab.log")
         base = [] if args.skip_baseline else _load_levels(
             [sys.executable, "-m", "reslab.bench.baseline_server", str(model), "--port", str(args.port)],
-            args.port, requests, levels, args.requests, args.time_limit)
+            args.port, requests, levels, args.requests, args.time_limit, Path(tmp) / "baseline.log")
     top = next(r for r in ours if r["concurrency"] == max(levels))
     mid = next((r for r in ours if r["concurrency"] == 8), None)
     result = {
