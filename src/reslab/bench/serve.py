@@ -12,6 +12,7 @@ import argparse
 import asyncio
 import io
 import json
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -40,6 +41,7 @@ def add_bench_serve_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--requests", type=int, default=240, help="requests per concurrency level")
     parser.add_argument("--time-limit", type=float, default=60.0, help="seconds per concurrency level at most")
     parser.add_argument("--port", type=int, default=8790)
+    parser.add_argument("--serve-flags", default="", help="more `reslab serve` flags, e.g. \"--decode-threads 1\"")
     parser.add_argument("--skip-baseline", action="store_true")
     parser.add_argument("--json", action="store_true")
 
@@ -113,7 +115,7 @@ def run_serve_bench(args: argparse.Namespace) -> dict[str, Any]:
             model = prepare_models(Path(tmp), "resnet18", 224, photos, skip=[])["int8"]
         offline = offline_throughput(model, args.backend, photos)
         serve_cmd = [sys.executable, "-m", "reslab", "serve", str(model), "--backend", args.backend, "--port",
-                     str(args.port), "--cache-size", "0", "--max-queue", "4096"]
+                     str(args.port), "--cache-size", "0", "--max-queue", "4096", *shlex.split(args.serve_flags)]
         ours = _load_levels(serve_cmd, args.port, requests, levels, args.requests, args.time_limit,
                             Path(tmp) / "reslab.log")
         base = [] if args.skip_baseline else _load_levels(
