@@ -57,16 +57,16 @@ def normalize_mode(img: Image.Image, channels: int = 3) -> Image.Image:
 
 
 def open_image(source: str | Path | bytes, channels: int = 3, min_size: int | None = None,
-               max_pixels: int | None = None) -> Image.Image:
+               max_pixels: int | None = None, name: str | None = None) -> Image.Image:
     """Decode an image fully, apply its EXIF orientation and convert it to 8-bit RGB or L.
 
     ``min_size`` lets a JPEG decode at a reduced scale (1/2, 1/4, 1/8: libjpeg's DCT scaling) while
     both sides stay at least ``min_size``: much less work when the image is resized down anyway.
     ``max_pixels`` refuses larger images (decompression bombs) from their header alone.
     Raises ``UnreadableImageError`` (or a subclass naming the kind) for empty, too large, truncated
-    or non-image files.
+    or non-image files; messages start with ``name`` (default: the path, or ``<bytes>``).
     """
-    name = "<bytes>" if isinstance(source, bytes) else str(source)
+    name = name or ("<bytes>" if isinstance(source, bytes) else str(source))
     try:
         if isinstance(source, bytes):
             if not source:

@@ -20,11 +20,9 @@ from ..modelfile import ModelInfo, load_model_file
 from .formats import EXPORT_FORMATS, MIN_OPSET
 from .verify import Agreement, check, compare, default_images, reference_batch
 
-FORMATS = EXPORT_FORMATS
-
 
 def default_output(model_path: Path, fmt: str) -> Path:
-    suffix = FORMATS[fmt][0]
+    suffix = EXPORT_FORMATS[fmt][0]
     return model_path.parent / "triton" if fmt == "triton" else model_path.with_suffix(suffix)
 
 
@@ -75,8 +73,8 @@ def export_model(
     model_path: Path, fmt: str, out: Path | None = None, opset: int = 18, verify_images: list[Path] | None = None,
     rtol: float = 1e-3, triton_name: str | None = None, max_batch_size: int = 32,
 ) -> dict[str, Any]:
-    if fmt not in FORMATS:
-        raise ValueError(f"unknown export format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    if fmt not in EXPORT_FORMATS:
+        raise ValueError(f"unknown export format {fmt!r}; choose one of {', '.join(EXPORT_FORMATS)}")
     if opset < MIN_OPSET:
         raise ValueError(f"--opset {opset}: reslab exports opset {MIN_OPSET} or newer")
     model, info = load_model_file(model_path)
@@ -85,8 +83,8 @@ def export_model(
         destination = out / (triton_name or info.spec.arch)
     else:
         destination = out or default_output(model_path, fmt)
-        if destination.suffix != FORMATS[fmt][0]:
-            raise ValueError(f"{destination}: an export to {fmt} is written to a {FORMATS[fmt][0]} file")
+        if destination.suffix != EXPORT_FORMATS[fmt][0]:
+            raise ValueError(f"{destination}: an export to {fmt} is written to a {EXPORT_FORMATS[fmt][0]} file")
     batch = reference_batch(info, verify_images or default_images())
     with torch.inference_mode():
         reference = model(torch.from_numpy(batch)).numpy()
@@ -94,13 +92,13 @@ def export_model(
     with tempfile.TemporaryDirectory(dir=destination.parent, prefix=".export-") as tmp:
         written, checked_file, notes = _write(fmt, model, info, Path(tmp), destination.stem, opset,
                                               destination.name, max_batch_size)
-        runner, exported_info = load_backend(checked_file, FORMATS[fmt][1], threads=None)
+        runner, exported_info = load_backend(checked_file, EXPORT_FORMATS[fmt][1], threads=None)
         _check_metadata(exported_info, info, checked_file)
         agreement: Agreement = compare(reference, runner.run(batch))
         check(agreement, reference, rtol, f"{fmt} export ({runner.name})")
         _move_into_place(written, destination)
     return {
-        "format": fmt, "output": str(destination), "checked_with": FORMATS[fmt][1], "notes": notes,
+        "format": fmt, "output": str(destination), "checked_with": EXPORT_FORMATS[fmt][1], "notes": notes,
         **asdict(agreement), "bytes": _size(destination),
     }
 

@@ -18,11 +18,10 @@ from typing import TypeVar
 import numpy as np
 import torch
 from PIL import Image
-from torch import nn
 
 from ..data.images import UnreadableImageError, is_image_file, normalize_mode, open_image
 from ..modelfile import ModelInfo
-from .backends import Backend, TorchBackend, load_backend
+from .backends import Backend, load_backend
 
 
 @dataclass
@@ -81,11 +80,6 @@ class Predictor:
         runner, info = load_backend(path, backend, device, threads)
         return cls(runner, info, decode_threads, max_pixels)
 
-    @classmethod
-    def from_module(cls, model: nn.Module, info: ModelInfo, device: str | torch.device = "cpu") -> Predictor:
-        device = torch.device(device)
-        return cls(TorchBackend(model.to(device, memory_format=torch.channels_last).eval(), device), info)
-
     @property
     def classes(self) -> list[str]:
         return self.info.classes
@@ -94,17 +88,19 @@ class Predictor:
     def backend_name(self) -> str:
         return self.backend.name
 
-    def decode(self, image: ImageInput) -> Image.Image:
+    def decode(self, image: ImageInput, name: str | None = None) -> Image.Image:
+        """``name`` starts the message of an ``UnreadableImageError`` (default: the path, or ``<bytes>``)."""
         pre = self.info.preprocess
         if isinstance(image, Image.Image):
             return normalize_mode(image, pre.in_chans)
-        return open_image(image, pre.in_chans, min_size=pre.resize_size, max_pixels=self.max_pixels)
+        return open_image(image, pre.in_chans, min_size=pre.resize_size, max_pixels=self.max_pixels, name=name)
 
-    def preprocess(self, images: Sequence[ImageInput]) -> np.ndarray:
+    def preprocess(self, images: Sequence[ImageInput], names: Sequence[str] | None = None) -> np.ndarray:
         """Decode and resize/crop each image, then normalise the whole uint8 batch at once."""
         pre = self.info.preprocess
         geometry = pre.geometry()
-        return pre.normalize(torch.stack(self._map(lambda img: geometry(self.decode(img)), images))).numpy()
+        named = list(zip(images, names or [None] * len(images)))
+        return pre.normalize(torch.stack(self._map(lambda item: geometry(self.decode(*item)), named))).numpy()
 
     def inference(self, batch: np.ndarray) -> np.ndarray:
         """Probabilities (N, classes) of a preprocessed batch."""

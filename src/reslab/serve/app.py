@@ -45,17 +45,17 @@ ERROR_STATUS: list[tuple[type[Exception], int]] = [
 ]
 
 
-def _error(status: int, message: str) -> dict:
+def _error(message: str) -> dict:
     return {"description": message, "content": {"application/json": {"example": {"error": message}}}}
 
 
 PREDICT_ERRORS = {
-    400: _error(400, "empty body, or no file in a multipart upload"),
-    413: _error(413, "body larger than --max-upload-mb, or an image with more pixels than --max-pixels"),
-    415: _error(415, "not an image (format not recognised)"),
-    422: _error(422, "an image that cannot be decoded (truncated or damaged)"),
-    503: _error(503, "model still loading, or the queue is full (--max-queue): retry after Retry-After seconds"),
-    504: _error(504, "no answer within --timeout-s"),
+    400: _error("empty body, or no file in a multipart upload"),
+    413: _error("body larger than --max-upload-mb, or an image with more pixels than --max-pixels"),
+    415: _error("not an image (format not recognised)"),
+    422: _error("an image that cannot be decoded (truncated or damaged)"),
+    503: _error("model still loading, or the queue is full (--max-queue): retry after Retry-After seconds"),
+    504: _error("no answer within --timeout-s"),
 }
 UPLOAD_BODY = {"requestBody": {"required": True, "content": {
     "multipart/form-data": {"schema": {"type": "object", "properties": {"file": {"type": "string",
@@ -134,11 +134,7 @@ class Server:
 
     # ---- work ----
     def _preprocess(self, data: bytes, filename: str) -> np.ndarray:
-        predictor = self.require_ready()
-        try:
-            return predictor.preprocess([data])[0]
-        except UnreadableImageError as e:
-            raise type(e)(str(e).replace("<bytes>", filename, 1)) from None
+        return self.require_ready().preprocess([data], [filename])[0]
 
     async def probabilities(self, data: bytes, filename: str) -> np.ndarray:
         self.require_ready()
@@ -274,14 +270,14 @@ def create_app(config: ServeConfig) -> FastAPI:
     def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.get("/readyz", summary="Readiness: model loaded and warmed up", responses={503: _error(503, "not ready")})
+    @app.get("/readyz", summary="Readiness: model loaded and warmed up", responses={503: _error("not ready")})
     def readyz() -> JSONResponse:
         if server.ready:
             return JSONResponse({"ready": True})
         return JSONResponse({"ready": False, "reason": server.load_error or "loading"}, status_code=503,
                             headers={"Retry-After": "1"})
 
-    @app.get("/info", summary="Model, classes, input size, backend, versions", responses={503: _error(503, "")})
+    @app.get("/info", summary="Model, classes, input size, backend, versions", responses={503: _error("")})
     def info() -> dict[str, Any]:
         return server.info()
 
@@ -305,11 +301,11 @@ def create_app(config: ServeConfig) -> FastAPI:
     def v2_live() -> dict[str, bool]:
         return {"live": True}
 
-    @app.get("/v2/health/ready", summary="v2: readiness", responses={503: _error(503, "not ready")})
+    @app.get("/v2/health/ready", summary="v2: readiness", responses={503: _error("not ready")})
     def v2_ready() -> JSONResponse:
         return JSONResponse({"ready": server.ready}, status_code=200 if server.ready else 503)
 
-    @app.get("/v2/models/{name}", summary="v2: model metadata", responses={404: _error(404, "unknown model")})
+    @app.get("/v2/models/{name}", summary="v2: model metadata", responses={404: _error("unknown model")})
     @app.get("/v2/models/{name}/versions/{version}", include_in_schema=False)
     def v2_model(name: str, version: str | None = None) -> dict[str, Any]:
         model_or_404(name)
@@ -317,14 +313,14 @@ def create_app(config: ServeConfig) -> FastAPI:
         return model_metadata(server.name, server.version, server.predictor.backend_name, server.chw(),
                               len(server.predictor.classes))
 
-    @app.get("/v2/models/{name}/ready", summary="v2: model readiness", responses={404: _error(404, "unknown")})
+    @app.get("/v2/models/{name}/ready", summary="v2: model readiness", responses={404: _error("unknown")})
     def v2_model_ready(name: str) -> dict[str, Any]:
         model_or_404(name)
         return {"name": name, "ready": True}
 
     @app.post("/v2/models/{name}/infer", summary="v2: inference on a preprocessed FP32 tensor [N, C, H, W]",
-              responses={400: _error(400, "malformed request or tensor (the message gives the expected shape)"),
-                         404: _error(404, "unknown model"), 503: _error(503, "not ready or queue full")})
+              responses={400: _error("malformed request or tensor (the message gives the expected shape)"),
+                         404: _error("unknown model"), 503: _error("not ready or queue full")})
     @app.post("/v2/models/{name}/versions/{version}/infer", include_in_schema=False)
     async def v2_infer(name: str, request: Request, version: str | None = None) -> Response:
         model_or_404(name)
