@@ -107,8 +107,8 @@ def test_batch_augment_crops_flips_and_repeats():
     pre = Preprocess(32, 32, (0.0,) * 3, (1 / 255,) * 3)  # normalisation leaves pixel values as they are
     aug = BatchAugment(AugmentOptions(preset="cifar"), pre)
     images = torch.arange(32, dtype=torch.uint8).repeat(8, 3, 32, 1)  # column index as the pixel value
-    out = aug(images, torch.Generator().manual_seed(0))
-    again = aug(images, torch.Generator().manual_seed(0))
+    out = aug(images, aug.draw(8, torch.Generator().manual_seed(0)))
+    again = aug(images, aug.draw(8, torch.Generator().manual_seed(0)))
     assert out.shape == (8, 3, 32, 32) and torch.equal(out, again)
     row = out[:, 0, 16]  # middle row: a shifted (maybe mirrored) ramp with zero padding
     assert not torch.equal(out, images.float())

@@ -14,6 +14,7 @@ from .infer.backends import BACKENDS
 
 
 def cmd_train(args: argparse.Namespace) -> None:
+    from .train.distributed import close_distributed, init_distributed
     from .train.trainer import Trainer
 
     if args.resume and not args.config:
@@ -26,7 +27,11 @@ def cmd_train(args: argparse.Namespace) -> None:
             raise ValueError(f"{saved}: no run to resume")
         args.config = str(saved)
     cfg = config_from_args(args)
-    Trainer(cfg).fit()
+    runtime = init_distributed(cfg.device)  # one process, or one of torchrun's
+    try:
+        Trainer(cfg, runtime).fit()
+    finally:
+        close_distributed()
 
 
 def cmd_eval(args: argparse.Namespace) -> None:

@@ -37,6 +37,7 @@ class TrainConfig:
     random_erasing: float = 0.0
     mean: list[float] | None = None  # default: the dataset's own statistics
     std: list[float] | None = None
+    eval_split: str = "val"  # val | test
     in_memory: bool | None = None  # default: yes for images of 64 px or less
     workers: int = 2
     # model
@@ -70,6 +71,8 @@ class TrainConfig:
     clip_grad: float = 0.0  # max gradient norm; 0 = off
     channels_last: bool = True
     compile: bool = False
+    sync_bn: bool = False
+    tta: bool = False
     ema: bool = False
     ema_decay: float = 0.999
     patience: int = 0  # early stopping: epochs without a better val top-1; 0 = off
@@ -85,6 +88,7 @@ class TrainConfig:
             "optimizer": ("sgd", "adamw"),
             "schedule": ("cosine", "step", "multistep", "onecycle", "constant"),
             "amp_dtype": ("bfloat16", "float16"),
+            "eval_split": ("val", "test"),
         }
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
@@ -131,6 +135,8 @@ HELP = {
     "random_erasing": "probability of random erasing (0 = off)",
     "mean": "normalisation mean per channel (default: the dataset's or the weights')",
     "std": "normalisation std per channel",
+    "eval_split": "split evaluated each epoch and picking the best model: val (10%% of train held out "
+                  "where the dataset has no val) | test (train on all training images, report test accuracy)",
     "in_memory": "decode once into memory and augment whole batches (default: for images <= 64 px)",
     "workers": "DataLoader worker processes for images read from disk",
     "model": "architecture (see `reslab models`)",
@@ -162,6 +168,9 @@ HELP = {
     "clip_grad": "max gradient norm (0 = off)",
     "channels_last": "NHWC memory format (faster convolutions)",
     "compile": "torch.compile the model",
+    "sync_bn": "synchronise BatchNorm statistics across GPUs in multi-process training",
+    "tta": "evaluate each epoch with flip test-time augmentation (mean of the image's and its mirror's "
+           "probabilities)",
     "ema": "keep an exponential moving average of the weights; evaluate and save it",
     "ema_decay": "EMA decay per optimizer step",
     "patience": "stop after this many epochs without a better val top-1 (0 = off)",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import random
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -115,8 +115,9 @@ def holdout_validation(train: Split, seed: int) -> tuple[Split, Split]:
     return subset(train, keep), subset(train, val)
 
 
-def load_folder(root: Path, seed: int = 0, split_file: Path | None = None) -> Dataset:
-    """``root/train`` + ``root/val`` (+ ``root/test``), or one folder split 70/20/10 by class."""
+def load_folder(root: Path, seed: int = 0, split_file: Path | None = None, hold_out: bool = True) -> Dataset:
+    """``root/train`` + ``root/val`` (+ ``root/test``), or one folder split 70/20/10 by class.
+    Without a val folder, 10% of train is held out for validation (unless ``hold_out`` is false)."""
     if not root.is_dir():
         raise ValueError(f"{root}: dataset folder not found")
     if (root / "train").is_dir():
@@ -124,7 +125,7 @@ def load_folder(root: Path, seed: int = 0, split_file: Path | None = None) -> Da
         test = scan_folder(root / "test", classes)[1] if (root / "test").is_dir() else None
         val_dir = next((root / n for n in VAL_NAMES if (root / n).is_dir()), None)
         if val_dir is None:
-            train, val = holdout_validation(train, seed)
+            train, val = holdout_validation(train, seed) if hold_out else (train, test)
         else:
             val = scan_folder(val_dir, classes)[1]
         return Dataset(root.name, classes, train, val, test)
@@ -146,7 +147,7 @@ def load_folder(root: Path, seed: int = 0, split_file: Path | None = None) -> Da
     return Dataset(root.name, classes, train, val, test, split_file=record)
 
 
-def load_cifar(name: str, root: Path, seed: int = 0) -> Dataset:
+def load_cifar(name: str, root: Path, seed: int = 0, hold_out: bool = True) -> Dataset:
     """CIFAR-10/100 through torchvision: read from ``root``, downloaded there when online."""
     from torchvision import datasets
 
@@ -163,14 +164,25 @@ def load_cifar(name: str, root: Path, seed: int = 0) -> Dataset:
     def arrays(ds) -> ArraySplit:
         return ArraySplit(np.ascontiguousarray(ds.data.transpose(0, 3, 1, 2)), np.asarray(ds.targets))
 
-    train_split, val_split = holdout_validation(arrays(train), seed)
-    return Dataset(name, list(train.classes), train_split, val_split, arrays(test))
+    test_split = arrays(test)
+    train_split, val_split = holdout_validation(arrays(train), seed) if hold_out else (arrays(train), test_split)
+    return Dataset(name, list(train.classes), train_split, val_split, test_split)
 
 
-def load_dataset(data: str, cache_dir: Path, seed: int = 0, split_file: Path | None = None) -> Dataset:
+def load_dataset(data: str, cache_dir: Path, seed: int = 0, split_file: Path | None = None,
+                 eval_split: str = "val") -> Dataset:
+    """``eval_split="test"``: the test split is evaluated in place of val, and no training images
+    are held out for validation (how test-accuracy recipes and time-to-accuracy benchmarks train)."""
+    hold_out = eval_split == "val"
     if data in ("cifar10", "cifar100"):
-        return load_cifar(data, cache_dir / data, seed)
-    return load_folder(Path(data), seed=seed, split_file=split_file)
+        dataset = load_cifar(data, cache_dir / data, seed, hold_out)
+    else:
+        dataset = load_folder(Path(data), seed=seed, split_file=split_file, hold_out=hold_out)
+    if eval_split == "test":
+        if dataset.test is None:
+            raise ValueError(f"{data}: eval_split 'test' needs a test split (a test/ folder), and there is none")
+        dataset = replace(dataset, val=dataset.test)
+    return dataset
 
 
 def write_split(record: dict, path: Path) -> None:

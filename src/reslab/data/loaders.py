@@ -29,15 +29,30 @@ def epoch_generator(seed: int, epoch: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed * 100_003 + epoch)
 
 
-def epoch_order(n: int, seed: int, epoch: int, shuffle: bool, rank: int = 0, world_size: int = 1) -> Tensor:
-    """This rank's sample indices for an epoch: a seeded permutation, dealt round-robin to ranks."""
+def epoch_order(n: int, seed: int, epoch: int, shuffle: bool, rank: int = 0, world_size: int = 1,
+                batch_size: int = 1, drop_last: bool = False) -> Tensor:
+    """This rank's sample indices for an epoch. A seeded permutation is cut into global batches of
+    ``batch_size * world_size``; rank r takes the r-th slice of each. The global batches, and so the
+    training, do not depend on the number of processes: N processes step like one process that
+    accumulates N batches. The tail that fills no global batch is dropped (``drop_last``) or shared
+    out in near-equal parts, so that each sample is seen exactly once."""
     order = torch.randperm(n, generator=epoch_generator(seed, epoch)) if shuffle else torch.arange(n)
-    return order[rank::world_size]
+    global_batch = batch_size * world_size
+    full = n // global_batch
+    head = order[: full * global_batch].view(full, world_size, batch_size)[:, rank].reshape(-1)
+    if drop_last:
+        return head
+    tail = order[full * global_batch :]
+    m = len(tail)
+    return torch.cat([head, tail[rank * m // world_size : (rank + 1) * m // world_size]])
 
 
-def shard_size(n: int, rank: int, world_size: int) -> int:
+def shard_size(n: int, rank: int, world_size: int, batch_size: int = 1, drop_last: bool = False) -> int:
     """How many of ``n`` samples ``epoch_order`` deals to ``rank``, without drawing the permutation."""
-    return len(range(rank, n, world_size))
+    global_batch = batch_size * world_size
+    head = n // global_batch * batch_size
+    m = n % global_batch
+    return head if drop_last else head + (rank + 1) * m // world_size - rank * m // world_size
 
 
 class SkipLog:
@@ -104,20 +119,23 @@ class TensorLoader:
         self.epoch = epoch
 
     def _order(self) -> Tensor:
-        return epoch_order(len(self.labels), self.seed, self.epoch, self.shuffle, self.rank, self.world_size)
+        return epoch_order(len(self.labels), self.seed, self.epoch, self.shuffle, self.rank, self.world_size,
+                           self.batch_size, self.drop_last)
 
     def __len__(self) -> int:
-        n = shard_size(len(self.labels), self.rank, self.world_size)
+        n = shard_size(len(self.labels), self.rank, self.world_size, self.batch_size, self.drop_last)
         return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
 
     def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
-        order = self._order().to(self.images.device)
+        order = self._order()
+        # one draw per sample and epoch, so a sample's augmentation does not depend on the batching
         generator = epoch_generator(self.seed + 1, self.epoch)
+        draws = self.augment.draw(len(self.labels), generator) if self.augment else None
         for b in range(len(self)):
             idx = order[b * self.batch_size : (b + 1) * self.batch_size]
-            batch = self.images[idx]
-            x = self.augment(batch, generator) if self.augment else self.pre.normalize(batch)
-            yield x, self.labels[idx]
+            batch = self.images[idx.to(self.images.device)]
+            x = self.augment(batch, draws[idx]) if draws is not None else self.pre.normalize(batch)
+            yield x, self.labels[idx.to(self.labels.device)]
 
 
 class _ImageFiles(torch.utils.data.Dataset):
@@ -151,10 +169,12 @@ class _EpochSampler(Sampler[int]):
 
     def __iter__(self) -> Iterator[int]:
         ld = self.loader
-        return iter(epoch_order(len(ld.split), ld.seed, ld.epoch, ld.shuffle, ld.rank, ld.world_size).tolist())
+        return iter(epoch_order(len(ld.split), ld.seed, ld.epoch, ld.shuffle, ld.rank, ld.world_size,
+                                ld.batch_size, ld.drop_last).tolist())
 
     def __len__(self) -> int:
-        return shard_size(len(self.loader.split), self.loader.rank, self.loader.world_size)
+        ld = self.loader
+        return shard_size(len(ld.split), ld.rank, ld.world_size, ld.batch_size, ld.drop_last)
 
 
 class FileLoader:
@@ -175,6 +195,7 @@ class FileLoader:
     ) -> None:
         self.split, self.skipped = split, skipped
         self.shuffle, self.seed, self.rank, self.world_size = shuffle, seed, rank, world_size
+        self.batch_size, self.drop_last = batch_size, drop_last
         self.epoch = 0
         self.loader = DataLoader(
             _ImageFiles(split, transform, channels),

@@ -152,14 +152,19 @@ def build_data(
     pre = Preprocess(image_size, resize_for(image_size, opts.reference), mean, std, opts.in_chans, interpolation)
 
     common = dict(seed=opts.seed, rank=rank, world_size=world_size)
+    global_batch = opts.batch_size * world_size
+    if world_size > 1 and len(train_split) < global_batch:
+        raise ValueError(f"the training split has {len(train_split)} images, fewer than one global batch "
+                         f"({opts.batch_size} per process x {world_size} processes): lower --batch-size")
+    drop_last = len(train_split) > global_batch if world_size == 1 else True
     if in_memory:
         assert isinstance(train_split, ArraySplit)
         train: Loader = TensorLoader(train_split, pre, opts.batch_size, device, augment=BatchAugment(augment, pre),
-                                     shuffle=True, drop_last=len(train_split) > opts.batch_size, **common)
+                                     shuffle=True, drop_last=drop_last, **common)
     else:
         assert isinstance(train_split, FileSplit)
         train = FileLoader(train_split, train_transform(augment, pre), opts.in_chans, opts.batch_size, skipped,
-                           workers=opts.workers, shuffle=True, drop_last=len(train_split) > opts.batch_size,
+                           workers=opts.workers, shuffle=True, drop_last=drop_last,
                            pin_memory=device.type == "cuda", **common)
     val = make_loader(val_split, pre, opts.batch_size, device, skipped, opts.workers, in_memory, **common)
     return DataBundle(dataset, pre, train, val, in_memory, skipped)

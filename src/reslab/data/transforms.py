@@ -113,9 +113,22 @@ def train_transform(options: AugmentOptions, pre: Preprocess) -> v2.Compose:
     return v2.Compose(steps)
 
 
+@dataclass
+class CropFlipDraws:
+    """Random offsets and mirror flags, one per sample."""
+
+    dy: Tensor
+    dx: Tensor
+    flip: Tensor
+
+    def __getitem__(self, index: Tensor) -> CropFlipDraws:
+        return CropFlipDraws(self.dy[index], self.dx[index], self.flip[index])
+
+
 class BatchAugment:
     """Augments a whole uint8 batch at once (on the batch's device): pad-and-crop, flip, then
-    the optional per-image policies. The random generator is passed in, so runs repeat exactly."""
+    the optional per-image policies. Crops and flips come from ``draw``, made with a seeded
+    generator for every sample of an epoch, so runs repeat exactly whatever the batching."""
 
     def __init__(self, options: AugmentOptions, pre: Preprocess) -> None:
         if options.preset != "cifar":
@@ -125,22 +138,26 @@ class BatchAugment:
         self.per_image = v2.Compose(_auto_augment(options.auto_augment)) if options.auto_augment != "none" else None
         self.erase = v2.RandomErasing(p=options.random_erasing) if options.random_erasing > 0 else None
 
-    def crop_flip(self, batch: Tensor, generator: torch.Generator) -> Tensor:
+    def draw(self, n: int, generator: torch.Generator) -> CropFlipDraws:
+        span = 2 * self.options.crop_padding + 1
+        return CropFlipDraws(torch.randint(0, span, (n,), generator=generator),
+                             torch.randint(0, span, (n,), generator=generator),
+                             torch.rand(n, generator=generator) < 0.5)
+
+    def crop_flip(self, batch: Tensor, draws: CropFlipDraws) -> Tensor:
         n, _, h, w = batch.shape
         p = self.options.crop_padding
+        device = batch.device
         padded = torch.nn.functional.pad(batch, (p, p, p, p))
-        dy = torch.randint(0, 2 * p + 1, (n,), generator=generator).to(batch.device)
-        dx = torch.randint(0, 2 * p + 1, (n,), generator=generator).to(batch.device)
-        flip = (torch.rand(n, generator=generator) < 0.5).to(batch.device)
-        rows = dy[:, None] + torch.arange(h, device=batch.device)
-        cols = dx[:, None] + torch.arange(w, device=batch.device)
-        cols = torch.where(flip[:, None], cols.flip(1), cols)
-        index = torch.arange(n, device=batch.device)[:, None, None]
+        rows = draws.dy.to(device)[:, None] + torch.arange(h, device=device)
+        cols = draws.dx.to(device)[:, None] + torch.arange(w, device=device)
+        cols = torch.where(draws.flip.to(device)[:, None], cols.flip(1), cols)
+        index = torch.arange(n, device=device)[:, None, None]
         # (N, H, W, C) by advanced indexing, then back to NCHW
         return padded.permute(0, 2, 3, 1)[index, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2)
 
-    def __call__(self, batch: Tensor, generator: torch.Generator) -> Tensor:
-        batch = self.crop_flip(batch, generator)
+    def __call__(self, batch: Tensor, draws: CropFlipDraws) -> Tensor:
+        batch = self.crop_flip(batch, draws)
         if self.per_image is not None:
             batch = torch.stack([self.per_image(img) for img in batch])
         out = self.pre.normalize(batch)

@@ -10,6 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..train.distributed import sum_across_ranks
+
 
 @dataclass
 class EvalResult:
@@ -56,9 +58,11 @@ def evaluate(
     channels_last: bool = False,
     amp: bool = False,
     amp_dtype: str = "bfloat16",
+    across_ranks: bool = False,
 ) -> EvalResult:
     """Average loss and accuracy over every image of ``batches``; ``tta`` averages the
-    probabilities of each image and its horizontal mirror."""
+    probabilities of each image and its horizontal mirror. ``across_ranks``: each process holds a
+    shard of the split, and the figures are summed over all processes."""
     model.eval()
     confusion = torch.zeros(num_classes, num_classes, dtype=torch.long)
     loss_sum, top1, top5, count = 0.0, 0, 0, 0
@@ -85,6 +89,12 @@ def evaluate(
             for i in p_true.argsort()[:keep_worst].tolist():
                 worst.append((float(p_true[i]), int(y[i]), int(pred[i]), x[i].float().cpu()))
             worst = sorted(worst, key=lambda w: w[0])[:keep_worst]
+    if across_ranks:
+        totals = torch.cat([torch.tensor([loss_sum, top1, top5, count], dtype=torch.float64),
+                            confusion.flatten().double()]).to(device)
+        totals = sum_across_ranks(totals).cpu()
+        loss_sum, top1, top5, count = totals[:4].tolist()
+        confusion = totals[4:].round().long().view(num_classes, num_classes)
     if count == 0:
         raise ValueError("nothing to evaluate: the split has no readable images")
-    return EvalResult(loss_sum / count, top1 / count, top5 / count, count, confusion, worst)
+    return EvalResult(loss_sum / count, top1 / count, top5 / count, int(count), confusion, worst)

@@ -3,19 +3,20 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
 import platform
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm import tqdm
 
@@ -32,32 +33,11 @@ from ..models.registry import ModelSpec
 from ..models.weights import weights_preprocess
 from .checkpoint import load_checkpoint, restore_rng_state, rng_state, save_checkpoint
 from .distill import Teacher, distillation_loss
+from .distributed import Runtime, average_batchnorm_statistics, resolve_device, sum_across_ranks
 from .optim import build_optimizer, build_scheduler
 
 METRIC_FIELDS = ["epoch", "train_loss", "train_top1", "val_loss", "val_top1", "val_top5", "lr", "seconds",
                  "images_per_s"]
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {name!r} requested but CUDA is not available")
-    return device
-
-
-@dataclass
-class Runtime:
-    """Where this process runs: its device and its place among the training processes."""
-
-    device: torch.device
-    rank: int = 0
-    world_size: int = 1
-
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
 
 
 class RunFolderError(ValueError):
@@ -75,13 +55,14 @@ class Trainer:
         torch.manual_seed(cfg.seed)
         device = self.rt.device
 
-        dataset = load_dataset(cfg.data, Path(cfg.cache_dir).expanduser(), cfg.seed, self.run_dir / "split.json")
+        dataset = load_dataset(cfg.data, Path(cfg.cache_dir).expanduser(), cfg.seed, self.run_dir / "split.json",
+                               cfg.eval_split)
         self.classes = dataset.classes
         self.data = self._build_data(dataset)
         self.spec, self.model = start or self._build_model()
         self.memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
         self.model.to(device, memory_format=self.memory_format)
-        self.train_model: nn.Module = torch.compile(self.model) if cfg.compile else self.model
+        self.train_model = self._wrap(self.model)
 
         self.teacher = (Teacher(cfg.teacher, self.classes, self.data.preprocess, device, cfg.channels_last)
                         if cfg.teacher else None)
@@ -112,6 +93,19 @@ class Trainer:
                 write_split(dataset.split_file, self.run_dir / "split.json")
 
             self.writer = SummaryWriter(str(self.run_dir / "tensorboard"), purge_step=self.epoch + 1)
+
+    def _wrap(self, model: nn.Module) -> nn.Module:
+        """The module the training steps call: DDP over several processes, compiled on request.
+        ``self.model`` stays the bare network that is evaluated and saved."""
+        cfg, rt = self.cfg, self.rt
+        if rt.world_size > 1:
+            if cfg.sync_bn:
+                if rt.device.type != "cuda":
+                    raise ValueError("sync_bn needs GPUs (NCCL): on CPUs each process normalises over its own "
+                                     "batch; leave --sync-bn off")
+                model = self.model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+            model = DistributedDataParallel(model, device_ids=[rt.device.index] if rt.device.type == "cuda" else None)
+        return torch.compile(model) if cfg.compile else model
 
     def _build_data(self, dataset: Dataset) -> DataBundle:
         cfg = self.cfg
@@ -198,23 +192,27 @@ class Trainer:
         cfg, device = self.cfg, self.rt.device
         loader = self.data.train
         loader.set_epoch(self.epoch)
-        set_train_mode(self.train_model, True)
+        set_train_mode(self.model, True)
         loss_sum = torch.zeros((), device=device)
         correct = torch.zeros((), dtype=torch.long, device=device)
         seen = 0
         start = time.perf_counter()
-        bar = tqdm(loader, desc=f"epoch {self.epoch + 1}/{cfg.epochs}", leave=False, disable=None,
-                   dynamic_ncols=True, file=sys.stderr)
+        bar = tqdm(loader, desc=f"epoch {self.epoch + 1}/{cfg.epochs}", leave=False,
+                   disable=None if self.rt.is_main else True, dynamic_ncols=True, file=sys.stderr)
         self.optimizer.zero_grad(set_to_none=True)
         batches = len(loader)
         for i, (x, y) in enumerate(bar):
             x = x.to(device, non_blocking=True).contiguous(memory_format=self.memory_format)
             y = y.to(device, non_blocking=True)
-            with autocast_context(device, cfg.amp, cfg.amp_dtype):
-                logits = self.train_model(x)
-                loss = self._loss(logits.float(), x, y)
-            self.scaler.scale(loss / cfg.accumulate).backward()
-            if (i + 1) % cfg.accumulate == 0 or i + 1 == batches:
+            stepping = (i + 1) % cfg.accumulate == 0 or i + 1 == batches
+            # gradients are all-reduced once per optimizer step, not once per micro-batch
+            sync = contextlib.nullcontext() if stepping or self.rt.world_size == 1 else self.train_model.no_sync()
+            with sync:
+                with autocast_context(device, cfg.amp, cfg.amp_dtype):
+                    logits = self.train_model(x)
+                    loss = self._loss(logits.float(), x, y)
+                self.scaler.scale(loss / cfg.accumulate).backward()
+            if stepping:
                 self._optimizer_step()
             loss_sum += loss.detach() * len(y)
             correct += (logits.detach().argmax(1) == y).sum()
@@ -222,9 +220,12 @@ class Trainer:
             if i % 10 == 0 and not bar.disable:  # reading the totals waits for the device: not every step
                 bar.set_postfix(loss=f"{float(loss_sum) / seen:.3f}", acc=f"{int(correct) / seen:.3f}",
                                 img_s=f"{seen / (time.perf_counter() - start):.0f}", refresh=False)
+        totals = sum_across_ranks(torch.stack([loss_sum.double(), correct.double(),
+                                               torch.tensor(float(seen), dtype=torch.float64, device=device)]))
+        loss_total, correct_total, seen_total = totals.tolist()
         elapsed = time.perf_counter() - start
-        return {"train_loss": float(loss_sum) / seen, "train_top1": int(correct) / seen, "seconds": elapsed,
-                "images_per_s": seen / elapsed}
+        return {"train_loss": loss_total / seen_total, "train_top1": correct_total / seen_total, "seconds": elapsed,
+                "images_per_s": seen_total / elapsed}
 
     def _loss(self, logits: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         cfg = self.cfg
@@ -245,8 +246,13 @@ class Trainer:
             self.ema.update_parameters(self.model)
 
     def validate(self) -> EvalResult:
-        return evaluate(self.eval_model(), self.data.val, len(self.classes), self.rt.device,
-                        channels_last=self.cfg.channels_last, amp=self.cfg.amp, amp_dtype=self.cfg.amp_dtype)
+        """Every val image once, spread over the ranks; the figures are those of the whole split."""
+        average_batchnorm_statistics(self.model)
+        if self.ema:
+            average_batchnorm_statistics(self.ema.module)
+        return evaluate(self.eval_model(), self.data.val, len(self.classes), self.rt.device, tta=self.cfg.tta,
+                        channels_last=self.cfg.channels_last, amp=self.cfg.amp, amp_dtype=self.cfg.amp_dtype,
+                        across_ranks=self.rt.world_size > 1)
 
     def fit(self) -> dict[str, Any]:
         cfg = self.cfg
@@ -269,8 +275,9 @@ class Trainer:
             if self.rt.is_main:
                 self._write_epoch(row, improved)
             if cfg.patience and self.bad_epochs >= cfg.patience:
-                print(f"early stop: no better val top-1 for {cfg.patience} epochs (best {self.best_top1:.4f} "
-                      f"at epoch {self.best_epoch})")
+                if self.rt.is_main:
+                    print(f"early stop: no better val top-1 for {cfg.patience} epochs (best {self.best_top1:.4f} "
+                          f"at epoch {self.best_epoch})")
                 break
         return self._finish()
 
