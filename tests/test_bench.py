@@ -59,3 +59,47 @@ def test_bench_serve_loads_both_servers_without_errors(trained_model, photos):
             assert r["requests"] == 24 and r["statuses"] == {"200": 24} and r["p99_ms"] >= r["p50_ms"] > 0
     top = result["reslab"][-1]
     assert result["fraction_of_offline_at_max_concurrency"] == top["requests_per_s"] / result["offline_images_per_s"]
+
+
+def run_json(*argv: str, timeout: int = 600) -> dict:
+    out = subprocess.run([sys.executable, "-m", "reslab", *argv, "--json"], capture_output=True, text=True,
+                         timeout=timeout)
+    assert out.returncode == 0, out.stderr[-2000:]
+    return json.loads(out.stdout[out.stdout.index("{"):])
+
+
+def test_time_to_accuracy_times_each_target_or_reports_the_best(tmp_path):
+    result = run_json("bench", "time-to-accuracy", "--config", "configs/cifar10-resnet20-cpu-fast.yaml",
+                      "--data", "samples/cifar10-sample.npz", "--epochs", "2", "--targets", "5,99.9",
+                      "--device", "cpu", "--out-dir", str(tmp_path))
+    epochs = result["epochs_run"]
+    assert [e["epoch"] for e in epochs] == [1, 2] and [e["image_size"] for e in epochs] == [20, 20]
+    assert 0 < epochs[0]["elapsed_s"] < epochs[1]["elapsed_s"]
+    assert epochs[1]["elapsed_s"] >= epochs[0]["seconds"] + epochs[1]["seconds"]  # evaluation is on the clock
+    low, high = result["targets"]
+    assert low["reached"] and low["epoch"] == 1 and low["seconds"] == epochs[0]["elapsed_s"]
+    best = max(epochs, key=lambda e: e["val_top1"])
+    assert not high["reached"] and high["top1"] == best["val_top1"] and high["seconds"] == best["elapsed_s"]
+    assert "samples/cifar10-sample.npz" in result["data"]
+    # the test split (400 images), not a holdout, is what was evaluated: its size shows in the accuracies
+    assert all(round(e["val_top1"] * 400, 6).is_integer() for e in epochs)
+
+
+@pytest.mark.parametrize("kind", ["train", "infer"])
+def test_mode_comparison_runs_each_mode_side_by_side(kind):
+    if kind == "train":
+        result = run_json("bench", "train", "--device", "cpu", "--modes", "eager,channels_last+amp",
+                          "--model", "resnet18", "--mode-batch-sizes", "4,2", "--rounds", "2", "--steps", "1")
+        tables = result["tables"]
+        assert [(t["image_size"], t["batch"]) for t in tables] == [(32, 4), (224, 2)]
+    else:
+        result = run_json("bench", "infer", "--device", "cpu", "--modes", "eager,channels_last+amp",
+                          "--gpu-models", "resnet18", "--gpu-batch", "2", "--image-size", "64", "--rounds", "2",
+                          "--steps", "1")
+        tables = result["tables"]
+        assert [t["model"] for t in tables] == ["resnet18"]
+    for table in tables:
+        assert [r["mode"] for r in table["rows"]] == ["eager", "channels_last+amp"]
+        eager, amp = table["rows"]
+        assert eager["vs_first"] == 1.0 and amp["vs_first"] == amp["images_per_s"] / eager["images_per_s"]
+        assert all(r["images_per_s"] > 0 and r["warmup_s"] > 0 for r in table["rows"])

@@ -8,11 +8,12 @@ import pytest
 import torch
 
 from reslab.data.check import check_folder
-from reslab.data.datasets import ArraySplit, load_folder, stratified_split
+from reslab.data.datasets import ArraySplit, load_dataset, load_folder, stratified_split
 from reslab.data.images import UnreadableImageError, open_image
 from reslab.data.loaders import SkipLog, TensorLoader, decode_split
 from reslab.data.transforms import AugmentOptions, BatchAugment, Preprocess
 
+from .conftest import SAMPLES
 from .images import gradient, write_broken_images, write_odd_images
 
 
@@ -158,3 +159,44 @@ def test_a_folder_with_one_class_is_refused(tmp_path):
     (tmp_path / "only" / "cats").mkdir(parents=True)
     with pytest.raises(ValueError, match="found 1 class sub-folder.*at least 2"):
         load_folder(tmp_path / "only")
+
+
+def test_npz_of_arrays_and_jpeg_packs_load_with_their_splits(tmp_path):
+    pack = SAMPLES / "cifar10-sample.npz"
+    packed = load_dataset(str(pack), tmp_path)
+    assert (len(packed.train), len(packed.val), len(packed.test)) == (3000, 600, 400)
+    assert packed.classes[:2] == ["airplane", "automobile"] and packed.train.images.shape[1:] == (3, 32, 32)
+    arrays = tmp_path / "arrays.npz"
+    x = np.transpose(packed.train.images, (0, 2, 3, 1))
+    np.savez(arrays, x_train=x, y_train=packed.train.labels, x_test=x[:50], y_test=packed.train.labels[:50])
+    held = load_dataset(str(arrays), tmp_path)
+    assert (len(held.train), len(held.val)) == (2700, 300)  # no val arrays: 10% held out of train
+    on_test = load_dataset(str(arrays), tmp_path, eval_split="test")
+    assert len(on_test.train) == 3000 and on_test.val is on_test.test and len(on_test.val) == 50
+    assert np.array_equal(on_test.train.images[7], packed.train.images[7])
+    assert on_test.classes == [str(i) for i in range(10)]
+
+
+@pytest.mark.parametrize("content, message", [
+    ({"x_test": np.zeros((2, 4, 4, 3), np.uint8), "y_test": np.zeros(2)}, "no training images"),
+    ({"x_train": np.zeros((2, 4, 4, 3), np.uint8)}, "no y_train labels"),
+    ({"x_train": np.zeros((2, 4, 4, 3), np.float32), "y_train": np.zeros(2)}, "must be uint8"),
+])
+def test_bad_npz_files_are_named_with_the_problem(tmp_path, content, message):
+    path = tmp_path / "bad.npz"
+    np.savez(path, **content)
+    with pytest.raises(ValueError, match=message) as error:
+        load_dataset(str(path), tmp_path)
+    assert str(path) in str(error.value)
+    with pytest.raises(ValueError, match="not a readable .npz"):
+        load_dataset(str(tmp_path / "missing.npz"), tmp_path)
+
+
+def test_eval_split_test_needs_a_test_split(cifar_folder, tmp_path):
+    root = tmp_path / "d"
+    shutil.copytree(cifar_folder, root)
+    shutil.rmtree(root / "test")
+    with pytest.raises(ValueError, match="needs a test split"):
+        load_dataset(str(root), tmp_path, eval_split="test")
+    full = load_dataset(str(cifar_folder), tmp_path, eval_split="test")
+    assert len(full.val) == len(full.test) == 100 and len(full.train) == 600

@@ -175,3 +175,34 @@ def test_grayscale_imagenet_preset_from_disk(tiny_folder, tmp_path):
     assert info.spec.in_chans == 1 and len(info.preprocess.mean) == 1
     assert (info.preprocess.image_size, info.preprocess.resize_size) == (72, 82)  # 256/224 of the size
     assert trainer.model.conv1.weight.shape == (64, 1, 7, 7)
+
+
+def test_progressive_resizing_and_flip_tta_evaluation(tiny_folder, tmp_path):
+    from reslab.evaluate.report import run_eval
+
+    Trainer(tiny_config(tiny_folder, tmp_path, epochs=3, batch_size=16, progressive_sizes=[16, 24], tta=True)).fit()
+    rows = read_metrics(tmp_path / "run")
+    assert [int(r["image_size"]) for r in rows] == [16, 24, 32]
+    elapsed = [float(r["elapsed_s"]) for r in rows]
+    assert elapsed == sorted(elapsed) and elapsed[-1] >= sum(float(r["seconds"]) for r in rows)
+    best = max(rows, key=lambda r: float(r["val_top1"]))
+    assert load_model_file(tmp_path / "run" / "best.safetensors")[1].preprocess.image_size == 32
+    # the reported figures are those of flip TTA: evaluating the saved model with TTA gives them again
+    report = run_eval(tmp_path / "run" / "best.safetensors", str(tiny_folder), tmp_path / "eval", tta=True)
+    assert report["top1"] == pytest.approx(float(best["val_top1"]))
+    assert report["loss"] == pytest.approx(float(best["val_loss"]), rel=1e-5)
+
+
+def test_a_progressive_size_above_the_image_size_is_refused(tiny_folder, tmp_path):
+    with pytest.raises(ValueError, match="progressive_sizes.*40"):
+        Trainer(tiny_config(tiny_folder, tmp_path, progressive_sizes=[40]))
+    assert not (tmp_path / "run").exists()
+
+
+def test_mixed_precision_is_on_by_default_only_on_gpus():
+    from reslab.train.trainer import resolve_amp
+
+    assert resolve_amp(TrainConfig(), torch.device("cpu")) == (False, "bfloat16")
+    assert resolve_amp(TrainConfig(amp=True), torch.device("cpu")) == (True, "bfloat16")
+    if torch.cuda.is_available():
+        assert resolve_amp(TrainConfig(), torch.device("cuda"))[0]

@@ -178,6 +178,12 @@ def cmd_bench_infer(args: argparse.Namespace) -> None:
     run_infer_bench(args)
 
 
+def cmd_bench_time_to_accuracy(args: argparse.Namespace) -> None:
+    from .bench.time_to_accuracy import run_time_to_accuracy
+
+    run_time_to_accuracy(args)
+
+
 def cmd_bench_serve(args: argparse.Namespace) -> None:
     from .bench.serve import run_serve_bench
 
@@ -304,6 +310,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_bench_infer_args(bi)
     bi.set_defaults(func=cmd_bench_infer)
+    ta = bench.add_parser("time-to-accuracy", help="train a recipe on CIFAR-10: wall time to each test accuracy")
+    from .bench.time_to_accuracy import add_time_to_accuracy_args
+
+    add_time_to_accuracy_args(ta)
+    ta.set_defaults(func=cmd_bench_time_to_accuracy)
     bs = bench.add_parser("serve", help="reslab serve under load against offline throughput and a plain server")
     from .bench.serve import add_bench_serve_args
 

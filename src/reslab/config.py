@@ -31,6 +31,7 @@ class TrainConfig:
     data: str = "cifar10"  # cifar10 | cifar100 | path to an image folder
     cache_dir: str = "~/.cache/reslab"
     image_size: int | None = None  # default: 32 for CIFAR-size data and networks, 224 otherwise
+    progressive_sizes: list[int] = field(default_factory=list)  # training sizes of the first epochs
     preset: str = "auto"  # auto | cifar | imagenet
     auto_augment: str = "none"  # none | randaugment | trivialaugment
     color_jitter: float = 0.0
@@ -65,7 +66,7 @@ class TrainConfig:
     milestones: list[int] = field(default_factory=list)
     gamma: float = 0.1
     label_smoothing: float = 0.0
-    amp: bool = False
+    amp: bool | None = None  # default: on for CUDA
     amp_dtype: str = "bfloat16"  # bfloat16 | float16
     accumulate: int = 1
     clip_grad: float = 0.0  # max gradient norm; 0 = off
@@ -126,9 +127,12 @@ HELP = {
     "seed": "seed of initialisation, data order, augmentation and the 70/20/10 split",
     "device": "auto | cpu | cuda | cuda:N",
     "resume": "continue the run in --out-dir/--name from its last checkpoint",
-    "data": "cifar10 | cifar100 | path to an image folder (train/ val/ [test/], or one folder to split)",
+    "data": "cifar10 | cifar100 | path to an image folder (train/ val/ [test/], or one folder to split) "
+            "| an .npz of uint8 arrays (x_train, y_train, [x_val, y_val], [x_test, y_test], [classes])",
     "cache_dir": "where CIFAR is looked for and downloaded",
     "image_size": "training and evaluation size (default: the images' own up to 64 px, else 224)",
+    "progressive_sizes": "progressive resizing: training image sizes of the first epochs, one per epoch "
+                         "(e.g. 20,20,24,24,28,28); later epochs and evaluation use the image size",
     "preset": "augmentation: cifar (pad-crop + flip) | imagenet (RandomResizedCrop + flip) | auto",
     "auto_augment": "none | randaugment | trivialaugment",
     "color_jitter": "brightness/contrast/saturation jitter strength (0 = off)",
@@ -162,8 +166,8 @@ HELP = {
     "milestones": "epochs of lr drops for the multistep schedule, e.g. 30,60",
     "gamma": "lr factor at each drop",
     "label_smoothing": "label smoothing of the cross-entropy",
-    "amp": "mixed precision (autocast)",
-    "amp_dtype": "bfloat16 | float16 (float16 uses a grad scaler)",
+    "amp": "mixed precision (autocast); default: on for CUDA, off on CPUs",
+    "amp_dtype": "bfloat16 | float16 (float16 uses a grad scaler; bfloat16 falls back to it on GPUs without bf16)",
     "accumulate": "micro-batches per optimizer step",
     "clip_grad": "max gradient norm (0 = off)",
     "channels_last": "NHWC memory format (faster convolutions)",

@@ -29,11 +29,13 @@ from ..data.images import is_image_file
 from ..data.transforms import IMAGENET_MEAN, IMAGENET_STD, Preprocess, eval_resize_size
 from ..export.onnx_export import to_onnx_proto
 from ..export.verify import default_images
-from ..infer.backends import available_backends, load_backend
+from ..infer.backends import OnnxRuntimeBackend, available_backends, load_backend
 from ..infer.predictor import Predictor
 from ..modelfile import ModelInfo, save_model_file
 from ..models import count_macs, create_model
 from ..models.registry import ModelSpec
+from ..train.distributed import resolve_device
+from .modes import MODES, compare_modes, device_name, print_modes_table, sample_batch
 from .peak import measure_gemm_peak
 from .timing import timed_calls
 
@@ -46,6 +48,13 @@ def add_bench_infer_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seconds", type=float, default=3.0, help="timing per row and batch size")
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds the timing is spread over")
     parser.add_argument("--skip", nargs="*", default=[], help="rows to leave out (e.g. openvino-int8)")
+    parser.add_argument("--device", default="auto", help="cpu: the table above; cuda: networks alone at "
+                        "--gpu-batch in each of --modes, and ONNX Runtime's CUDA provider where installed")
+    parser.add_argument("--modes", help="eager,channels_last+amp,compiled (the default on a GPU): time these modes "
+                        "of --gpu-models side by side instead of the CPU comparison")
+    parser.add_argument("--gpu-models", default="resnet18,resnet50")
+    parser.add_argument("--gpu-batch", type=int, default=256)
+    parser.add_argument("--steps", type=int, default=10, help="calls per round of the mode timing")
     parser.add_argument("--json", action="store_true")
 
 
@@ -125,7 +134,50 @@ def prepare_models(tmp: Path, arch: str, image_size: int, images: list[bytes], s
     return files
 
 
+def onnxruntime_cuda_step(arch: str, x: torch.Tensor) -> Callable[[], None] | None:
+    """ONNX Runtime's CUDA provider on the model's ONNX graph, or None where it is not installed.
+    The batch goes in from host memory, as a server would hand it over."""
+    import onnxruntime as ort
+
+    if "CUDAExecutionProvider" not in ort.get_available_providers():
+        return None
+    info = ModelInfo(ModelSpec(arch, 1000), [str(i) for i in range(1000)],
+                     Preprocess(x.shape[-1], x.shape[-1], IMAGENET_MEAN, IMAGENET_STD))
+    graph = to_onnx_proto(create_model(arch, 1000).eval(), info).SerializeToString()
+    backend = OnnxRuntimeBackend(graph, device=x.device)
+    batch = x.cpu().numpy()
+    return lambda: backend.run(batch)
+
+
+def run_gpu_infer_bench(args: argparse.Namespace, device: torch.device) -> dict[str, Any]:
+    modes = args.modes.split(",") if args.modes else list(MODES)
+    tables = []
+    for arch in args.gpu_models.split(","):
+        x, _ = sample_batch(args.gpu_batch, args.image_size, device)
+        extra = {}
+        if device.type == "cuda":
+            step = onnxruntime_cuda_step(arch, x)
+            if step is not None:
+                extra["onnxruntime-cuda (fp32)"] = step
+        rows = compare_modes(lambda arch=arch: create_model(arch, 1000), x, None, modes, extra,
+                             rounds=args.rounds, steps_per_round=args.steps)
+        tables.append({"model": arch, "batch": args.gpu_batch, "rows": rows})
+    result = {"device": device_name(device), "torch": torch.__version__, "image_size": args.image_size,
+              "tables": tables}
+    if args.json:
+        print(json.dumps(result, indent=1))
+        return result
+    print(f"\ninference, networks alone on a batch of real images in device memory, {args.image_size}x"
+          f"{args.image_size}, {result['device']}, torch {result['torch']}")
+    for t in tables:
+        print_modes_table(f"{t['model']}, batch {t['batch']}:", t["rows"])
+    return result
+
+
 def run_infer_bench(args: argparse.Namespace) -> dict[str, Any]:
+    device = resolve_device(args.device)
+    if device.type == "cuda" or args.modes:
+        return run_gpu_infer_bench(args, device)
     batch_sizes = [int(b) for b in str(args.batch_sizes).split(",")]
     images = load_images(args.images)
     installed = available_backends()

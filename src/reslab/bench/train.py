@@ -23,13 +23,13 @@ from torchvision import datasets
 from torchvision.transforms import v2
 
 from ..config import TrainConfig
-from ..data.sample import materialize
+from ..data.sample import SAMPLE_PACK, materialize
 from ..data.transforms import DATASET_STATS
 from ..models import count_macs, create_model
+from ..train.distributed import resolve_device
 from ..train.trainer import Trainer
+from .modes import MODES, compare_modes, device_name, print_modes_table, sample_batch
 from .peak import measure_gemm_peak
-
-SAMPLE = Path(__file__).resolve().parents[3] / "samples" / "cifar10-sample.npz"
 
 
 def add_bench_train_args(parser: argparse.ArgumentParser) -> None:
@@ -40,6 +40,13 @@ def add_bench_train_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--images", type=int, default=1280, help="images per epoch")
     parser.add_argument("--epochs", type=int, default=3, help="epochs per side; the first is warm-up")
     parser.add_argument("--workers", type=int, default=2, help="the baseline DataLoader's workers")
+    parser.add_argument("--device", default="auto", help="cpu: reslab's loop against the tutorial loop; "
+                        "cuda: training steps of --model at 32 px (CIFAR stem) and 224 px in each of --modes")
+    parser.add_argument("--modes", help="eager,channels_last+amp,compiled (the default on a GPU): time these "
+                        "modes side by side instead of the CPU comparison")
+    parser.add_argument("--mode-batch-sizes", default="512,256", help="batch sizes of the 32 px and 224 px rows")
+    parser.add_argument("--rounds", type=int, default=5, help="alternating rounds per mode (the median is kept)")
+    parser.add_argument("--steps", type=int, default=10, help="steps per round of the mode timing")
     parser.add_argument("--json", action="store_true")
 
 
@@ -91,11 +98,35 @@ def reslab_epochs(
     return [trainer.train_one_epoch()["images_per_s"] for _ in range(epochs)]
 
 
+def run_modes_bench(args: argparse.Namespace, device: torch.device) -> dict:
+    """Training steps in each mode on a GPU-resident batch of real images: the model's speed with
+    the data path taken out (reslab keeps small datasets on the GPU, so it costs almost nothing)."""
+    modes = args.modes.split(",") if args.modes else list(MODES)
+    batch_32, batch_224 = (int(b) for b in args.mode_batch_sizes.split(","))
+    tables = []
+    for size, stem, batch in ((32, "cifar", batch_32), (224, "imagenet", batch_224)):
+        x, y = sample_batch(batch, size, device)
+        rows = compare_modes(lambda stem=stem: create_model(args.model, num_classes=10, stem=stem), x, y, modes,
+                             rounds=args.rounds, steps_per_round=args.steps)
+        tables.append({"image_size": size, "stem": stem, "batch": batch, "rows": rows})
+    result = {"model": args.model, "device": device_name(device), "torch": torch.__version__, "tables": tables}
+    if args.json:
+        print(json.dumps(result, indent=1))
+        return result
+    print(f"\ntraining steps (forward, backward, SGD) of {args.model}, {result['device']}, torch {result['torch']}")
+    for t in tables:
+        print_modes_table(f"{t['image_size']}x{t['image_size']}, {t['stem']} stem, batch {t['batch']}:", t["rows"])
+    return result
+
+
 def run_train_bench(args: argparse.Namespace) -> dict:
+    device = resolve_device(args.device)
+    if device.type == "cuda" or args.modes:
+        return run_modes_bench(args, device)
     threads = torch.get_num_threads()
     with tempfile.TemporaryDirectory() as tmp:
         tmp_path = Path(tmp)
-        source = Path(args.data) if args.data else materialize(SAMPLE, tmp_path / "sample")
+        source = Path(args.data) if args.data else materialize(SAMPLE_PACK, tmp_path / "sample")
         folder = _subset_folder(source, args.images, tmp_path / "subset")
         peak_before = measure_gemm_peak()
         macs = count_macs(create_model(args.model, num_classes=10, stem=args.stem), 32)

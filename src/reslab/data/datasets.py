@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import random
 from collections import defaultdict
@@ -169,6 +170,60 @@ def load_cifar(name: str, root: Path, seed: int = 0, hold_out: bool = True) -> D
     return Dataset(name, list(train.classes), train_split, val_split, test_split)
 
 
+def _decode_pack(path: Path, blob: np.ndarray, offsets: np.ndarray, name: str) -> np.ndarray:
+    """JPEG/PNG bytes laid end to end -> uint8 (N, H, W, C); all images must share one size."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from PIL import Image
+
+    def decode(i: int) -> np.ndarray:
+        with Image.open(io.BytesIO(blob[offsets[i] : offsets[i + 1]].tobytes())) as image:
+            return np.asarray(image.convert("RGB"))
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        images = list(pool.map(decode, range(len(offsets) - 1)))
+    if len({im.shape for im in images}) > 1:
+        raise ValueError(f"{path}: the {name} images differ in size; use an image folder for such data")
+    return np.stack(images)
+
+
+def load_arrays(path: Path, seed: int = 0, hold_out: bool = True) -> Dataset:
+    """An ``.npz`` of images per split ``train``, optional ``val`` and ``test``, each either decoded
+    (``x_<split>``: uint8 (N, H, W, C) or (N, H, W)) or encoded (``<split>_jpeg`` bytes end to end with
+    ``<split>_offsets``), with labels ``y_<split>`` and optional ``classes``: CIFAR-10 as arrays, or
+    packed as JPEGs as in reslab's shipped sample."""
+    try:
+        arrays = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as e:
+        raise ValueError(f"{path}: not a readable .npz file ({e})") from None
+
+    def split(name: str) -> ArraySplit | None:
+        if f"{name}_jpeg" in arrays.files and f"{name}_offsets" in arrays.files:
+            images = _decode_pack(path, arrays[f"{name}_jpeg"], arrays[f"{name}_offsets"], name)
+        elif f"x_{name}" in arrays.files:
+            images = arrays[f"x_{name}"]
+        else:
+            return None
+        if f"y_{name}" not in arrays.files:
+            raise ValueError(f"{path}: has {name} images but no y_{name} labels")
+        labels = arrays[f"y_{name}"].astype(np.int64)
+        if images.dtype != np.uint8 or images.ndim not in (3, 4) or len(images) != len(labels):
+            raise ValueError(f"{path}: x_{name} must be uint8 (N, H, W, C) or (N, H, W) with one label per image, "
+                             f"got {images.dtype} {images.shape} and {len(labels)} labels")
+        images = images[:, None] if images.ndim == 3 else images.transpose(0, 3, 1, 2)
+        return ArraySplit(np.ascontiguousarray(images), labels)
+
+    train, val, test = split("train"), split("val"), split("test")
+    if train is None:
+        raise ValueError(f"{path}: no training images (x_train, or train_jpeg + train_offsets; "
+                         f"found {', '.join(arrays.files)})")
+    count = int(train.labels.max()) + 1
+    classes = [str(c) for c in arrays["classes"]] if "classes" in arrays.files else [str(i) for i in range(count)]
+    if val is None:
+        train, val = holdout_validation(train, seed) if hold_out else (train, test)
+    return Dataset(path.stem, classes, train, val, test)
+
+
 def load_dataset(data: str, cache_dir: Path, seed: int = 0, split_file: Path | None = None,
                  eval_split: str = "val") -> Dataset:
     """``eval_split="test"``: the test split is evaluated in place of val, and no training images
@@ -176,6 +231,8 @@ def load_dataset(data: str, cache_dir: Path, seed: int = 0, split_file: Path | N
     hold_out = eval_split == "val"
     if data in ("cifar10", "cifar100"):
         dataset = load_cifar(data, cache_dir / data, seed, hold_out)
+    elif data.endswith(".npz"):
+        dataset = load_arrays(Path(data), seed, hold_out)
     else:
         dataset = load_folder(Path(data), seed=seed, split_file=split_file, hold_out=hold_out)
     if eval_split == "test":

@@ -174,7 +174,8 @@ def describe(bundle: DataBundle) -> str:
     ds = bundle.dataset
     test = f", test {len(ds.test)}" if ds.test is not None else ""
     where = "in memory, batch augmentation" if bundle.in_memory else "from disk"
-    return (f"data {ds.name}: {len(ds.classes)} classes, train {len(ds.train)}, val {len(ds.val)}{test}; "
+    val = "evaluating the test split" if ds.val is ds.test else f"val {len(ds.val)}"
+    return (f"data {ds.name}: {len(ds.classes)} classes, train {len(ds.train)}, {val}{test}; "
             f"{bundle.preprocess.image_size}px, {where}")
 
 

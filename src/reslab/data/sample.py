@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 
 SPLITS = ("train", "val", "test")
+SAMPLE_PACK = Path(__file__).resolve().parents[3] / "samples" / "cifar10-sample.npz"
 
 
 def materialize(pack: Path, out: Path, per_class: dict[str, int] | None = None) -> Path:

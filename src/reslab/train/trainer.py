@@ -37,7 +37,16 @@ from .distributed import Runtime, average_batchnorm_statistics, resolve_device, 
 from .optim import build_optimizer, build_scheduler
 
 METRIC_FIELDS = ["epoch", "train_loss", "train_top1", "val_loss", "val_top1", "val_top5", "lr", "seconds",
-                 "images_per_s"]
+                 "images_per_s", "image_size", "elapsed_s"]
+
+
+def resolve_amp(cfg: TrainConfig, device: torch.device) -> tuple[bool, str]:
+    """Mixed precision: on by default on CUDA, in bf16 where the GPU has it, else fp16 (with a grad scaler)."""
+    amp = cfg.amp if cfg.amp is not None else device.type == "cuda"
+    dtype = cfg.amp_dtype
+    if amp and device.type == "cuda" and dtype == "bfloat16" and not torch.cuda.is_bf16_supported():
+        dtype = "float16"
+    return amp, dtype
 
 
 class RunFolderError(ValueError):
@@ -64,12 +73,19 @@ class Trainer:
         self.model.to(device, memory_format=self.memory_format)
         self.train_model = self._wrap(self.model)
 
+        for size in cfg.progressive_sizes:
+            if not 8 <= size <= self.data.preprocess.image_size:
+                raise ValueError(f"config field 'progressive_sizes': {size} is not between 8 and the image size "
+                                 f"{self.data.preprocess.image_size}")
         self.teacher = (Teacher(cfg.teacher, self.classes, self.data.preprocess, device, cfg.channels_last)
                         if cfg.teacher else None)
         self.steps_per_epoch = -(-len(self.data.train) // cfg.accumulate)
         self.optimizer = build_optimizer(self.model, cfg)
         self.scheduler = build_scheduler(self.optimizer, cfg, self.steps_per_epoch)
-        fp16 = cfg.amp and cfg.amp_dtype == "float16" and device.type == "cuda"
+        self.amp, self.amp_dtype = resolve_amp(cfg, device)
+        if device.type == "cuda":
+            torch.backends.cudnn.benchmark = True  # fixed input shapes: let cuDNN pick its fastest kernels
+        fp16 = self.amp and self.amp_dtype == "float16" and device.type == "cuda"
         self.scaler = torch.amp.GradScaler(device.type, enabled=fp16)
         self.ema = (AveragedModel(self.model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay), use_buffers=True)
                     if cfg.ema else None)
@@ -188,8 +204,14 @@ class Trainer:
         return self.ema.module if self.ema else self.model
 
     # ---- loop -------------------------------------------------------------------------------
+    def train_image_size(self) -> int:
+        """Progressive resizing: the first epochs may train on smaller images (cheaper per image)."""
+        sizes = self.cfg.progressive_sizes
+        return sizes[self.epoch] if self.epoch < len(sizes) else self.data.preprocess.image_size
+
     def train_one_epoch(self) -> dict[str, float]:
         cfg, device = self.cfg, self.rt.device
+        size = self.train_image_size()
         loader = self.data.train
         loader.set_epoch(self.epoch)
         set_train_mode(self.model, True)
@@ -204,11 +226,13 @@ class Trainer:
         for i, (x, y) in enumerate(bar):
             x = x.to(device, non_blocking=True).contiguous(memory_format=self.memory_format)
             y = y.to(device, non_blocking=True)
+            if x.shape[-1] != size:
+                x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
             stepping = (i + 1) % cfg.accumulate == 0 or i + 1 == batches
             # gradients are all-reduced once per optimizer step, not once per micro-batch
             sync = contextlib.nullcontext() if stepping or self.rt.world_size == 1 else self.train_model.no_sync()
             with sync:
-                with autocast_context(device, cfg.amp, cfg.amp_dtype):
+                with autocast_context(device, self.amp, self.amp_dtype):
                     logits = self.train_model(x)
                     loss = self._loss(logits.float(), x, y)
                 self.scaler.scale(loss / cfg.accumulate).backward()
@@ -225,7 +249,7 @@ class Trainer:
         loss_total, correct_total, seen_total = totals.tolist()
         elapsed = time.perf_counter() - start
         return {"train_loss": loss_total / seen_total, "train_top1": correct_total / seen_total, "seconds": elapsed,
-                "images_per_s": seen_total / elapsed}
+                "images_per_s": seen_total / elapsed, "image_size": size}
 
     def _loss(self, logits: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         cfg = self.cfg
@@ -251,7 +275,7 @@ class Trainer:
         if self.ema:
             average_batchnorm_statistics(self.ema.module)
         return evaluate(self.eval_model(), self.data.val, len(self.classes), self.rt.device, tta=self.cfg.tta,
-                        channels_last=self.cfg.channels_last, amp=self.cfg.amp, amp_dtype=self.cfg.amp_dtype,
+                        channels_last=self.cfg.channels_last, amp=self.amp, amp_dtype=self.amp_dtype,
                         across_ranks=self.rt.world_size > 1)
 
     def fit(self) -> dict[str, Any]:
@@ -260,11 +284,14 @@ class Trainer:
             print(describe(self.data))
             print(f"model {cfg.model} ({self.spec.stem or 'cifar'} stem), {len(self.classes)} classes, "
                   f"device {self.rt.device}, run folder {self.run_dir}")
+        # wall time of training and evaluation, carried over a resume: the time-to-accuracy clock
+        clock = time.perf_counter() - (self.history[-1].get("elapsed_s", 0.0) if self.history else 0.0)
         while self.epoch < cfg.epochs:
             lr = self.optimizer.param_groups[0]["lr"]
             row: dict[str, float] = {"epoch": self.epoch + 1, **self.train_one_epoch()}
             result = self.validate()
-            row.update(val_loss=result.loss, val_top1=result.top1, val_top5=result.top5, lr=lr)
+            row.update(val_loss=result.loss, val_top1=result.top1, val_top5=result.top5, lr=lr,
+                       elapsed_s=time.perf_counter() - clock)
             self.epoch += 1
             self.history.append(row)
             improved = result.top1 > self.best_top1

@@ -1,0 +1,103 @@
+"""``reslab bench time-to-accuracy``: train a recipe on CIFAR-10 and print the wall time at which the
+test accuracy first reaches each target.
+
+The recipe trains on all 50,000 training images and evaluates the 10,000 test images after every
+epoch (``eval_split: test``), with the recipe's own evaluation settings (e.g. flip TTA). The clock
+runs from the first training step to the end of each evaluation: evaluation is included; reading
+and decoding the dataset and building the model are timed apart. Where a target is not reached,
+the best accuracy and its time are printed instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from ..config import config_from_dict, load_yaml
+from ..train.distributed import resolve_device
+from ..train.trainer import Trainer
+from .modes import device_name
+
+ROOT = Path(__file__).resolve().parents[3]
+DEFAULT_RECIPE = ROOT / "configs" / "cifar10-resnet18-fast.yaml"
+JPEG_COPY = ROOT.parent / "shared" / "data" / "cifar10" / "cifar10-jpeg.npz"
+
+
+def add_time_to_accuracy_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", default=str(DEFAULT_RECIPE), help="the recipe (a training YAML)")
+    parser.add_argument("--data", help="CIFAR-10: an .npz (JPEG pack or uint8 arrays), a folder with train/ and "
+                                       "test/, or cifar10 (the original, downloaded); default: the JPEG copy in "
+                                       f"{JPEG_COPY.parent} when present, else cifar10")
+    parser.add_argument("--targets", default="94,95", help="test accuracies to time, in percent")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--epochs", type=int, help="override the recipe's epochs")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out-dir", help="keep the run folder here (default: a temporary folder)")
+    parser.add_argument("--json", action="store_true")
+
+
+def describe_copy(data: str) -> str:
+    if data == "cifar10":
+        return "CIFAR-10 (original release, through torchvision)"
+    if Path(data).resolve() == JPEG_COPY.resolve():
+        return f"CIFAR-10 (JPEG copy, quality 75: {data})"
+    return f"CIFAR-10 ({data})"
+
+
+def time_to_targets(history: list[dict[str, float]], targets: list[float]) -> list[dict]:
+    """For each target (a fraction): the first epoch whose test top-1 reaches it, or the best reached."""
+    best = max(history, key=lambda r: r["val_top1"])
+    rows = []
+    for target in targets:
+        hit = next((r for r in history if r["val_top1"] >= target), None)
+        rows.append({"target": target, "reached": hit is not None,
+                     "epoch": int((hit or best)["epoch"]), "seconds": (hit or best)["elapsed_s"],
+                     "top1": (hit or best)["val_top1"]})
+    return rows
+
+
+def run_time_to_accuracy(args: argparse.Namespace) -> dict:
+    data = args.data or (str(JPEG_COPY) if JPEG_COPY.is_file() else "cifar10")
+    targets = [float(t) / 100 for t in args.targets.split(",") if t]
+    overrides = {"data": data, "eval_split": "test", "device": args.device, "seed": args.seed, "name": "run"}
+    if args.epochs:
+        overrides["epochs"] = args.epochs
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg = config_from_dict({**load_yaml(args.config), **overrides, "out_dir": args.out_dir or tmp})
+        start = time.perf_counter()
+        trainer = Trainer(cfg)
+        setup = time.perf_counter() - start
+        trainer.fit()
+        history = trainer.history
+    device = resolve_device(args.device)
+    result = {
+        "recipe": args.config, "data": describe_copy(data), "model": cfg.model, "epochs": cfg.epochs,
+        "device": device_name(device),
+        "torch": torch.__version__, "setup_s": setup,
+        "epochs_run": [{k: r[k] for k in ("epoch", "image_size", "seconds", "val_top1", "elapsed_s")}
+                       for r in history],
+        "targets": time_to_targets(history, targets),
+    }
+    if args.json:
+        print(json.dumps(result, indent=1))
+        return result
+    print(f"\ntime to accuracy: {result['recipe']} ({cfg.model}, {cfg.epochs} epochs) on {result['data']}")
+    print(f"device {result['device']}, torch {result['torch']}; set-up (read and decode the data, build the "
+          f"model) {setup:.1f} s, not in the times below")
+    print(f"{'epoch':>5}{'size':>6}{'train s':>9}{'test top-1':>12}{'elapsed s':>11}")
+    for r in result["epochs_run"]:
+        print(f"{r['epoch']:>5}{r['image_size']:>6}{r['seconds']:>9.1f}{r['val_top1'] * 100:>11.2f}%"
+              f"{r['elapsed_s']:>11.1f}")
+    for t in result["targets"]:
+        if t["reached"]:
+            print(f"{t['target'] * 100:.1f}%: reached after epoch {t['epoch']}, {t['seconds']:.1f} s "
+                  f"({t['seconds'] / 60:.2f} min) of training and evaluation")
+        else:
+            print(f"{t['target'] * 100:.1f}%: not reached; best {t['top1'] * 100:.2f}% after epoch {t['epoch']}, "
+                  f"{t['seconds']:.1f} s")
+    return result
