@@ -119,6 +119,16 @@ def test_batch_augment_crops_flips_and_repeats():
         assert set(steps.tolist()) <= {1.0, -1.0}
 
 
+def test_crop_padding_zero_only_flips():
+    pre = Preprocess(32, 32, (0.0,) * 3, (1 / 255,) * 3)
+    aug = BatchAugment(AugmentOptions(preset="cifar", crop_padding=0), pre)
+    images = torch.randint(0, 256, (16, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    out = aug(images, aug.draw(16, torch.Generator().manual_seed(1)))
+    flipped = [torch.equal(o, i.flip(2).float()) for o, i in zip(out, images)]
+    assert all(f or torch.equal(o, i.float()) for f, o, i in zip(flipped, out, images))
+    assert 0 < sum(flipped) < 16
+
+
 def test_tensor_loader_epochs_are_seeded_and_shard_without_overlap():
     split = ArraySplit(np.zeros((10, 3, 4, 4), np.uint8), np.arange(10))
     pre = Preprocess(4, 4, (0.0,) * 3, (1.0,) * 3)

@@ -206,3 +206,10 @@ def test_mixed_precision_is_on_by_default_only_on_gpus():
     assert resolve_amp(TrainConfig(amp=True), torch.device("cpu")) == (True, "bfloat16")
     if torch.cuda.is_available():
         assert resolve_amp(TrainConfig(), torch.device("cuda"))[0]
+
+
+def test_eval_every_skips_evaluations_but_always_evaluates_the_last_epoch(tiny_folder, tmp_path):
+    summary = Trainer(tiny_config(tiny_folder, tmp_path, epochs=3, batch_size=16, eval_every=2)).fit()
+    rows = read_metrics(tmp_path / "run")
+    assert [r["val_top1"] != "" for r in rows] == [False, True, True]
+    assert summary["best_epoch"] in (2, 3) and (tmp_path / "run" / "curves.png").stat().st_size > 0

@@ -36,6 +36,7 @@ class TrainConfig:
     auto_augment: str = "none"  # none | randaugment | trivialaugment
     color_jitter: float = 0.0
     random_erasing: float = 0.0
+    crop_padding: int = 4  # cifar preset: pad by this much, then crop back
     mean: list[float] | None = None  # default: the dataset's own statistics
     std: list[float] | None = None
     eval_split: str = "val"  # val | test
@@ -76,6 +77,7 @@ class TrainConfig:
     tta: bool = False
     ema: bool = False
     ema_decay: float = 0.999
+    eval_every: int = 1  # epochs between evaluations; the last epoch is always evaluated
     patience: int = 0  # early stopping: epochs without a better val top-1; 0 = off
     # knowledge distillation
     teacher: str | None = None  # a reslab model file with the same classes
@@ -96,7 +98,9 @@ class TrainConfig:
                 raise ValueError(f"config field {name!r}: {getattr(self, name)!r} is not one of {allowed}")
         if self.stem not in (None, "imagenet", "cifar"):
             raise ValueError(f"config field 'stem': {self.stem!r} is not one of (None, 'imagenet', 'cifar')")
-        for name in ("epochs", "batch_size", "accumulate", "in_chans"):
+        if self.crop_padding < 0:
+            raise ValueError(f"config field 'crop_padding' must be 0 or more, got {self.crop_padding}")
+        for name in ("epochs", "batch_size", "accumulate", "in_chans", "eval_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"config field {name!r} must be at least 1, got {getattr(self, name)}")
         if not 0.0 <= self.kd_alpha <= 1.0:
@@ -137,6 +141,7 @@ HELP = {
     "auto_augment": "none | randaugment | trivialaugment",
     "color_jitter": "brightness/contrast/saturation jitter strength (0 = off)",
     "random_erasing": "probability of random erasing (0 = off)",
+    "crop_padding": "cifar preset: zero padding before the random crop, in pixels (at most the shift)",
     "mean": "normalisation mean per channel (default: the dataset's or the weights')",
     "std": "normalisation std per channel",
     "eval_split": "split evaluated each epoch and picking the best model: val (10%% of train held out "
@@ -177,7 +182,8 @@ HELP = {
            "probabilities)",
     "ema": "keep an exponential moving average of the weights; evaluate and save it",
     "ema_decay": "EMA decay per optimizer step",
-    "patience": "stop after this many epochs without a better val top-1 (0 = off)",
+    "eval_every": "evaluate every N epochs (and after the last); best model and patience see those epochs",
+    "patience": "stop after this many evaluations without a better val top-1 (0 = off)",
     "teacher": "distil from this reslab model file (same classes); it runs in eval mode without gradients",
     "kd_alpha": "weight of the teacher's softened targets (KL x T^2); the labels get 1 - kd_alpha",
     "kd_temperature": "softmax temperature T of teacher and student in the distillation term",

@@ -51,10 +51,11 @@ def describe_copy(data: str) -> str:
 
 def time_to_targets(history: list[dict[str, float]], targets: list[float]) -> list[dict]:
     """For each target (a fraction): the first epoch whose test top-1 reaches it, or the best reached."""
-    best = max(history, key=lambda r: r["val_top1"])
+    evaluated = [r for r in history if "val_top1" in r]
+    best = max(evaluated, key=lambda r: r["val_top1"])
     rows = []
     for target in targets:
-        hit = next((r for r in history if r["val_top1"] >= target), None)
+        hit = next((r for r in evaluated if r["val_top1"] >= target), None)
         rows.append({"target": target, "reached": hit is not None,
                      "epoch": int((hit or best)["epoch"]), "seconds": (hit or best)["elapsed_s"],
                      "top1": (hit or best)["val_top1"]})
@@ -79,7 +80,7 @@ def run_time_to_accuracy(args: argparse.Namespace) -> dict:
         "recipe": args.config, "data": describe_copy(data), "model": cfg.model, "epochs": cfg.epochs,
         "device": device_name(device),
         "torch": torch.__version__, "setup_s": setup,
-        "epochs_run": [{k: r[k] for k in ("epoch", "image_size", "seconds", "val_top1", "elapsed_s")}
+        "epochs_run": [{k: r.get(k) for k in ("epoch", "image_size", "seconds", "val_top1", "elapsed_s")}
                        for r in history],
         "targets": time_to_targets(history, targets),
     }
@@ -91,8 +92,8 @@ def run_time_to_accuracy(args: argparse.Namespace) -> dict:
           f"model) {setup:.1f} s, not in the times below")
     print(f"{'epoch':>5}{'size':>6}{'train s':>9}{'test top-1':>12}{'elapsed s':>11}")
     for r in result["epochs_run"]:
-        print(f"{r['epoch']:>5}{r['image_size']:>6}{r['seconds']:>9.1f}{r['val_top1'] * 100:>11.2f}%"
-              f"{r['elapsed_s']:>11.1f}")
+        top1 = f"{r['val_top1'] * 100:>11.2f}%" if r["val_top1"] is not None else f"{'-':>12}"
+        print(f"{r['epoch']:>5}{r['image_size']:>6}{r['seconds']:>9.1f}{top1}{r['elapsed_s']:>11.1f}")
     for t in result["targets"]:
         if t["reached"]:
             print(f"{t['target'] * 100:.1f}%: reached after epoch {t['epoch']}, {t['seconds']:.1f} s "

@@ -125,7 +125,7 @@ class Trainer:
 
     def _build_data(self, dataset: Dataset) -> DataBundle:
         cfg = self.cfg
-        augment = AugmentOptions(cfg.preset, cfg.auto_augment, cfg.color_jitter, cfg.random_erasing)
+        augment = AugmentOptions(cfg.preset, cfg.auto_augment, cfg.color_jitter, cfg.random_erasing, cfg.crop_padding)
         return build_data(dataset, DataOptions(
             image_size=cfg.image_size, default_image_size=architecture(cfg.model).default_image_size,
             in_chans=cfg.in_chans, batch_size=cfg.batch_size, workers=cfg.workers, seed=cfg.seed, augment=augment,
@@ -288,17 +288,19 @@ class Trainer:
         clock = time.perf_counter() - (self.history[-1].get("elapsed_s", 0.0) if self.history else 0.0)
         while self.epoch < cfg.epochs:
             lr = self.optimizer.param_groups[0]["lr"]
-            row: dict[str, float] = {"epoch": self.epoch + 1, **self.train_one_epoch()}
-            result = self.validate()
-            row.update(val_loss=result.loss, val_top1=result.top1, val_top5=result.top5, lr=lr,
-                       elapsed_s=time.perf_counter() - clock)
+            row: dict[str, float] = {"epoch": self.epoch + 1, **self.train_one_epoch(), "lr": lr}
             self.epoch += 1
+            improved = False
+            if self.epoch % cfg.eval_every == 0 or self.epoch == cfg.epochs:
+                result = self.validate()
+                row.update(val_loss=result.loss, val_top1=result.top1, val_top5=result.top5)
+                improved = result.top1 > self.best_top1
+                if improved:
+                    self.best_top1, self.best_epoch, self.bad_epochs = result.top1, self.epoch, 0
+                else:
+                    self.bad_epochs += 1
+            row["elapsed_s"] = time.perf_counter() - clock
             self.history.append(row)
-            improved = result.top1 > self.best_top1
-            if improved:
-                self.best_top1, self.best_epoch, self.bad_epochs = result.top1, self.epoch, 0
-            else:
-                self.bad_epochs += 1
             if self.rt.is_main:
                 self._write_epoch(row, improved)
             if cfg.patience and self.bad_epochs >= cfg.patience:
@@ -319,11 +321,13 @@ class Trainer:
         write_text_atomic(self.run_dir / "metrics.csv", buffer.getvalue())
         assert self.writer is not None
         for key in METRIC_FIELDS[1:]:
-            self.writer.add_scalar(key, row[key], int(row["epoch"]))
+            if key in row:
+                self.writer.add_scalar(key, row[key], int(row["epoch"]))
         self.writer.flush()
+        val = (f"val loss {row['val_loss']:.4f} top-1 {row['val_top1']:.4f} top-5 {row['val_top5']:.4f}"
+               if "val_top1" in row else "not evaluated")
         print(f"epoch {int(row['epoch'])}/{self.cfg.epochs}  train loss {row['train_loss']:.4f} "
-              f"top-1 {row['train_top1']:.4f}  val loss {row['val_loss']:.4f} top-1 {row['val_top1']:.4f} "
-              f"top-5 {row['val_top5']:.4f}  lr {row['lr']:.4g}  {row['images_per_s']:.0f} img/s  "
+              f"top-1 {row['train_top1']:.4f}  {val}  lr {row['lr']:.4g}  {row['images_per_s']:.0f} img/s  "
               f"{row['seconds']:.1f}s{'  *best' if improved else ''}", flush=True)
 
     def _finish(self) -> dict[str, Any]:
