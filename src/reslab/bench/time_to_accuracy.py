@@ -19,7 +19,6 @@ from pathlib import Path
 import torch
 
 from ..config import config_from_dict, load_yaml
-from ..train.distributed import resolve_device
 from ..train.trainer import Trainer
 from .modes import device_name
 
@@ -75,7 +74,7 @@ def run_time_to_accuracy(args: argparse.Namespace) -> dict:
         setup = time.perf_counter() - start
         trainer.fit()
         history = trainer.history
-    device = resolve_device(args.device)
+    device = trainer.rt.device
     result = {
         "recipe": args.config, "data": describe_copy(data), "model": cfg.model, "epochs": cfg.epochs,
         "device": device_name(device),

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import json
 import random
 from collections import defaultdict
@@ -174,11 +173,10 @@ def _decode_pack(path: Path, blob: np.ndarray, offsets: np.ndarray, name: str) -
     """JPEG/PNG bytes laid end to end -> uint8 (N, H, W, C); all images must share one size."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from PIL import Image
+    from .images import open_image
 
-    def decode(i: int) -> np.ndarray:
-        with Image.open(io.BytesIO(blob[offsets[i] : offsets[i + 1]].tobytes())) as image:
-            return np.asarray(image.convert("RGB"))
+    def decode(i: int) -> np.ndarray:  # an unreadable image raises an error naming the pack, split and index
+        return np.asarray(open_image(blob[offsets[i] : offsets[i + 1]].tobytes(), name=f"{path} {name}[{i}]"))
 
     with ThreadPoolExecutor(max_workers=4) as pool:
         images = list(pool.map(decode, range(len(offsets) - 1)))

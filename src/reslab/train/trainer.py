@@ -71,6 +71,11 @@ class Trainer:
         self.spec, self.model = start or self._build_model()
         self.memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
         self.model.to(device, memory_format=self.memory_format)
+        if cfg.sync_bn and self.rt.world_size > 1:
+            if device.type != "cuda":
+                raise ValueError("sync_bn needs GPUs (NCCL): on CPUs each process normalises over its own "
+                                 "batch; leave --sync-bn off")
+            self.model = nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
         self.train_model = self._wrap(self.model)
 
         for size in cfg.progressive_sizes:
@@ -115,11 +120,6 @@ class Trainer:
         ``self.model`` stays the bare network that is evaluated and saved."""
         cfg, rt = self.cfg, self.rt
         if rt.world_size > 1:
-            if cfg.sync_bn:
-                if rt.device.type != "cuda":
-                    raise ValueError("sync_bn needs GPUs (NCCL): on CPUs each process normalises over its own "
-                                     "batch; leave --sync-bn off")
-                model = self.model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
             model = DistributedDataParallel(model, device_ids=[rt.device.index] if rt.device.type == "cuda" else None)
         return torch.compile(model) if cfg.compile else model
 
