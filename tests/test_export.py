@@ -13,7 +13,8 @@ import torch
 from reslab.export.run import export_model
 from reslab.export.triton import TritonConfigError, check_repository, parse_config
 from reslab.export.verify import Agreement, VerificationError, check, compare
-from reslab.infer.backends import choose_backend, load_backend, read_info
+from reslab.formats import read_info
+from reslab.infer.backends import choose_backend, load_backend
 from reslab.infer.predictor import Predictor
 from reslab.modelfile import ModelFileError, read_model_info
 

@@ -6,8 +6,7 @@ from safetensors import safe_open
 
 from reslab.export.run import export_model
 from reslab.infer.predictor import Predictor
-from reslab.modelfile import load_model_file
-from reslab.models import count_macs
+from reslab.models import count_macs, load_model_file
 from reslab.optimize.prune import PruneOptions, prune_model
 
 

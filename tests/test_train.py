@@ -11,8 +11,7 @@ import torch
 from safetensors.torch import load_file
 
 from reslab.config import TrainConfig
-from reslab.modelfile import load_model_file
-from reslab.models import create_model
+from reslab.models import create_model, load_model_file
 from reslab.train.optim import build_scheduler, lr_factor, parameter_groups
 from reslab.train.trainer import RunFolderError, Trainer
 

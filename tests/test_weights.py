@@ -5,8 +5,8 @@ import torch
 import torchvision
 
 from reslab.data.transforms import Preprocess
-from reslab.modelfile import ModelFileError, ModelInfo, load_model_file, save_model_file
-from reslab.models import ModelSpec, WeightsError, create_model
+from reslab.modelfile import ModelFileError, ModelInfo, save_model_file
+from reslab.models import ModelSpec, WeightsError, create_model, load_model_file
 
 
 def _randomize_bn(model):

@@ -18,10 +18,33 @@ from torch import nn
 
 from .atomic import atomic_path
 from .data.transforms import Preprocess
-from .models.registry import ModelSpec, build_model
 
 FORMAT = "reslab-model"
 FORMAT_VERSION = 1
+
+
+@dataclass
+class ModelSpec:
+    """Everything needed to rebuild a network: stored in every model file."""
+
+    arch: str
+    num_classes: int = 1000
+    in_chans: int = 3
+    stem: str | None = None  # None: the family's own (imagenet for ResNet-18.., cifar for ResNet-20..)
+    dropout: float = 0.0
+    zero_init_residual: bool = False
+    se: bool = False
+    features_only: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+    shapes: dict[str, list[int]] = field(default_factory=dict)  # layers narrowed by structured pruning
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ModelSpec:
+        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        return cls(**known)
 
 
 class ModelFileError(ValueError):
@@ -98,11 +121,3 @@ def read_model_file(path: str | Path) -> tuple[dict[str, torch.Tensor], ModelInf
     except Exception as e:  # a valid header over damaged tensor data
         raise ModelFileError(f"{path}: not a readable safetensors model file ({e})") from e
     return state, info
-
-
-def load_model_file(path: str | Path, device: str | torch.device = "cpu") -> tuple[nn.Module, ModelInfo]:
-    """Rebuild the network described by a model file, with its weights, in eval mode."""
-    state, info = read_model_file(path)
-    model = build_model(info.spec)
-    model.load_state_dict(state)
-    return model.to(device).eval(), info

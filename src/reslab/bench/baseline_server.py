@@ -18,7 +18,7 @@ from fastapi import FastAPI, File, UploadFile
 from PIL import Image
 from torchvision import transforms
 
-from ..infer.backends import read_info
+from ..formats import read_info
 
 
 def create_baseline_app(model_path: str) -> FastAPI:

@@ -27,17 +27,16 @@ from PIL import Image
 
 from ..data.images import is_image_file
 from ..data.transforms import IMAGENET_MEAN, IMAGENET_STD, Preprocess, eval_resize_size
-from ..export.onnx_export import to_onnx_proto
 from ..export.verify import default_images
+from ..formats.onnx import to_onnx_proto
+from ..hardware import resolve_device
 from ..infer.backends import OnnxRuntimeBackend, available_backends, load_backend
 from ..infer.predictor import Predictor
-from ..modelfile import ModelInfo, save_model_file
+from ..modelfile import ModelInfo, ModelSpec, save_model_file
 from ..models import count_macs, create_model
-from ..models.registry import ModelSpec
-from ..train.distributed import resolve_device
+from ..timing import timed_calls
 from .modes import MODES, compare_modes, device_name, print_modes_table, sample_batch
 from .peak import measure_gemm_peak
-from .timing import timed_calls
 
 
 def add_bench_infer_args(parser: argparse.ArgumentParser) -> None:

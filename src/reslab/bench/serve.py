@@ -24,9 +24,9 @@ from typing import Any
 from PIL import Image
 
 from ..infer.predictor import Predictor
+from ..timing import images_per_second
 from .infer import load_images, prepare_models
 from .loadgen import multipart_request, run_load
-from .timing import images_per_second
 
 HOST = "127.0.0.1"
 
@@ -88,8 +88,8 @@ def as_onnx(model: Path, folder: Path) -> Path:
     """``model`` itself when it is ONNX, else its ONNX export (metadata included) in ``folder``."""
     if model.suffix == ".onnx":
         return model
-    from ..export.onnx_export import to_onnx_proto
-    from ..modelfile import load_model_file
+    from ..formats.onnx import to_onnx_proto
+    from ..models import load_model_file
 
     network, info = load_model_file(model)
     out = folder / f"{model.stem}.onnx"

@@ -25,8 +25,8 @@ from torchvision.transforms import v2
 from ..config import TrainConfig
 from ..data.sample import SAMPLE_PACK, materialize
 from ..data.transforms import DATASET_STATS
+from ..hardware import resolve_device
 from ..models import count_macs, create_model
-from ..train.distributed import resolve_device
 from ..train.trainer import Trainer
 from .modes import MODES, compare_modes, device_name, print_modes_table, sample_batch
 from .peak import measure_gemm_peak

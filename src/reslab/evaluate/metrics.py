@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..train.distributed import sum_across_ranks
+from ..collectives import sum_across_ranks
 
 
 @dataclass

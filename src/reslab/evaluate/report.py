@@ -15,7 +15,8 @@ from ..atomic import write_text_atomic
 from ..data.images import open_image
 from ..data.loaders import SkipLog
 from ..data.pipeline import SMALL_IMAGE, make_loader, model_split
-from ..modelfile import ModelInfo, load_model_file
+from ..modelfile import ModelInfo
+from ..models import load_model_file
 from .metrics import evaluate, per_class_report
 from .plots import plot_confusion, plot_feature_maps, plot_worst
 

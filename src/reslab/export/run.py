@@ -15,8 +15,12 @@ from typing import Any
 
 import torch
 
+from ..formats import onnx as onnx_format
+from ..formats.archives import save_exported_program, save_torchscript
+from ..formats.openvino import save_openvino
 from ..infer.backends import load_backend
-from ..modelfile import ModelInfo, load_model_file
+from ..modelfile import ModelInfo
+from ..models import load_model_file
 from .formats import EXPORT_FORMATS, MIN_OPSET
 from .verify import Agreement, check, compare, default_images, reference_batch
 
@@ -29,25 +33,17 @@ def default_output(model_path: Path, fmt: str) -> Path:
 def _write(fmt: str, model: torch.nn.Module, info: ModelInfo, folder: Path, stem: str, opset: int,
            triton_name: str, max_batch_size: int) -> tuple[Path, Path, list[str]]:
     """Write ``fmt`` into ``folder``; returns (what to move, the file to check, notes)."""
-    from . import onnx_export
-
     if fmt == "torchscript":
-        from .torch_formats import save_torchscript
-
         path = save_torchscript(model, info, folder / f"{stem}.torchscript")
         return path, path, []
     if fmt == "torch-export":
-        from .torch_formats import save_exported_program
-
         path = save_exported_program(model, info, folder / f"{stem}.pt2")
         return path, path, []
-    proto = onnx_export.to_onnx_proto(model, info, opset)
+    proto = onnx_format.to_onnx_proto(model, info, opset)
     if fmt == "onnx":
-        path = onnx_export.save_onnx(proto, folder / f"{stem}.onnx")
+        path = onnx_format.save_onnx(proto, folder / f"{stem}.onnx")
         return path, path, [f"opset {opset}, dynamic batch axis, metadata in metadata_props"]
     if fmt == "openvino":
-        from .openvino_export import save_openvino
-
         path = save_openvino(proto, info, folder / f"{stem}.xml")
         return path, path, ["OpenVINO IR fp32 (.xml + .bin)"]
     from .triton import check_repository, write_repository

@@ -16,7 +16,6 @@ from __future__ import annotations
 import importlib.util
 import os
 import tempfile
-import warnings
 from pathlib import Path
 from typing import Protocol
 
@@ -24,9 +23,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..modelfile import ModelFileError, ModelInfo, load_model_file
+from ..formats import model_format, read_info
+from ..hardware import openvino_config
+from ..formats.archives import load_archive
+from ..formats.onnx import to_onnx_proto
+from ..modelfile import ModelFileError, ModelInfo
+from ..models import load_model_file
 
-METADATA_FILE = "reslab.json"  # the ModelInfo inside TorchScript and .pt2 archives
 BACKENDS = ("torch", "onnxruntime", "openvino")
 
 
@@ -38,15 +41,6 @@ class Backend(Protocol):
 
 def available_backends() -> list[str]:
     return ["torch"] + [b for b in BACKENDS[1:] if importlib.util.find_spec(b) is not None]
-
-
-def model_format(path: Path) -> str:
-    suffix = path.suffix.lower()
-    formats = {".safetensors": "reslab", ".onnx": "onnx", ".xml": "openvino", ".torchscript": "torchscript",
-               ".pt2": "pt2"}
-    if suffix not in formats:
-        raise ModelFileError(f"{path}: unknown model format {suffix!r}; expected one of {', '.join(formats)}")
-    return formats[suffix]
 
 
 SUPPORTED = {
@@ -78,7 +72,7 @@ def choose_backend(path: Path, requested: str, device: torch.device) -> str | li
 
 def fastest(backends: dict[str, Backend], info: ModelInfo, batch: int = 8) -> str:
     """The backend with the lowest median time on a batch of ``batch``: measured on this machine."""
-    from ..bench.timing import timed_calls
+    from ..timing import timed_calls
 
     pre = info.preprocess
     x = np.random.default_rng(0).standard_normal((batch, pre.in_chans, pre.image_size, pre.image_size),
@@ -127,11 +121,11 @@ class OnnxRuntimeBackend:
 class OpenVinoBackend:
     name = "openvino"
 
-    def __init__(self, model_path: str, threads: int | None = None) -> None:
+    def __init__(self, model_path: str, threads: int | None = None, precision: str = "fp32") -> None:
         import openvino as ov
 
         core = ov.Core()
-        config: dict[str, object] = {"PERFORMANCE_HINT": "LATENCY"}
+        config: dict[str, object] = {"PERFORMANCE_HINT": "LATENCY", **openvino_config(precision)}
         if threads:
             config["INFERENCE_NUM_THREADS"] = threads
         self.compiled = core.compile_model(core.read_model(model_path), "CPU", config)
@@ -140,57 +134,6 @@ class OpenVinoBackend:
     def run(self, batch: np.ndarray) -> np.ndarray:
         result = self.request.infer({0: np.ascontiguousarray(batch, dtype=np.float32)})
         return np.asarray(result[self.compiled.outputs[0]])
-
-
-def read_info(path: Path) -> ModelInfo:
-    """The ModelInfo stored in any supported file, without building a runtime."""
-    fmt = model_format(path)
-    if not path.exists():
-        raise ModelFileError(f"{path}: no such model file")
-    if fmt == "reslab":
-        from ..modelfile import read_model_info
-
-        return read_model_info(path)
-    if fmt == "onnx":
-        from ..export.onnx_export import info_from_onnx, load_onnx
-
-        return info_from_onnx(load_onnx(path), path)
-    if fmt == "openvino":
-        return _openvino_info(path)
-    return _archive_info(path, fmt)
-
-
-def _openvino_info(path: Path) -> ModelInfo:
-    import openvino as ov
-
-    try:
-        model = ov.Core().read_model(str(path))
-    except RuntimeError as e:
-        raise ModelFileError(f"{path}: not a readable OpenVINO IR ({e})") from e
-    if not model.has_rt_info(["reslab"]):
-        raise ModelFileError(f"{path}: an OpenVINO IR without reslab metadata (export it with `reslab export`)")
-    return ModelInfo.from_metadata({"reslab": model.get_rt_info(["reslab"]).astype(str)}, path)
-
-
-def _archive_info(path: Path, fmt: str) -> ModelInfo:
-    return _load_archive(path, fmt)[1]
-
-
-def _load_archive(path: Path, fmt: str) -> tuple[nn.Module, ModelInfo]:
-    """A TorchScript or ``torch.export`` archive and the ModelInfo stored beside the program."""
-    extra = {METADATA_FILE: ""}
-    try:
-        if fmt == "torchscript":
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", FutureWarning)  # TorchScript's deprecation notice
-                module = torch.jit.load(str(path), map_location="cpu", _extra_files=extra)
-        else:
-            module = torch.export.load(str(path), extra_files=extra).module()
-    except Exception as e:  # zipfile, pickle-free loaders and version checks all raise their own
-        raise ModelFileError(f"{path}: not a readable {fmt} archive ({e})") from e
-    if not extra[METADATA_FILE]:
-        raise ModelFileError(f"{path}: a {fmt} archive without reslab metadata (export it with `reslab export`)")
-    return module, ModelInfo.from_metadata({"reslab": extra[METADATA_FILE]}, path)
 
 
 def load_backend(
@@ -219,7 +162,7 @@ def _open(path: Path, names: list[str], device: torch.device, threads: int | Non
     """Each named backend over the file at ``path``; a model file is loaded (and exported) once."""
     fmt = model_format(path)
     if fmt in ("torchscript", "pt2"):
-        module, info = _load_archive(path, fmt)
+        module, info = load_archive(path, fmt)
         # an exported program keeps the layout it was traced with: feed it plain NCHW
         return {"torch": TorchBackend(module.to(device), device, channels_last=False)}, info
     if fmt == "reslab":
@@ -236,8 +179,6 @@ def _open(path: Path, names: list[str], device: torch.device, threads: int | Non
 
 
 def _onnx_bytes(model: nn.Module, info: ModelInfo) -> bytes:
-    from ..export.onnx_export import to_onnx_proto
-
     return to_onnx_proto(model.cpu(), info).SerializeToString()
 
 

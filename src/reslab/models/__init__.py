@@ -4,16 +4,19 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import torch
 from torch import nn
 
+from ..modelfile import ModelInfo, ModelSpec, read_model_file
 from .complexity import count_macs, count_params
-from .registry import ARCHITECTURES, ModelSpec, architecture, build_model, freeze, list_models, set_train_mode
+from .registry import ARCHITECTURES, architecture, build_model, freeze, list_models, set_train_mode
 from .resnet import BasicBlock, Bottleneck, ResNet
 from .weights import WeightsError, download_pretrained, load_into, read_weights
 
 __all__ = [
     "ARCHITECTURES", "BasicBlock", "Bottleneck", "ModelSpec", "ResNet", "WeightsError", "architecture",
-    "build_model", "count_macs", "count_params", "create_model", "freeze", "list_models", "set_train_mode",
+    "build_model", "count_macs", "count_params", "create_model", "freeze", "list_models", "load_model_file",
+    "set_train_mode",
 ]
 
 
@@ -59,3 +62,11 @@ def describe_models(image_size: int | None = None) -> list[dict]:
         rows.append({"model": name, "family": arch.family, "classes": classes, "image_size": size,
                      "params": count_params(model), "macs": count_macs(model, size)})
     return rows
+
+
+def load_model_file(path: str | Path, device: str | torch.device = "cpu") -> tuple[nn.Module, ModelInfo]:
+    """Rebuild the network described by a model file, with its weights, in eval mode."""
+    state, info = read_model_file(path)
+    model = build_model(info.spec)
+    model.load_state_dict(state)
+    return model.to(device).eval(), info

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 from torch import nn
 
+from ..modelfile import ModelSpec
 from .reshape import apply_shapes
 from .resnet import BasicBlock, Bottleneck, ResNet
 
@@ -34,30 +34,6 @@ ARCHITECTURES: dict[str, Architecture] = {
         for n in (3, 5, 7, 9, 18)
     },
 }
-
-
-@dataclass
-class ModelSpec:
-    """Everything needed to rebuild a network: stored in every model file."""
-
-    arch: str
-    num_classes: int = 1000
-    in_chans: int = 3
-    stem: str | None = None  # None: the family's own (imagenet for ResNet-18.., cifar for ResNet-20..)
-    dropout: float = 0.0
-    zero_init_residual: bool = False
-    se: bool = False
-    features_only: bool = False
-    extra: dict[str, Any] = field(default_factory=dict)
-    shapes: dict[str, list[int]] = field(default_factory=dict)  # layers narrowed by structured pruning
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> ModelSpec:
-        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
-        return cls(**known)
 
 
 def list_models() -> list[str]:

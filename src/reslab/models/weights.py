@@ -12,6 +12,7 @@ import torch
 from torch import Tensor, nn
 
 from ..data.transforms import IMAGENET_MEAN, IMAGENET_STD, Preprocess
+from ..modelfile import ModelFileError, read_model_file, read_model_info
 
 StateDict = dict[str, Tensor]
 
@@ -41,7 +42,6 @@ def weights_preprocess(arch: str, pretrained: bool, weights: str | Path | None) 
         return None
     path = Path(weights)
     if path.suffix == ".safetensors":
-        from ..modelfile import ModelFileError, read_model_info  # the model file module builds models: import late
 
         try:
             return read_model_info(path).preprocess
@@ -128,7 +128,6 @@ def read_weights(path: str | Path) -> tuple[StateDict, list[str] | None]:
     if not path.is_file():
         raise WeightsError(f"{path}: weights file not found")
     if path.suffix == ".safetensors":
-        from ..modelfile import ModelFileError, read_model_file  # the model file module builds models: import late
 
         try:
             state, info = read_model_file(path)

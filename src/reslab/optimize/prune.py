@@ -25,16 +25,16 @@ from safetensors.torch import save as safetensors_bytes
 from torch import nn
 from torch.nn.utils import prune
 
-from ..bench.timing import interleaved_images_per_second
 from ..data.loaders import SkipLog
 from ..data.pipeline import SMALL_IMAGE, make_loader, model_split
 from ..evaluate.metrics import evaluate
 from ..infer.backends import TorchBackend
-from ..modelfile import ModelInfo, load_model_file, save_model_file
-from ..models import count_macs, count_params
+from ..modelfile import ModelInfo, save_model_file
+from ..models import count_macs, count_params, load_model_file
 from ..models.registry import build_model
 from ..models.reshape import changed_shapes
 from ..models.resnet import BasicBlock, Bottleneck
+from ..timing import interleaved_images_per_second
 
 METHODS = ("l1-unstructured", "structured")
 

@@ -18,12 +18,14 @@ import onnx
 import torch
 
 from ..atomic import atomic_path
-from ..bench.timing import interleaved_images_per_second
 from ..data.loaders import SkipLog
 from ..data.pipeline import SMALL_IMAGE, make_loader, model_split
-from ..export.onnx_export import info_from_onnx, load_onnx, set_metadata, to_onnx_proto
-from ..infer.backends import OnnxRuntimeBackend, model_format
-from ..modelfile import ModelInfo, load_model_file
+from ..formats import model_format
+from ..formats.onnx import info_from_onnx, load_onnx, set_metadata, to_onnx_proto
+from ..infer.backends import OnnxRuntimeBackend
+from ..modelfile import ModelInfo
+from ..models import load_model_file
+from ..timing import interleaved_images_per_second
 
 METHODS = ("minmax", "entropy", "percentile")
 CALIBRATION_BATCH = 10  # the histogram calibrators need batches of one size

@@ -22,9 +22,9 @@ from fastapi import FastAPI, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from starlette.datastructures import UploadFile
 
-from .. import __version__
 from ..data.images import EmptyImageError, ImageTooLargeError, NotAnImageError, UnreadableImageError
 from ..infer.predictor import Predictor, softmax
+from ..version import __version__
 from .batching import MicroBatcher, QueueFullError
 from .cache import AnswerCache, content_key
 from .limits import BodyLimit, UploadTooLargeError

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import uvicorn
 
-from ..infer.backends import read_info
+from ..formats import read_info
 from .app import create_app
 from .settings import ENV_VAR, ServeConfig
 

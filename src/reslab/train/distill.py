@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..data.transforms import Preprocess
-from ..modelfile import load_model_file
+from ..models import load_model_file
 
 
 def distillation_loss(student: Tensor, teacher: Tensor, labels: Tensor, alpha: float, temperature: float,

@@ -20,20 +20,21 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm import tqdm
 
-from .. import __version__
 from ..atomic import write_text_atomic
+from ..collectives import average_batchnorm_statistics, sum_across_ranks
 from ..config import TrainConfig
 from ..data.datasets import Dataset, load_dataset, write_split
 from ..data.pipeline import SMALL_IMAGE, DataBundle, DataOptions, build_data, describe
 from ..data.transforms import AugmentOptions
 from ..evaluate.metrics import EvalResult, autocast_context, evaluate
-from ..modelfile import ModelInfo, save_model_file
+from ..hardware import resolve_device
+from ..modelfile import ModelInfo, ModelSpec, save_model_file
 from ..models import architecture, create_model, set_train_mode
-from ..models.registry import ModelSpec
 from ..models.weights import weights_preprocess
+from ..version import __version__
 from .checkpoint import load_checkpoint, restore_rng_state, rng_state, save_checkpoint
 from .distill import Teacher, distillation_loss
-from .distributed import Runtime, average_batchnorm_statistics, resolve_device, sum_across_ranks
+from .distributed import Runtime
 from .optim import build_optimizer, build_scheduler
 
 METRIC_FIELDS = ["epoch", "train_loss", "train_top1", "val_loss", "val_top1", "val_top5", "lr", "seconds",

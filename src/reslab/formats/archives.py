@@ -12,8 +12,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..infer.backends import METADATA_FILE
-from ..modelfile import ModelInfo
+from ..modelfile import ModelFileError, ModelInfo
+
+METADATA_FILE = "reslab.json"  # the ModelInfo inside TorchScript and .pt2 archives
 
 
 def _example(info: ModelInfo, batch: int = 2) -> torch.Tensor:
@@ -35,3 +36,20 @@ def save_exported_program(model: nn.Module, info: ModelInfo, path: Path) -> Path
     program = torch.export.export(model.eval().cpu(), (_example(info),), dynamic_shapes={"x": {0: batch}})
     torch.export.save(program, str(path), extra_files={METADATA_FILE: info.to_metadata()["reslab"]})
     return path
+
+
+def load_archive(path: Path, fmt: str) -> tuple[nn.Module, ModelInfo]:
+    """A TorchScript or ``torch.export`` archive and the ModelInfo stored beside the program."""
+    extra = {METADATA_FILE: ""}
+    try:
+        if fmt == "torchscript":
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", FutureWarning)  # TorchScript's deprecation notice
+                module = torch.jit.load(str(path), map_location="cpu", _extra_files=extra)
+        else:
+            module = torch.export.load(str(path), extra_files=extra).module()
+    except Exception as e:  # zipfile, pickle-free loaders and version checks all raise their own
+        raise ModelFileError(f"{path}: not a readable {fmt} archive ({e})") from e
+    if not extra[METADATA_FILE]:
+        raise ModelFileError(f"{path}: a {fmt} archive without reslab metadata (export it with `reslab export`)")
+    return module, ModelInfo.from_metadata({"reslab": extra[METADATA_FILE]}, path)

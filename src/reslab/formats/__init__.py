@@ -1,0 +1,38 @@
+"""Every file format reslab writes, read and written in one place: the model file's metadata inside
+ONNX, OpenVINO IR, TorchScript and ``.pt2``. Export and inference both build on this package."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..modelfile import ModelFileError, ModelInfo, read_model_info
+
+SUFFIXES = {".safetensors": "reslab", ".onnx": "onnx", ".xml": "openvino", ".torchscript": "torchscript",
+            ".pt2": "pt2"}
+
+
+def model_format(path: Path) -> str:
+    suffix = path.suffix.lower()
+    if suffix not in SUFFIXES:
+        raise ModelFileError(f"{path}: unknown model format {suffix!r}; expected one of {', '.join(SUFFIXES)}")
+    return SUFFIXES[suffix]
+
+
+def read_info(path: Path) -> ModelInfo:
+    """The ModelInfo stored in any supported file, without building a runtime."""
+    fmt = model_format(path)
+    if not path.exists():
+        raise ModelFileError(f"{path}: no such model file")
+    if fmt == "reslab":
+        return read_model_info(path)
+    if fmt == "onnx":
+        from .onnx import info_from_onnx, load_onnx
+
+        return info_from_onnx(load_onnx(path), path)
+    if fmt == "openvino":
+        from .openvino import read_openvino_info
+
+        return read_openvino_info(path)
+    from .archives import load_archive
+
+    return load_archive(path, fmt)[1]

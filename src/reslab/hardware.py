@@ -1,0 +1,189 @@
+"""What this machine computes with, asked in one place: devices, instruction sets, native precisions.
+
+Every layer asks here instead of testing ``device.type`` or CPU flags itself: which device ``auto``
+means, whether bf16 is native (AMX or AVX512-BF16 on CPUs, compute capability 8+ on GPUs), whether
+int8 products are exact (VNNI), which autocast dtype a device gets, whether training defaults to
+mixed precision, and what OpenVINO is told. Benchmarks print ``hardware_line()``; run folders and
+model files record ``hardware_report()``. The answers come from torch (and OpenVINO for the CPU's
+name where installed), never from parsing CPU flags by hand.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import platform
+from dataclasses import asdict, dataclass
+
+import torch
+
+PRECISIONS = ("fp32", "bf16", "int8")
+
+
+class DeviceError(ValueError):
+    """A device that this machine does not have; the message says which ones it has."""
+
+
+@dataclass(frozen=True)
+class CpuInfo:
+    model: str
+    cores: int  # cores this process may run on
+    isa: str  # the widest vector level torch's kernels use here: DEFAULT, AVX2, AVX512, ...
+    amx: bool  # AMX tiles: bf16 and int8 matrix units
+    avx512_bf16: bool  # bf16 dot products in AVX-512 registers
+    vnni: bool  # int8 dot products without 16-bit saturation
+    onednn_isa_cap: str | None  # ONEDNN_MAX_CPU_ISA, when set: oneDNN computes as on this lower level
+
+    @property
+    def native_bf16(self) -> bool:
+        """bf16 arithmetic in hardware, as oneDNN is allowed to use it."""
+        return (self.amx or self.avx512_bf16) and _onednn_allows(self.onednn_isa_cap, "BF16")
+
+    @property
+    def native_int8(self) -> bool:
+        return self.vnni or self.amx
+
+    @property
+    def level(self) -> str:
+        """AMX, AVX512-BF16, AVX512, AVX2 ...: the best matrix path oneDNN may take here."""
+        if self.amx and _onednn_allows(self.onednn_isa_cap, "AMX"):
+            return "AMX"
+        if self.avx512_bf16 and _onednn_allows(self.onednn_isa_cap, "BF16"):
+            return "AVX512-BF16"
+        return self.isa
+
+
+@dataclass(frozen=True)
+class GpuInfo:
+    index: int
+    name: str
+    capability: str
+    memory_gib: float
+    native_bf16: bool
+
+
+def _onednn_allows(cap: str | None, feature: str) -> bool:
+    """Whether oneDNN, capped by ``ONEDNN_MAX_CPU_ISA``, may use ``feature`` (BF16 or AMX)."""
+    if not cap or cap.upper() == "ALL":
+        return True
+    cap = cap.upper()
+    if feature == "AMX":
+        return "AMX" in cap
+    return any(k in cap for k in ("BF16", "AMX", "AVX10", "FP16"))
+
+
+def _cpu_model() -> str:
+    try:  # OpenVINO names the CPU on every OS
+        import openvino as ov
+
+        return str(ov.Core().get_property("CPU", "FULL_DEVICE_NAME"))
+    except Exception:  # not installed, or no CPU plugin: fall back to the platform's answer
+        return platform.processor() or platform.machine()
+
+
+@functools.cache
+def cpu_info() -> CpuInfo:
+    cpu = torch.cpu
+    return CpuInfo(
+        model=_cpu_model(),
+        cores=len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1),
+        isa=torch.backends.cpu.get_cpu_capability(),
+        amx=bool(getattr(cpu, "_is_amx_tile_supported", lambda: False)()),
+        avx512_bf16=bool(getattr(cpu, "_is_avx512_bf16_supported", lambda: False)()),
+        vnni=bool(getattr(cpu, "_is_vnni_supported", lambda: False)()),
+        onednn_isa_cap=os.environ.get("ONEDNN_MAX_CPU_ISA"),
+    )
+
+
+def gpu_info() -> list[GpuInfo]:
+    if not torch.cuda.is_available():
+        return []
+    gpus = []
+    for i in range(torch.cuda.device_count()):
+        props = torch.cuda.get_device_properties(i)
+        gpus.append(GpuInfo(i, props.name, f"{props.major}.{props.minor}", props.total_memory / 2**30,
+                            props.major >= 8))
+    return gpus
+
+
+def resolve_device(name: str | torch.device = "auto") -> torch.device:
+    """``auto``: the first GPU where there is one, else the CPU. A device this machine does not
+    have raises ``DeviceError`` with a one-line reason."""
+    if isinstance(name, torch.device):
+        name = str(name)
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError):
+        raise DeviceError(f"--device {name!r} is not a device name; use auto, cpu, cuda or cuda:N") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            build = "a CPU-only torch" if torch.version.cuda is None else f"torch with CUDA {torch.version.cuda}"
+            raise DeviceError(f"--device {name!r}: this machine has no usable CUDA GPU ({build}); use --device "
+                              f"cpu or auto")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise DeviceError(f"--device {name!r}: this machine has {torch.cuda.device_count()} GPU(s), "
+                              f"cuda:0 to cuda:{torch.cuda.device_count() - 1}")
+    elif device.type != "cpu":
+        raise DeviceError(f"--device {name!r}: reslab runs on cpu or cuda")
+    return device
+
+
+def native_bf16(device: torch.device) -> bool:
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    return cpu_info().native_bf16
+
+
+def bf16_refusal(device: torch.device) -> str | None:
+    """Why bf16 is not offered on ``device`` (emulated bf16 is slower than fp32), or None."""
+    if native_bf16(device):
+        return None
+    if device.type == "cuda":
+        return f"{torch.cuda.get_device_name(device)} has no native bf16 (compute capability 8.0 or newer)"
+    info = cpu_info()
+    if (info.amx or info.avx512_bf16) and info.onednn_isa_cap:
+        return f"ONEDNN_MAX_CPU_ISA={info.onednn_isa_cap} keeps oneDNN off this CPU's bf16 instructions"
+    return f"this CPU ({info.model}, {info.isa}) has no native bf16 (AMX or AVX512-BF16); it would be emulated"
+
+
+def autocast_dtype(device: torch.device, requested: str = "bfloat16") -> torch.dtype:
+    """The mixed-precision dtype: bf16, or fp16 on GPUs without bf16."""
+    if requested == "bfloat16" and device.type == "cuda" and not native_bf16(device):
+        return torch.float16
+    return getattr(torch, requested)
+
+
+def default_amp(device: torch.device) -> bool:
+    """Mixed precision by default: on GPUs, and on CPUs with AMX (bf16 matrix units)."""
+    if device.type == "cuda":
+        return True
+    return cpu_info().level == "AMX"
+
+
+def openvino_config(precision: str) -> dict[str, str]:
+    """What OpenVINO's CPU plugin is told: it runs fp32 models in bf16 by default where bf16 is
+    native, so fp32 is asked for explicitly. An INT8 model keeps its other layers in fp32."""
+    return {"INFERENCE_PRECISION_HINT": "bf16" if precision == "bf16" else "f32"}
+
+
+def hardware_line(device: torch.device | None = None) -> str:
+    """One line for the head of every benchmark."""
+    c = cpu_info()
+    features = [f for f, on in (("AMX", c.amx), ("AVX512-BF16", c.avx512_bf16), ("VNNI", c.vnni)) if on]
+    cap = f", ONEDNN_MAX_CPU_ISA={c.onednn_isa_cap}" if c.onednn_isa_cap else ""
+    line = (f"CPU {c.model}, {c.cores} cores, {c.isa} kernels ({', '.join(features) or 'no bf16/int8 units'}{cap}; "
+            f"bf16 {'native' if c.native_bf16 else 'not native'}), torch {torch.__version__}, "
+            f"{torch.get_num_threads()} threads")
+    if device is not None and device.type == "cuda":
+        gpu = gpu_info()[device.index or 0]
+        line += f"; GPU {gpu.name} (sm {gpu.capability}, {gpu.memory_gib:.0f} GiB), CUDA {torch.version.cuda}"
+    return line
+
+
+def hardware_report() -> dict:
+    """The machine, as run folders and model files record it."""
+    c = cpu_info()
+    return {"cpu": {**asdict(c), "level": c.level, "native_bf16": c.native_bf16, "native_int8": c.native_int8},
+            "gpus": [asdict(g) for g in gpu_info()], "torch": torch.__version__, "python": platform.python_version()}

@@ -1,0 +1,55 @@
+"""The packages import one way: each may use those below it, never one above or beside it in a cycle."""
+
+import ast
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parents[1] / "src" / "reslab"
+LAYERS = [  # bottom first; a module may import its own layer's package and lower layers only
+    {"hardware", "precision", "timing", "collectives", "atomic", "version"},
+    {"config", "data"},
+    {"modelfile"},
+    {"models"},
+    {"formats"},
+    {"infer", "evaluate"},
+    {"train", "export"},
+    {"optimize"},
+    {"serve", "bench", "env"},
+    {"cli"},
+    {"demo", "__main__", "__init__"},
+]
+LAYER = {name: i for i, names in enumerate(LAYERS) for name in names}
+
+
+def top_level(path: Path) -> str:
+    return path.relative_to(PACKAGE).parts[0].removesuffix(".py")
+
+
+def imported_packages(path: Path) -> set[str]:
+    """reslab's top-level packages that ``path`` imports, inside functions too."""
+    package = list(path.relative_to(PACKAGE).parent.parts)
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.level:
+            base = package[: len(package) - (node.level - 1)]
+            parts = base + (node.module.split(".") if node.module else [])
+            names = [parts[0]] if parts else [alias.name for alias in node.names]
+            found.update(n if n in LAYER else "__init__" for n in names)
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            modules = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""]
+            found.update(m.split(".")[1] for m in modules if m.startswith("reslab."))
+    return found
+
+
+def test_every_module_is_placed_in_a_layer():
+    assert {top_level(p) for p in PACKAGE.rglob("*.py")} <= set(LAYER)
+
+
+def test_no_import_goes_up_or_sideways():
+    wrong = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        own = top_level(path)
+        for target in imported_packages(path) - {own}:
+            if LAYER[target] >= LAYER[own]:
+                wrong.append(f"{path.relative_to(PACKAGE)} ({own}, layer {LAYER[own]}) imports {target} "
+                             f"(layer {LAYER[target]})")
+    assert not wrong, "\n".join(wrong)
