@@ -12,9 +12,12 @@ def test_bench_train_runs_both_paths_on_the_same_data(cifar_folder):
                          capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-2000:]
     result = json.loads(out.stdout[out.stdout.index("{"):])
-    baseline, ours = result["rows"]
-    assert baseline["path"].startswith("baseline") and ours["path"].startswith("reslab")
-    for row in (baseline, ours):
+    baseline, ours, *bf16 = result["rows"]
+    assert baseline["path"].startswith("baseline") and ours["path"].startswith("reslab fp32")
+    assert len(bf16) == (result["bf16_left_out"] is None) and result["hardware"].startswith("CPU ")
+    if bf16:  # fp32 and bf16 side by side where bf16 is native
+        assert result["bf16_vs_fp32"] == bf16[0]["images_per_s"] / ours["images_per_s"]
+    for row in (baseline, ours, *bf16):
         assert len(row["epochs"]) == 2 and row["images_per_s"] > 0
         assert row["fraction_of_peak"] == row["images_per_s"] * result["train_gflop_per_image"] / result[
             "gemm_peak_gflops"]
@@ -30,18 +33,28 @@ def test_bench_infer_times_every_backend_on_real_images(photos):
     assert out.returncode == 0, out.stderr[-2000:]
     result = json.loads(out.stdout[out.stdout.index("{"):])
     paths = {r["path"] for r in result["rows"]}
-    assert paths == {"baseline", "torch", "onnxruntime", "openvino", "onnxruntime-int8", "openvino-int8"}
+    every = {"baseline", "torch", "torch-bf16", "onnxruntime", "openvino", "openvino-bf16", "onnxruntime-int8",
+             "openvino-int8"}
+    assert paths | set(result["left_out"]) == every and not paths & set(result["left_out"])
+    assert {p for p, precision in result["precisions"].items() if precision == "bf16"} == {
+        "torch-bf16", "openvino-bf16"} & paths
     for r in result["rows"]:
-        assert r["batch"] in (1, 4) and r["p99_ms"] >= r["p50_ms"] > 0 and r["calls"] >= 9
+        assert r["p99_ms"] >= r["p50_ms"] > 0 and r["calls"] >= 9
+        assert r["batch"] in (1, 4) if r["photos"] == "photos" else r["batch"] == 4
         assert abs(r["images_per_s"] - 1000 * r["batch"] / r["p50_ms"]) < 1e-6 * r["images_per_s"]
     network = result["network_rows"]
     assert {(r["path"], r["batch"]) for r in network} == {(p, b) for p in paths for b in (1, 4)}
+    for stages in result["stages_ms_per_image"].values():  # the photos and their 12 MP re-encodings
+        assert list(stages) == ["read", "decode", "resize/crop", "normalise", "network", "postprocess"]
+        assert all(ms > 0 for ms in stages.values())
+    phone, photos = result["stages_ms_per_image"]["phone 12 MP"], result["stages_ms_per_image"]["photos"]
+    assert phone["decode"] > photos["decode"]  # 12 megapixels cost more to decode, even at a reduced scale
     for r in network:
         assert abs(r["fraction_of_peak"] - r["gflops"] / result["gemm_peak_gflops"]) < 1e-9
         if r["path"] == "baseline":
             assert r["speedup"] == 1.0
-    assert result["auto_backend"]["model file"] in ("torch", "onnxruntime", "openvino")
-    assert result["auto_backend"]["INT8 ONNX"] in ("onnxruntime", "openvino")
+    assert result["auto_choice"]["model file"].startswith("auto: ")
+    assert result["auto_choice"]["INT8 ONNX"].split(":")[1].split()[1] == "int8"
 
 
 @pytest.mark.slow

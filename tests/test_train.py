@@ -1,9 +1,11 @@
 import csv
+import json
 import os
 import signal
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import pytest
@@ -11,6 +13,7 @@ import torch
 from safetensors.torch import load_file
 
 from reslab.config import TrainConfig
+from reslab.hardware import cpu_info
 from reslab.models import create_model, load_model_file
 from reslab.train.optim import build_scheduler, lr_factor, parameter_groups
 from reslab.train.trainer import RunFolderError, Trainer
@@ -69,12 +72,13 @@ def _train_command(data: Path, out: Path, *extra: str) -> list[str]:
 
 
 @pytest.mark.slow
-def test_resume_after_kill_9_equals_an_uninterrupted_run(cifar_folder, tmp_path):
+@pytest.mark.parametrize("amp", ["--no-amp", "--amp"])  # fp32, and bf16 autocast (native or not, still exact)
+def test_resume_after_kill_9_equals_an_uninterrupted_run(cifar_folder, tmp_path, amp):
     env = {**os.environ, "PYTHONHASHSEED": "0"}
-    subprocess.run(_train_command(cifar_folder, tmp_path / "straight"), check=True, env=env, capture_output=True)
+    subprocess.run(_train_command(cifar_folder, tmp_path / "straight", amp), check=True, env=env, capture_output=True)
 
     interrupted = tmp_path / "killed"
-    process = subprocess.Popen(_train_command(cifar_folder, interrupted), env=env, stdout=subprocess.DEVNULL,
+    process = subprocess.Popen(_train_command(cifar_folder, interrupted, amp), env=env, stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL)
     deadline = time.time() + 300
     while not (interrupted / "run" / "metrics.csv").exists() and time.time() < deadline:
@@ -198,13 +202,26 @@ def test_a_progressive_size_above_the_image_size_is_refused(tiny_folder, tmp_pat
     assert not (tmp_path / "run").exists()
 
 
-def test_mixed_precision_is_on_by_default_only_on_gpus():
+def test_mixed_precision_is_on_by_default_on_gpus_and_amx_cpus_only(tiny_folder, tmp_path):
     from reslab.train.trainer import resolve_amp
 
-    assert resolve_amp(TrainConfig(), torch.device("cpu")) == (False, "bfloat16")
-    assert resolve_amp(TrainConfig(amp=True), torch.device("cpu")) == (True, "bfloat16")
+    amx = cpu_info().level == "AMX"
+    assert resolve_amp(TrainConfig(), torch.device("cpu")) == (amx, "bfloat16" if amx else "float32")
+    assert resolve_amp(TrainConfig(amp=False), torch.device("cpu")) == (False, "float32")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert resolve_amp(TrainConfig(amp=True), torch.device("cpu")) == (True, "bfloat16")
+    assert bool(caught) == (not cpu_info().native_bf16)  # emulated bf16 is said to be slower
+    with pytest.raises(ValueError, match="float16 is for GPUs"):
+        resolve_amp(TrainConfig(amp=True, amp_dtype="float16"), torch.device("cpu"))
     if torch.cuda.is_available():
         assert resolve_amp(TrainConfig(), torch.device("cuda"))[0]
+    Trainer(tiny_config(tiny_folder, tmp_path, epochs=1, amp=False)).fit()
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["precision"] == "fp32" and summary["amp"] is False
+    assert summary["hardware"]["cpu"]["isa"] == cpu_info().isa
+    _, info = load_model_file(tmp_path / "run" / "best.safetensors")
+    assert info.training["precision"] == "fp32" and info.training["hardware"]["cpu"]["level"] == cpu_info().level
 
 
 def test_eval_every_skips_evaluations_but_always_evaluates_the_last_epoch(tiny_folder, tmp_path):

@@ -11,6 +11,7 @@ from pathlib import Path
 from .config import add_config_flags, config_from_args
 from .export.formats import EXPORT_FORMATS
 from .infer.backends import BACKENDS
+from .precision import CHOICES
 
 
 def cmd_train(args: argparse.Namespace) -> None:
@@ -39,14 +40,19 @@ def cmd_eval(args: argparse.Namespace) -> None:
 
     out = Path(args.out) if args.out else Path(args.model).parent / f"eval-{args.split}"
     report = run_eval(Path(args.model), args.data, out, split=args.split, tta=args.tta, batch_size=args.batch_size,
-                      device=args.device, workers=args.workers,
+                      device=args.device, workers=args.workers, precision=args.precision,
                       split_file=Path(args.split_file) if args.split_file else None,
                       feature_maps=Path(args.feature_maps) if args.feature_maps else None)
     if args.json:
         print(json.dumps(report, indent=1))
         return
     print(f"{args.split}: {report['count']} images  top-1 {report['top1']:.4f}  top-5 {report['top5']:.4f}  "
-          f"loss {report['loss']:.4f}{'  (flip TTA)' if args.tta else ''}")
+          f"loss {report['loss']:.4f}{'  (flip TTA)' if args.tta else ''}  [{report['device']}, {report['precision']}]")
+    print(f"precision: {report['precision_choice']}")
+    if "fp32" in report:
+        fp32 = report["fp32"]
+        print(f"fp32 on the same images: top-1 {fp32['top1']:.4f}, so {report['precision']} changes top-1 by "
+              f"{100 * (report['top1'] - fp32['top1']):+.2f} points; predictions agree on {fp32['agreement']:.1%}")
     print(f"{'class':<16}{'precision':>10}{'recall':>10}{'f1':>10}{'support':>9}")
     for row in report["per_class"]:
         print(f"{row['class'][:15]:<16}{row['precision']:>10.3f}{row['recall']:>10.3f}{row['f1']:>10.3f}"
@@ -58,8 +64,11 @@ def cmd_eval(args: argparse.Namespace) -> None:
 def cmd_predict(args: argparse.Namespace) -> None:
     from .infer.predictor import Predictor
 
-    predictor = Predictor.from_file(args.model, backend=args.backend, device=args.device, threads=args.threads)
+    predictor = Predictor.from_file(args.model, backend=args.backend, device=args.device, threads=args.threads,
+                                    precision=args.precision)
     results = predictor.predict_files(args.inputs, topk=args.topk, batch_size=args.batch_size)
+    header = f"# {args.model}: {predictor.backend_name} {predictor.precision} ({predictor.choice})"
+    print(header, file=sys.stderr if args.json else sys.stdout)
     if args.json:
         print(json.dumps(results, indent=1))
     else:
@@ -78,15 +87,17 @@ def cmd_export(args: argparse.Namespace) -> None:
 
     report = export_model(Path(args.model), args.format, Path(args.out) if args.out else None, opset=args.opset,
                           verify_images=[Path(p) for p in args.verify_images] if args.verify_images else None,
-                          rtol=args.rtol, triton_name=args.name, max_batch_size=args.max_batch_size)
+                          rtol=args.rtol, triton_name=args.name, max_batch_size=args.max_batch_size,
+                          precision=args.precision)
     if args.json:
         print(json.dumps(report, indent=1))
         return
     print(f"{report['format']}: {report['output']} ({report['bytes'] / 1e6:.2f} MB)")
     for note in report["notes"]:
         print(f"  {note}")
-    print(f"  checked with {report['checked_with']} on {report['images']} real images: max |logit difference| "
-          f"{report['max_abs_diff']:.2e}, top-1 agreement {report['top1_agreement']:.1%}")
+    print(f"  {report['precision']}, checked with {report['checked_with']} on {report['images']} real images: max "
+          f"|logit difference| {report['max_abs_diff']:.2e} (tolerance {report['tolerance']:.1e}), top-1 agreement "
+          f"{report['top1_agreement']:.1%}")
 
 
 def cmd_quantize(args: argparse.Namespace) -> None:
@@ -143,6 +154,7 @@ def cmd_serve(args: argparse.Namespace) -> None:
         max_batch=args.max_batch, max_wait_ms=args.max_wait_ms, max_upload_mb=args.max_upload_mb,
         max_pixels=args.max_pixels, cache_size=args.cache_size, max_queue=args.max_queue, timeout_s=args.timeout_s,
         threads=args.threads, decode_threads=args.decode_threads, name=args.name, device=args.device,
+        precision=args.precision,
     ))
 
 
@@ -157,6 +169,13 @@ def cmd_models(args: argparse.Namespace) -> None:
     for r in rows:
         print(f"{r['model']:<11}{r['family']:<10}{r['classes']:>8}{r['image_size']:>6}{r['params']:>14,}"
               f"{r['macs'] / 1e9:>9.3f}")
+
+
+def cmd_env(args: argparse.Namespace) -> None:
+    from .env import environment_report, format_report
+
+    report = environment_report()
+    print(json.dumps(report, indent=1) if args.json else format_report(report))
 
 
 def cmd_check_data(args: argparse.Namespace) -> None:
@@ -190,6 +209,14 @@ def cmd_bench_serve(args: argparse.Namespace) -> None:
     run_serve_bench(args)
 
 
+def add_device_flags(parser: argparse.ArgumentParser, precision_default: str = "auto",
+                     precisions: tuple[str, ...] = CHOICES, precision_help: str | None = None) -> None:
+    parser.add_argument("--device", default="auto", help="auto (a GPU where there is one) | cpu | cuda | cuda:N")
+    parser.add_argument("--precision", default=precision_default, choices=precisions, help=precision_help or (
+        "fp32 | bf16 (where native; checked against fp32 on real images) | int8 (a quantised model) | auto: the "
+        "fastest precision here that passes that check"))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="reslab", description="Image classification with residual networks.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -208,7 +235,9 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--feature-maps", metavar="IMAGE", help="also draw conv1's feature maps for IMAGE")
     ev.add_argument("--batch-size", type=int, default=256)
     ev.add_argument("--workers", type=int, default=2)
-    ev.add_argument("--device", default="cpu")
+    add_device_flags(ev, precision_default="fp32", precisions=("auto", "fp32", "bf16"),
+                     precision_help="bf16: also evaluates in fp32 and reports the change; auto: bf16 where native "
+                     "and checked on real images")
     ev.add_argument("--json", action="store_true")
     ev.set_defaults(func=cmd_eval)
 
@@ -220,7 +249,7 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--backend", default="auto", choices=["auto", *BACKENDS],
                     help="auto: the fastest installed runtime that can read MODEL")
     pr.add_argument("--threads", type=int, help="inference threads (default: the runtime's own choice)")
-    pr.add_argument("--device", default="cpu")
+    add_device_flags(pr)
     pr.add_argument("--json", action="store_true")
     pr.set_defaults(func=cmd_predict)
 
@@ -231,8 +260,11 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--opset", type=int, default=18, help="ONNX opset (17 or newer)")
     ex.add_argument("--verify-images", nargs="+", metavar="IMAGE",
                     help="real images to compare the export with the original on (default: the shipped photos)")
-    ex.add_argument("--rtol", type=float, default=1e-3,
-                    help="largest logit difference allowed, relative to the largest logit")
+    ex.add_argument("--rtol", type=float, help="largest logit difference allowed, relative to the largest logit "
+                    "(default: the precision's, 1e-3 for fp32)")
+    ex.add_argument("--precision", default="fp32", choices=CHOICES,
+                    help="bf16: an OpenVINO IR that runs in bf16, checked with the bf16 tolerance (where bf16 is "
+                    "native); auto: bf16 for openvino where native, else fp32; int8: see `reslab quantize`")
     ex.add_argument("--name", help="triton: the model's name in the repository (default: the architecture)")
     ex.add_argument("--max-batch-size", type=int, default=32, help="triton: max_batch_size of config.pbtxt")
     ex.add_argument("--json", action="store_true")
@@ -265,7 +297,7 @@ def build_parser() -> argparse.ArgumentParser:
     pn.add_argument("--lr", type=float, default=0.01, help="fine-tuning learning rate (cosine)")
     pn.add_argument("--batch-size", type=int, default=128)
     pn.add_argument("--val-images", type=int, help="at most this many validation images (default: all)")
-    pn.add_argument("--device", default="cpu")
+    pn.add_argument("--device", default="auto", help="auto (a GPU where there is one) | cpu | cuda | cuda:N")
     pn.add_argument("--out", help="output model file (default: MODEL-pruned.safetensors)")
     pn.add_argument("--json", action="store_true")
     pn.set_defaults(func=cmd_prune)
@@ -286,13 +318,17 @@ def build_parser() -> argparse.ArgumentParser:
     sv.add_argument("--threads", type=int, help="inference threads per worker (default: cores / workers)")
     sv.add_argument("--decode-threads", type=int, help="decoding threads per worker (default: cores / workers)")
     sv.add_argument("--name", help="the model's name in answers and v2 URLs (default: its architecture)")
-    sv.add_argument("--device", default="cpu")
+    add_device_flags(sv)
     sv.set_defaults(func=cmd_serve)
 
     md = sub.add_parser("models", help="list the architectures with parameters and MACs")
     md.add_argument("--image-size", type=int)
     md.add_argument("--json", action="store_true")
     md.set_defaults(func=cmd_models)
+
+    en = sub.add_parser("env", help="this machine: CPU, GPUs, native precisions, versions, usable runtimes")
+    en.add_argument("--json", action="store_true")
+    en.set_defaults(func=cmd_env)
 
     cd = sub.add_parser("check-data", help="report classes, counts, sizes, duplicates and unreadable files")
     cd.add_argument("path")

@@ -155,6 +155,12 @@ def autocast_dtype(device: torch.device, requested: str = "bfloat16") -> torch.d
     return getattr(torch, requested)
 
 
+def int8_saturates() -> bool:
+    """x86 CPUs without VNNI (or AMX) multiply u8 x s8 with 16-bit saturation: INT8 weights then need 7 bits."""
+    c = cpu_info()
+    return platform.machine().lower() in ("x86_64", "amd64") and not c.native_int8
+
+
 def default_amp(device: torch.device) -> bool:
     """Mixed precision by default: on GPUs, and on CPUs with AMX (bf16 matrix units)."""
     if device.type == "cuda":
@@ -166,6 +172,17 @@ def openvino_config(precision: str) -> dict[str, str]:
     """What OpenVINO's CPU plugin is told: it runs fp32 models in bf16 by default where bf16 is
     native, so fp32 is asked for explicitly. An INT8 model keeps its other layers in fp32."""
     return {"INFERENCE_PRECISION_HINT": "bf16" if precision == "bf16" else "f32"}
+
+
+@functools.cache
+def openvino_capabilities() -> tuple[str, ...]:
+    """OpenVINO's CPU plugin's own list (FP32, BF16, INT8, ...); empty where OpenVINO is not installed."""
+    try:
+        import openvino as ov
+
+        return tuple(ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES"))
+    except Exception:  # not installed, or no CPU plugin
+        return ()
 
 
 def hardware_line(device: torch.device | None = None) -> str:

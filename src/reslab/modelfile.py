@@ -6,6 +6,7 @@ and options, class names and preprocessing travel with the weights, so nothing e
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -57,6 +58,10 @@ class ModelInfo:
     classes: list[str]
     preprocess: Preprocess
     training: dict[str, Any] = field(default_factory=dict)
+    precision: str = "fp32"  # what the file is meant to run in: fp32, bf16 (a checked bf16 export) or int8
+
+    def with_precision(self, precision: str) -> ModelInfo:
+        return dataclasses.replace(self, precision=precision)
 
     def to_metadata(self) -> dict[str, str]:
         payload = {
@@ -66,6 +71,7 @@ class ModelInfo:
             "classes": self.classes,
             "preprocess": asdict(self.preprocess),
             "training": self.training,
+            "precision": self.precision,
         }
         return {"reslab": json.dumps(payload)}
 
@@ -82,6 +88,7 @@ class ModelInfo:
                 classes=list(payload["classes"]),
                 preprocess=Preprocess(**payload["preprocess"]),
                 training=payload.get("training", {}),
+                precision=payload.get("precision", "fp32"),
             )
         except (KeyError, TypeError, json.JSONDecodeError) as e:
             raise ModelFileError(f"{path}: damaged reslab metadata ({e})") from e

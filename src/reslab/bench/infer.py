@@ -27,16 +27,18 @@ from PIL import Image
 
 from ..data.images import is_image_file
 from ..data.transforms import IMAGENET_MEAN, IMAGENET_STD, Preprocess, eval_resize_size
-from ..export.verify import default_images
 from ..formats.onnx import to_onnx_proto
-from ..hardware import resolve_device
-from ..infer.backends import OnnxRuntimeBackend, available_backends, load_backend
+from ..hardware import hardware_line, int8_saturates, resolve_device
+from ..infer.backends import OnnxRuntimeBackend, available_backends, precision_refusal
 from ..infer.predictor import Predictor
+from ..infer.reference import default_images
+from ..infer.selection import load_backend
 from ..modelfile import ModelInfo, ModelSpec, save_model_file
 from ..models import count_macs, create_model
 from ..timing import timed_calls
-from .modes import MODES, compare_modes, device_name, print_modes_table, sample_batch
+from .modes import MODES, compare_modes, print_modes_table, sample_batch
 from .peak import measure_gemm_peak
+from .stages import phone_camera_jpegs, print_stage_table, stage_times
 
 
 def add_bench_infer_args(parser: argparse.ArgumentParser) -> None:
@@ -47,6 +49,9 @@ def add_bench_infer_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seconds", type=float, default=3.0, help="timing per row and batch size")
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds the timing is spread over")
     parser.add_argument("--skip", nargs="*", default=[], help="rows to leave out (e.g. openvino-int8)")
+    parser.add_argument("--phone", action=argparse.BooleanOptionalAction, default=True,
+                        help="also time the photos re-encoded as 12-megapixel phone-camera JPEGs")
+    parser.add_argument("--stages", help="the path whose time is split by stage (default: the fastest network)")
     parser.add_argument("--device", default="auto", help="cpu: the table above; cuda: networks alone at "
                         "--gpu-batch in each of --modes, and ONNX Runtime's CUDA provider where installed")
     parser.add_argument("--modes", help="eager,channels_last+amp,compiled (the default on a GPU): time these modes "
@@ -110,13 +115,13 @@ def _row(name: str, batch: int, times: list[float]) -> dict[str, Any]:
 
 
 def _with_speedup(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    base = {r["batch"]: r["images_per_s"] for r in rows if r["path"] == "baseline"}
-    return [{**r, "speedup": r["images_per_s"] / base[r["batch"]]} for r in rows]
+    base = {(r.get("photos"), r["batch"]): r["images_per_s"] for r in rows if r["path"] == "baseline"}
+    return [{**r, "speedup": r["images_per_s"] / base[r.get("photos"), r["batch"]]} for r in rows]
 
 
 def prepare_models(tmp: Path, arch: str, image_size: int, images: list[bytes], skip: list[str]) -> dict[str, Path]:
     """A random-weights model file, its fp32 ONNX and OpenVINO exports, and the INT8 ONNX."""
-    from ..optimize.quantize import cpu_has_vnni, quantize_onnx
+    from ..optimize.quantize import quantize_onnx
 
     pre = Preprocess(image_size, eval_resize_size(image_size), IMAGENET_MEAN, IMAGENET_STD)
     classes = [f"class{i}" for i in range(1000)]
@@ -129,7 +134,7 @@ def prepare_models(tmp: Path, arch: str, image_size: int, images: list[bytes], s
         predictor = Predictor.from_file(files["model"], backend="torch")
         calibration = predictor.preprocess(_batch(images, 40))
         files["int8"] = tmp / "model-int8.onnx"
-        quantize_onnx(files["onnx"], files["int8"], calibration, reduce_range=not cpu_has_vnni())
+        quantize_onnx(files["onnx"], files["int8"], calibration, reduce_range=int8_saturates())
     return files
 
 
@@ -161,7 +166,7 @@ def run_gpu_infer_bench(args: argparse.Namespace, device: torch.device) -> dict[
         rows = compare_modes(lambda arch=arch: create_model(arch, 1000), x, None, modes, extra,
                              rounds=args.rounds, steps_per_round=args.steps)
         tables.append({"model": arch, "batch": args.gpu_batch, "rows": rows})
-    result = {"device": device_name(device), "torch": torch.__version__, "image_size": args.image_size,
+    result = {"device": hardware_line(device), "torch": torch.__version__, "image_size": args.image_size,
               "tables": tables}
     if args.json:
         print(json.dumps(result, indent=1))
@@ -173,49 +178,78 @@ def run_gpu_infer_bench(args: argparse.Namespace, device: torch.device) -> dict[
     return result
 
 
+ROWS = (  # name, file, runtime, precision
+    ("torch", "model", "torch", "fp32"), ("torch-bf16", "model", "torch", "bf16"),
+    ("onnxruntime", "onnx", "onnxruntime", "fp32"), ("openvino", "onnx", "openvino", "fp32"),
+    ("openvino-bf16", "onnx", "openvino", "bf16"), ("onnxruntime-int8", "int8", "onnxruntime", "int8"),
+    ("openvino-int8", "int8", "openvino", "int8"),
+)
+
+
+def open_rows(files: dict[str, Path], skip: list[str]) -> tuple[dict[str, Predictor], dict[str, str]]:
+    """A predictor per row this machine runs; the others with the reason they are left out."""
+    installed = available_backends()
+    opened, left_out = {}, {}
+    for name, file, runtime, precision in ROWS:
+        refusal = precision_refusal(runtime, precision, torch.device("cpu"))
+        if name in skip:
+            continue
+        elif runtime not in installed or file not in files:
+            left_out[name] = "not installed" if runtime not in installed else "skipped"
+        elif refusal:
+            left_out[name] = refusal
+        else:
+            opened[name] = Predictor.from_file(files[file], backend=runtime, precision=precision)
+    return opened, left_out
+
+
 def run_infer_bench(args: argparse.Namespace) -> dict[str, Any]:
     device = resolve_device(args.device)
     if device.type == "cuda" or args.modes:
         return run_gpu_infer_bench(args, device)
     batch_sizes = [int(b) for b in str(args.batch_sizes).split(",")]
     images = load_images(args.images)
-    installed = available_backends()
+    photo_sets = {"photos": images, "phone 12 MP": phone_camera_jpegs(images)} if args.phone else {"photos": images}
     peak_before = measure_gemm_peak()
     gflop_per_image = 2 * count_macs(create_model(args.model, 1000), args.image_size) / 1e9
+    largest = max(batch_sizes)
     with tempfile.TemporaryDirectory() as tmp:
         files = prepare_models(Path(tmp), args.model, args.image_size, images, args.skip)
-        paths: dict[str, Predictor] = {}
-        candidates = [("torch", files["model"], "torch"), ("onnxruntime", files["onnx"], "onnxruntime"),
-                      ("openvino", files["onnx"], "openvino"), ("onnxruntime-int8", files.get("int8"), "onnxruntime"),
-                      ("openvino-int8", files.get("int8"), "openvino")]
-        for name, path, backend in candidates:
-            if name not in args.skip and backend in installed and path is not None:
-                paths[name] = Predictor.from_file(path, backend=backend)
+        paths, left_out = open_rows(files, args.skip)
         baseline, baseline_model = baseline_classifier(args.model, args.image_size)
         rows, network_rows = [], []
-        for batch in batch_sizes:
-            chosen = _batch(images, batch)
-            runs = {"baseline": lambda c=chosen: baseline(c),
-                    **{name: lambda c=chosen, p=p: p.predict(c) for name, p in paths.items()}}
-            rows += [_row(name, batch, t) for name, t in _interleaved(runs, args.seconds, args.rounds).items()]
+        for set_name, blobs in photo_sets.items():
+            for batch in batch_sizes if set_name == "photos" else [largest]:
+                chosen = _batch(blobs, batch)
+                runs = {"baseline": lambda c=chosen: baseline(c),
+                        **{name: lambda c=chosen, p=p: p.predict(c) for name, p in paths.items()}}
+                rows += [{**_row(name, batch, t), "photos": set_name}
+                         for name, t in _interleaved(runs, args.seconds, args.rounds).items()]
         peak_middle = measure_gemm_peak()
-        for batch in sorted({min(batch_sizes), max(batch_sizes)}):
+        for batch in sorted({min(batch_sizes), largest}):
             tensor = next(iter(paths.values())).preprocess(_batch(images, batch))
             runs = {"baseline": lambda t=tensor: baseline_model(torch.from_numpy(t)),
                     **{name: lambda t=tensor, p=p: p.backend.run(t) for name, p in paths.items()}}
             network_rows += [_row(name, batch, t) for name, t in _interleaved(runs, args.seconds, args.rounds).items()]
-        auto = {"model file": load_backend(files["model"], "auto")[0].name,
-                "INT8 ONNX": load_backend(files["int8"], "auto")[0].name if "int8" in files else None}
+        stage_path = args.stages if args.stages in paths else max(
+            paths, key=lambda n: next(r["images_per_s"] for r in network_rows if r["path"] == n and r["batch"] ==
+                                      largest))
+        stages = {set_name: stage_times(paths[stage_path], _batch(blobs, largest))
+                  for set_name, blobs in photo_sets.items()}
+        auto = {"model file": load_backend(files["model"], "auto").reason,
+                "INT8 ONNX": load_backend(files["int8"], "auto").reason if "int8" in files else None}
     # a shared machine's clock drifts: the peak is the best of three measurements spread over the run
     peak = max(peak_before, peak_middle, measure_gemm_peak())
     network_rows = [{**r, "gflops": r["images_per_s"] * gflop_per_image,
                      "fraction_of_peak": r["images_per_s"] * gflop_per_image / peak}
                     for r in _with_speedup(network_rows)]
     result = {
+        "hardware": hardware_line(),
         "model": f"{args.model}, {args.image_size}x{args.image_size}, random weights, {len(images)} real images",
         "threads": torch.get_num_threads(), "gemm_peak_gflops": peak, "gflop_per_image": gflop_per_image,
         "peak_images_per_s": peak / gflop_per_image, "rows": _with_speedup(rows), "network_rows": network_rows,
-        "auto_backend": auto,
+        "precisions": {name: p.precision for name, p in paths.items()}, "left_out": left_out,
+        "stage_path": stage_path, "stage_batch": largest, "stages_ms_per_image": stages, "auto_choice": auto,
     }
     if args.json:
         print(json.dumps(result, indent=1))
@@ -225,17 +259,28 @@ def run_infer_bench(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def print_infer_table(result: dict[str, Any]) -> None:
-    print(f"\n{result['model']}; {result['threads']} threads; fp32 GEMM peak {result['gemm_peak_gflops']:.1f} "
+    print(f"\n{result['hardware']}")
+    print(f"{result['model']}; {result['threads']} threads; fp32 GEMM peak {result['gemm_peak_gflops']:.1f} "
           f"GFLOP/s = {result['peak_images_per_s']:.1f} images/s at {result['gflop_per_image']:.2f} GFLOP/image")
-    header = f"{'path':<18}{'batch':>6}{'images/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'vs baseline':>13}"
+    precisions = {"baseline": "fp32", **result["precisions"]}
+    header = f"{'path':<18}{'precision':>10}{'batch':>6}{'images/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'vs baseline':>13}"
     print("end to end (image bytes -> top-5: decode, resize, crop, normalise, forward, softmax):")
-    print(header)
+    print(f"{'photos':<13}" + header)
     for r in result["rows"]:
-        print(f"{r['path']:<18}{r['batch']:>6}{r['images_per_s']:>10.1f}{r['p50_ms']:>9.1f}{r['p99_ms']:>9.1f}"
-              f"{r['speedup']:>12.2f}x")
+        print(f"{r['photos']:<13}{r['path']:<18}{precisions[r['path']]:>10}{r['batch']:>6}{r['images_per_s']:>10.1f}"
+              f"{r['p50_ms']:>9.1f}{r['p99_ms']:>9.1f}{r['speedup']:>12.2f}x")
     print("network alone (an already preprocessed batch):")
-    print(header + f"{'GFLOP/s':>9}{'of peak':>9}")
+    print(header + f"{'GFLOP/s':>9}{'of fp32 peak':>13}")
     for r in result["network_rows"]:
-        print(f"{r['path']:<18}{r['batch']:>6}{r['images_per_s']:>10.1f}{r['p50_ms']:>9.1f}{r['p99_ms']:>9.1f}"
-              f"{r['speedup']:>12.2f}x{r['gflops']:>9.1f}{r['fraction_of_peak']:>9.2f}")
-    print("--backend auto (timed at load) picks: " + ", ".join(f"{k}: {v}" for k, v in result["auto_backend"].items()))
+        print(f"{r['path']:<18}{precisions[r['path']]:>10}{r['batch']:>6}{r['images_per_s']:>10.1f}{r['p50_ms']:>9.1f}"
+              f"{r['p99_ms']:>9.1f}{r['speedup']:>12.2f}x{r['gflops']:>9.1f}{r['fraction_of_peak']:>13.2f}")
+    for name, reason in result["left_out"].items():
+        print(f"left out: {name}: {reason}")
+    batch, path = result["stage_batch"], result["stage_path"]
+    network = next(r for r in result["network_rows"] if r["path"] == path and r["batch"] == batch)
+    for photos, stages in result["stages_ms_per_image"].items():
+        e2e = next(r for r in result["rows"] if r["path"] == path and r["batch"] == batch and r["photos"] == photos)
+        print_stage_table(f"where the time goes: {path}, batch {batch}, {photos}:", stages,
+                          1000 / e2e["images_per_s"], 1000 / network["images_per_s"])
+    for what, reason in result["auto_choice"].items():
+        print(f"--backend auto --precision auto on the {what}: {reason}")

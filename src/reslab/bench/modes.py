@@ -9,7 +9,6 @@ Modes are measured in alternating rounds, and the median step time of each is re
 from __future__ import annotations
 
 import contextlib
-import platform
 import statistics
 import time
 from collections.abc import Callable
@@ -20,14 +19,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..data.sample import SAMPLE_PACK
+from ..hardware import autocast_dtype
 
 MODES = ("eager", "channels_last+amp", "compiled")
-
-
-def amp_dtype(device: torch.device) -> torch.dtype:
-    if device.type == "cuda" and not torch.cuda.is_bf16_supported():
-        return torch.float16
-    return torch.bfloat16
 
 
 @dataclass
@@ -49,13 +43,7 @@ class Mode:
         return (torch.compile(model) if self.compile else model), x.contiguous(memory_format=fmt)
 
     def autocast(self, device: torch.device):
-        return torch.autocast(device.type, dtype=amp_dtype(device)) if self.amp else contextlib.nullcontext()
-
-
-def device_name(device: torch.device) -> str:
-    if device.type == "cuda":
-        return f"{torch.cuda.get_device_name(device)} (CUDA {torch.version.cuda})"
-    return f"CPU ({platform.machine()}, {torch.get_num_threads()} threads)"
+        return torch.autocast(device.type, dtype=autocast_dtype(device)) if self.amp else contextlib.nullcontext()
 
 
 def synchronize(device: torch.device) -> None:
@@ -66,7 +54,7 @@ def synchronize(device: torch.device) -> None:
 def train_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor, mode: Mode,
                optimizer: torch.optim.Optimizer) -> Callable[[], None]:
     device = x.device
-    scaler = torch.amp.GradScaler(device.type, enabled=mode.amp and amp_dtype(device) == torch.float16)
+    scaler = torch.amp.GradScaler(device.type, enabled=mode.amp and autocast_dtype(device) == torch.float16)
 
     def step() -> None:
         with mode.autocast(device):

@@ -16,11 +16,9 @@ import tempfile
 import time
 from pathlib import Path
 
-import torch
-
 from ..config import config_from_dict, load_yaml
+from ..hardware import hardware_line
 from ..train.trainer import Trainer
-from .modes import device_name
 
 ROOT = Path(__file__).resolve().parents[3]
 DEFAULT_RECIPE = ROOT / "configs" / "cifar10-resnet18-fast.yaml"
@@ -77,8 +75,7 @@ def run_time_to_accuracy(args: argparse.Namespace) -> dict:
     device = trainer.rt.device
     result = {
         "recipe": args.config, "data": describe_copy(data), "model": cfg.model, "epochs": cfg.epochs,
-        "device": device_name(device),
-        "torch": torch.__version__, "setup_s": setup,
+        "hardware": hardware_line(device), "precision": trainer.precision_label, "setup_s": setup,
         "epochs_run": [{k: r.get(k) for k in ("epoch", "image_size", "seconds", "val_top1", "elapsed_s")}
                        for r in history],
         "targets": time_to_targets(history, targets),
@@ -86,9 +83,10 @@ def run_time_to_accuracy(args: argparse.Namespace) -> dict:
     if args.json:
         print(json.dumps(result, indent=1))
         return result
-    print(f"\ntime to accuracy: {result['recipe']} ({cfg.model}, {cfg.epochs} epochs) on {result['data']}")
-    print(f"device {result['device']}, torch {result['torch']}; set-up (read and decode the data, build the "
-          f"model) {setup:.1f} s, not in the times below")
+    print(f"\n{result['hardware']}")
+    print(f"time to accuracy: {result['recipe']} ({cfg.model}, {cfg.epochs} epochs, {result['precision']}) on "
+          f"{result['data']}")
+    print(f"set-up (read and decode the data, build the model) {setup:.1f} s, not in the times below")
     print(f"{'epoch':>5}{'size':>6}{'train s':>9}{'test top-1':>12}{'elapsed s':>11}")
     for r in result["epochs_run"]:
         top1 = f"{r['val_top1'] * 100:>11.2f}%" if r["val_top1"] is not None else f"{'-':>12}"

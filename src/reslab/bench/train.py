@@ -25,10 +25,10 @@ from torchvision.transforms import v2
 from ..config import TrainConfig
 from ..data.sample import SAMPLE_PACK, materialize
 from ..data.transforms import DATASET_STATS
-from ..hardware import resolve_device
+from ..hardware import bf16_refusal, default_amp, hardware_line, resolve_device
 from ..models import count_macs, create_model
 from ..train.trainer import Trainer
-from .modes import MODES, compare_modes, device_name, print_modes_table, sample_batch
+from .modes import MODES, compare_modes, print_modes_table, sample_batch
 from .peak import measure_gemm_peak
 
 
@@ -90,10 +90,10 @@ def baseline_epochs(
 
 
 def reslab_epochs(
-    folder: Path, model_name: str, stem: str, batch_size: int, epochs: int, run_root: Path
+    folder: Path, model_name: str, stem: str, batch_size: int, epochs: int, run_root: Path, amp: bool = False
 ) -> list[float]:
     cfg = TrainConfig(data=str(folder), model=model_name, stem=stem, batch_size=batch_size, epochs=epochs,
-                      lr=0.05, out_dir=str(run_root), name="bench", device="cpu")
+                      lr=0.05, out_dir=str(run_root), name=f"bench-amp-{amp}", device="cpu", amp=amp)
     trainer = Trainer(cfg)
     return [trainer.train_one_epoch()["images_per_s"] for _ in range(epochs)]
 
@@ -109,7 +109,7 @@ def run_modes_bench(args: argparse.Namespace, device: torch.device) -> dict:
         rows = compare_modes(lambda stem=stem: create_model(args.model, num_classes=10, stem=stem), x, y, modes,
                              rounds=args.rounds, steps_per_round=args.steps)
         tables.append({"image_size": size, "stem": stem, "batch": batch, "rows": rows})
-    result = {"model": args.model, "device": device_name(device), "torch": torch.__version__, "tables": tables}
+    result = {"model": args.model, "device": hardware_line(device), "torch": torch.__version__, "tables": tables}
     if args.json:
         print(json.dumps(result, indent=1))
         return result
@@ -132,28 +132,42 @@ def run_train_bench(args: argparse.Namespace) -> dict:
         macs = count_macs(create_model(args.model, num_classes=10, stem=args.stem), 32)
         base = baseline_epochs(folder, args.model, args.stem, args.batch_size, args.epochs, args.workers)
         ours = reslab_epochs(folder, args.model, args.stem, args.batch_size, args.epochs, tmp_path / "runs")
+        bf16_refused = bf16_refusal(torch.device("cpu"))
+        ours_bf16 = None if bf16_refused else reslab_epochs(folder, args.model, args.stem, args.batch_size,
+                                                            args.epochs, tmp_path / "runs", amp=True)
         # the clock of a shared machine drifts: the peak is the best of a measurement on each side
         peak = max(peak_before, measure_gemm_peak())
     gflop_per_image = 3 * 2 * macs / 1e9  # forward + backward (about twice the forward)
     rows = []
-    for name, rates in (("baseline (DataLoader, per-image transforms, NCHW)", base),
-                        ("reslab (in-memory batch augmentation, channels_last)", ours)):
+    sides = [("baseline (DataLoader, per-image transforms, NCHW)", base),
+             ("reslab fp32 (in-memory batch augmentation, channels_last)", ours)]
+    if ours_bf16 is not None:
+        sides.append(("reslab bf16 autocast (the same)", ours_bf16))
+    for name, rates in sides:
         ips = statistics.median(rates[1:] if len(rates) > 1 else rates)
         rows.append({"path": name, "images_per_s": ips, "gflops": ips * gflop_per_image,
                      "fraction_of_peak": ips * gflop_per_image / peak, "epochs": rates})
     result = {
         "model": f"{args.model} ({args.stem} stem), 32x32, batch {args.batch_size}, {args.images} images/epoch",
         "threads": threads, "gemm_peak_gflops": peak, "train_gflop_per_image": gflop_per_image,
-        "rows": rows, "speedup": rows[1]["images_per_s"] / rows[0]["images_per_s"],
+        "rows": rows, "speedup": rows[1]["images_per_s"] / rows[0]["images_per_s"], "hardware": hardware_line(),
+        "bf16_vs_fp32": rows[2]["images_per_s"] / rows[1]["images_per_s"] if ours_bf16 is not None else None,
+        "bf16_left_out": bf16_refused, "default_amp": default_amp(torch.device("cpu")),
     }
     if args.json:
         print(json.dumps(result, indent=1))
         return result
-    print(f"\n{result['model']}; {threads} threads; measured fp32 GEMM peak {peak:.1f} GFLOP/s; "
+    print(f"\n{result['hardware']}")
+    print(f"{result['model']}; {threads} threads; measured fp32 GEMM peak {peak:.1f} GFLOP/s; "
           f"{gflop_per_image:.2f} GFLOP per training image")
     print(f"{'path':<56}{'images/s':>10}{'GFLOP/s':>10}{'of peak':>9}")
     for r in rows:
         print(f"{r['path']:<56}{r['images_per_s']:>10.1f}{r['gflops']:>10.1f}{r['fraction_of_peak']:>9.2f}")
     print(f"speed-up of reslab over the baseline: {result['speedup']:.2f}x "
           f"(median of epochs 2..{args.epochs}, first epoch discarded)")
+    if result["bf16_vs_fp32"] is not None:
+        print(f"bf16 autocast vs fp32: {result['bf16_vs_fp32']:.2f}x; `reslab train` defaults to "
+              f"{'bf16 (--amp)' if result['default_amp'] else 'fp32 (--no-amp)'} on this CPU")
+    else:
+        print(f"bf16 left out: {bf16_refused}")
     return result

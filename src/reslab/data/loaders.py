@@ -17,11 +17,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
 from torch import Tensor
 from torch.utils.data import DataLoader, Sampler
 
 from .datasets import ArraySplit, FileSplit
-from .images import UnreadableImageError, open_image
+from .images import UnreadableImageError
 from .transforms import BatchAugment, Preprocess
 
 
@@ -76,7 +77,7 @@ def decode_split(split: FileSplit, pre: Preprocess, skipped: SkipLog, threads: i
 
     def decode(path: Path) -> np.ndarray | str:
         try:
-            return geometry(open_image(path, pre.in_chans)).numpy()
+            return geometry(pre.open(path)).numpy()
         except UnreadableImageError as e:
             return str(e)
 
@@ -139,8 +140,8 @@ class TensorLoader:
 
 
 class _ImageFiles(torch.utils.data.Dataset):
-    def __init__(self, split: FileSplit, transform: Callable, channels: int) -> None:
-        self.split, self.transform, self.channels = split, transform, channels
+    def __init__(self, split: FileSplit, transform: Callable, decode: Callable[[Path], Image.Image]) -> None:
+        self.split, self.transform, self.decode = split, transform, decode
 
     def __len__(self) -> int:
         return len(self.split)
@@ -148,7 +149,7 @@ class _ImageFiles(torch.utils.data.Dataset):
     def __getitem__(self, i: int) -> tuple[Tensor | str, int, int]:
         """The transformed image, or the reason it cannot be decoded."""
         try:
-            return self.transform(open_image(self.split.paths[i], self.channels)), self.split.labels[i], i
+            return self.transform(self.decode(self.split.paths[i])), self.split.labels[i], i
         except UnreadableImageError as e:
             return str(e), self.split.labels[i], i
 
@@ -182,7 +183,7 @@ class FileLoader:
         self,
         split: FileSplit,
         transform: Callable,
-        channels: int,
+        decode: Callable[[Path], Image.Image],
         batch_size: int,
         skipped: SkipLog,
         workers: int = 2,
@@ -198,7 +199,7 @@ class FileLoader:
         self.batch_size, self.drop_last = batch_size, drop_last
         self.epoch = 0
         self.loader = DataLoader(
-            _ImageFiles(split, transform, channels),
+            _ImageFiles(split, transform, decode),
             batch_size=batch_size,
             sampler=_EpochSampler(self),
             num_workers=workers,

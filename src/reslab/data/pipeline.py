@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import statistics
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,6 +12,7 @@ import torch
 from PIL import Image
 
 from .datasets import ArraySplit, Dataset, FileSplit, Split, load_dataset, subset
+from .images import open_image
 from .loaders import FileLoader, SkipLog, TensorLoader, decode_split
 from .transforms import DATASET_STATS, AugmentOptions, BatchAugment, Preprocess, eval_resize_size, train_transform
 
@@ -119,7 +121,7 @@ def make_loader(
     if isinstance(split, ArraySplit):
         raise ValueError("an in-memory dataset needs in_memory=True")
     return FileLoader(
-        split, pre, pre.in_chans, batch_size, skipped, workers=workers, seed=seed, rank=rank,
+        split, pre, pre.open, batch_size, skipped, workers=workers, seed=seed, rank=rank,
         world_size=world_size, pin_memory=device.type == "cuda",
     )
 
@@ -163,7 +165,9 @@ def build_data(
                                      shuffle=True, drop_last=drop_last, **common)
     else:
         assert isinstance(train_split, FileSplit)
-        train = FileLoader(train_split, train_transform(augment, pre), opts.in_chans, opts.batch_size, skipped,
+        # training decodes at full size: random crops may zoom into a small part of the image
+        full_decode = functools.partial(open_image, channels=pre.in_chans)
+        train = FileLoader(train_split, train_transform(augment, pre), full_decode, opts.batch_size, skipped,
                            workers=opts.workers, shuffle=True, drop_last=drop_last,
                            pin_memory=device.type == "cuda", **common)
     val = make_loader(val_split, pre, opts.batch_size, device, skipped, opts.workers, in_memory, **common)

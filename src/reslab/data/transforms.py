@@ -7,11 +7,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from PIL import Image
 from torch import Tensor
 from torchvision.transforms import v2
+
+from .images import open_image
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -32,9 +35,17 @@ def eval_resize_size(image_size: int) -> int:
     return image_size if image_size <= 64 else round(image_size * 256 / 224)
 
 
+DECODE_POLICIES = ("reduced", "full")
+
+
 @dataclass
 class Preprocess:
-    """Resize the short side, centre-crop, scale to [0, 1] and normalise."""
+    """Decode, resize the short side, centre-crop, scale to [0, 1] and normalise.
+
+    ``decode``: ``reduced`` decodes a JPEG at the smallest libjpeg DCT scale (1/2, 1/4, 1/8) that keeps
+    both sides at least ``resize_size`` (far less work for large photos), ``full`` at full size. It is
+    stored with the model, and evaluation, prediction, serving and export checks all decode with it,
+    so one image gives one tensor everywhere."""
 
     image_size: int
     resize_size: int
@@ -42,12 +53,20 @@ class Preprocess:
     std: tuple[float, ...]
     in_chans: int = 3
     interpolation: str = "bilinear"
+    decode: str = "reduced"
 
     def __post_init__(self) -> None:
         self.mean = tuple(float(m) for m in self.mean)
         self.std = tuple(float(s) for s in self.std)
         if len(self.mean) != self.in_chans or len(self.std) != self.in_chans:
             raise ValueError(f"mean and std need {self.in_chans} values each, got {self.mean} and {self.std}")
+        if self.decode not in DECODE_POLICIES:
+            raise ValueError(f"decode policy {self.decode!r}: expected one of {', '.join(DECODE_POLICIES)}")
+
+    def open(self, source: str | Path | bytes, max_pixels: int | None = None, name: str | None = None) -> Image.Image:
+        """Decode an image file or its bytes with this model's decode policy (``open_image``'s errors)."""
+        min_size = self.resize_size if self.decode == "reduced" else None
+        return open_image(source, self.in_chans, min_size=min_size, max_pixels=max_pixels, name=name)
 
     def geometry(self) -> v2.Compose:
         """PIL image -> uint8 tensor (C, image_size, image_size)."""

@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..collectives import sum_across_ranks
+from ..hardware import autocast_dtype
 
 
 @dataclass
@@ -21,6 +22,7 @@ class EvalResult:
     count: int
     confusion: Tensor  # (true, predicted) counts
     worst: list[tuple[float, int, int, Tensor]] = field(default_factory=list)  # (p_true, true, pred, image)
+    predictions: Tensor | None = None  # top-1 of each image in order (one process)
 
     def summary(self) -> dict[str, float]:
         return {"loss": self.loss, "top1": self.top1, "top5": self.top5, "count": self.count}
@@ -44,7 +46,7 @@ def per_class_report(confusion: Tensor, classes: list[str]) -> list[dict]:
 def autocast_context(device: torch.device, amp: bool, dtype: str = "bfloat16"):
     if not amp:
         return contextlib.nullcontext()
-    return torch.autocast(device.type, dtype=getattr(torch, dtype))
+    return torch.autocast(device.type, dtype=autocast_dtype(device, dtype))
 
 
 def folded_batchnorm(model: nn.Module, channels_last: bool) -> nn.Module:
@@ -80,6 +82,7 @@ def evaluate(
     confusion = torch.zeros(num_classes, num_classes, dtype=torch.long)
     loss_sum, top1, top5, count = 0.0, 0, 0, 0
     worst: list[tuple[float, int, int, Tensor]] = []
+    predictions: list[Tensor] = []
     k = min(5, num_classes)
     for x, y in batches:
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
@@ -92,6 +95,7 @@ def evaluate(
         loss_sum += float(F.cross_entropy(logits, y, reduction="sum"))
         topk = logits.topk(k, dim=1).indices
         pred = topk[:, 0]
+        predictions.append(pred.cpu())
         top1 += int((pred == y).sum())
         top5 += int((topk == y[:, None]).any(1).sum())
         count += len(y)
@@ -110,4 +114,5 @@ def evaluate(
         confusion = totals[4:].round().long().view(num_classes, num_classes)
     if count == 0:
         raise ValueError("nothing to evaluate: the split has no readable images")
-    return EvalResult(loss_sum / count, top1 / count, top5 / count, int(count), confusion, worst)
+    return EvalResult(loss_sum / count, top1 / count, top5 / count, int(count), confusion, worst,
+                      torch.cat(predictions))

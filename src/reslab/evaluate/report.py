@@ -12,11 +12,11 @@ import torch
 from torch import nn
 
 from ..atomic import write_text_atomic
-from ..data.images import open_image
 from ..data.loaders import SkipLog
 from ..data.pipeline import SMALL_IMAGE, make_loader, model_split
+from ..hardware import resolve_device
+from ..infer.selection import load_backend
 from ..modelfile import ModelInfo
-from ..models import load_model_file
 from .metrics import evaluate, per_class_report
 from .plots import plot_confusion, plot_feature_maps, plot_worst
 
@@ -37,16 +37,21 @@ def run_eval(
     split: str = "val",
     tta: bool = False,
     batch_size: int = 256,
-    device: str = "cpu",
+    device: str = "auto",
     workers: int = 2,
     cache_dir: Path = Path("~/.cache/reslab").expanduser(),
     split_file: Path | None = None,
     worst: int = 24,
     feature_maps: Path | None = None,
+    precision: str = "fp32",
 ) -> dict[str, Any]:
     """Evaluate ``model_path`` on a split and write the report folder; ``feature_maps`` also
-    draws conv1's activations for that image."""
-    model, info = load_model_file(model_path, device)
+    draws conv1's activations for that image. ``precision`` other than fp32 (bf16, or auto where it picks
+    bf16) is checked against fp32 on real images first, and the split is evaluated in fp32 too."""
+    torch_device = resolve_device(device)
+    selection = load_backend(model_path, "torch", torch_device, precision=precision)
+    model, info = selection.backend.model, selection.info
+    bf16 = selection.backend.precision == "bf16"
     if data is None:
         data = info.training.get("data")
         if data is None:
@@ -57,9 +62,15 @@ def run_eval(
     chosen = model_split(data, info.classes, split, cache_dir, seed, split_file)
     skipped = SkipLog()
     pre = info.preprocess
-    loader = make_loader(chosen, pre, batch_size, torch.device(device), skipped, workers,
+    loader = make_loader(chosen, pre, batch_size, torch_device, skipped, workers,
                          in_memory=pre.image_size <= SMALL_IMAGE)
-    result = evaluate(model, loader, len(info.classes), torch.device(device), tta=tta, keep_worst=worst)
+    result = evaluate(model, loader, len(info.classes), torch_device, tta=tta, keep_worst=worst, channels_last=True,
+                      amp=bf16)
+    extra: dict[str, Any] = {}
+    if bf16:  # the same split in fp32: what the lower precision changes
+        fp32 = evaluate(model, loader, len(info.classes), torch_device, tta=tta, channels_last=True)
+        agreement = float((fp32.predictions == result.predictions).double().mean())
+        extra["fp32"] = {"top1": fp32.top1, "top5": fp32.top5, "loss": fp32.loss, "agreement": agreement}
 
     out_dir.mkdir(parents=True, exist_ok=True)
     files = {
@@ -75,7 +86,11 @@ def run_eval(
         "data": data,
         "split": split,
         "tta": tta,
+        "device": str(torch_device),
+        "precision": selection.backend.precision,
+        "precision_choice": selection.reason,
         **result.summary(),
+        **extra,
         "per_class": per_class_report(result.confusion, info.classes),
         "skipped_files": sorted(skipped.files),
         "files": {k: str(v) for k, v in files.items()},
@@ -89,6 +104,6 @@ def run_eval(
 @torch.inference_mode()
 def first_conv_feature_maps(model: nn.Module, info: ModelInfo, image: Path, out: Path) -> Path:
     """The first convolution's output for one image, one panel per channel."""
-    x = info.preprocess(open_image(image, info.preprocess.in_chans)).unsqueeze(0).to(model.conv1.weight.device)
+    x = info.preprocess(info.preprocess.open(image)).unsqueeze(0).to(model.conv1.weight.device)
     maps = model.conv1(x)[0]
     return plot_feature_maps(maps.cpu(), out, f"conv1 feature maps of {image.name} ({maps.shape[0]} channels)")

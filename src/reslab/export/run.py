@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -18,11 +17,13 @@ import torch
 from ..formats import onnx as onnx_format
 from ..formats.archives import save_exported_program, save_torchscript
 from ..formats.openvino import save_openvino
-from ..infer.backends import load_backend
+from ..infer.backends import precision_refusal
+from ..infer.reference import default_images, reference_batch
+from ..infer.selection import load_backend
 from ..modelfile import ModelInfo
-from ..models import load_model_file
+from ..models import load_model_file, weighted_layers
+from ..precision import FP32_RTOL, Agreement, bf16_rtol, check, check_choice, compare
 from .formats import EXPORT_FORMATS, MIN_OPSET
-from .verify import Agreement, check, compare, default_images, reference_batch
 
 
 def default_output(model_path: Path, fmt: str) -> Path:
@@ -45,7 +46,7 @@ def _write(fmt: str, model: torch.nn.Module, info: ModelInfo, folder: Path, stem
         return path, path, [f"opset {opset}, dynamic batch axis, metadata in metadata_props"]
     if fmt == "openvino":
         path = save_openvino(proto, info, folder / f"{stem}.xml")
-        return path, path, ["OpenVINO IR fp32 (.xml + .bin)"]
+        return path, path, [f"OpenVINO IR, fp32 weights, inference precision {info.precision} (.xml + .bin)"]
     from .triton import check_repository, write_repository
 
     model_dir = write_repository(proto, info, folder, triton_name, max_batch_size)
@@ -65,15 +66,35 @@ def _move_into_place(source: Path, destination: Path) -> None:
         os.replace(source.with_suffix(".bin"), destination.with_suffix(".bin"))
 
 
+def export_precision(fmt: str, requested: str) -> str:
+    """What the exported file is meant to run in. Only an OpenVINO IR carries a bf16 inference precision;
+    every other format is fp32, and any runtime may still run it in bf16 (``--precision`` at predict time)."""
+    if requested == "int8":
+        raise ValueError("an INT8 model is calibrated on real images: use `reslab quantize MODEL --calib-data DATA`")
+    if requested == "bf16" and fmt != "openvino":
+        raise ValueError(f"--precision bf16: a {fmt} export is fp32 (run it in bf16 with `reslab predict --precision "
+                         f"bf16`); only --format openvino writes a bf16 IR")
+    if requested == "auto":
+        return "bf16" if fmt == "openvino" and precision_refusal("openvino", "bf16", torch.device("cpu")) is None \
+            else "fp32"
+    return requested
+
+
 def export_model(
     model_path: Path, fmt: str, out: Path | None = None, opset: int = 18, verify_images: list[Path] | None = None,
-    rtol: float = 1e-3, triton_name: str | None = None, max_batch_size: int = 32,
+    rtol: float | None = None, triton_name: str | None = None, max_batch_size: int = 32, precision: str = "fp32",
 ) -> dict[str, Any]:
+    """Write ``fmt`` and check it against the model file on real images: within ``rtol`` of the largest
+    logit (default: the precision's own tolerance, ``reslab.precision``) and with every top-1 kept."""
     if fmt not in EXPORT_FORMATS:
         raise ValueError(f"unknown export format {fmt!r}; choose one of {', '.join(EXPORT_FORMATS)}")
     if opset < MIN_OPSET:
         raise ValueError(f"--opset {opset}: reslab exports opset {MIN_OPSET} or newer")
+    precision = export_precision(fmt, check_choice(precision))
     model, info = load_model_file(model_path)
+    info = info.with_precision(precision)
+    if rtol is None:
+        rtol = bf16_rtol(weighted_layers(info.spec)) if precision == "bf16" else FP32_RTOL
     if fmt == "triton":
         out = out or default_output(model_path, fmt)
         destination = out / (triton_name or info.spec.arch)
@@ -81,26 +102,28 @@ def export_model(
         destination = out or default_output(model_path, fmt)
         if destination.suffix != EXPORT_FORMATS[fmt][0]:
             raise ValueError(f"{destination}: an export to {fmt} is written to a {EXPORT_FORMATS[fmt][0]} file")
-    batch = reference_batch(info, verify_images or default_images())
+    images = verify_images or default_images()
+    batch = reference_batch(info.preprocess, images)
     with torch.inference_mode():
         reference = model(torch.from_numpy(batch)).numpy()
     destination.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=destination.parent, prefix=".export-") as tmp:
         written, checked_file, notes = _write(fmt, model, info, Path(tmp), destination.stem, opset,
                                               destination.name, max_batch_size)
-        runner, exported_info = load_backend(checked_file, EXPORT_FORMATS[fmt][1], threads=None)
-        _check_metadata(exported_info, info, checked_file)
-        agreement: Agreement = compare(reference, runner.run(batch))
-        check(agreement, reference, rtol, f"{fmt} export ({runner.name})")
+        runner = load_backend(checked_file, EXPORT_FORMATS[fmt][1], precision=precision, verify_images=images)
+        _check_metadata(runner.info, info, checked_file)
+        agreement: Agreement = compare(reference, runner.backend.run(batch), rtol, precision)
+        check(agreement, f"{fmt} export ({runner.label})")
         _move_into_place(written, destination)
     return {
         "format": fmt, "output": str(destination), "checked_with": EXPORT_FORMATS[fmt][1], "notes": notes,
-        **asdict(agreement), "bytes": _size(destination),
+        **agreement.to_dict(), "bytes": _size(destination),
     }
 
 
 def _check_metadata(exported: ModelInfo, original: ModelInfo, path: Path) -> None:
-    if exported.classes != original.classes or exported.preprocess != original.preprocess:
+    if (exported.classes, exported.preprocess, exported.precision) != (original.classes, original.preprocess,
+                                                                        original.precision):
         raise ValueError(f"{path}: the metadata did not survive the export")
 
 

@@ -34,6 +34,7 @@ def onnx_metadata(info: ModelInfo) -> dict[str, str]:
         "mean": json.dumps(pre.mean),
         "std": json.dumps(pre.std),
         "preprocess": json.dumps(asdict(pre)),
+        "precision": info.precision,
     }
 
 
@@ -48,7 +49,13 @@ def info_from_onnx(proto: onnx.ModelProto, path: Path) -> ModelInfo:
     metadata = {p.key: p.value for p in proto.metadata_props}
     if "reslab" not in metadata:
         raise ModelFileError(f"{path}: an ONNX model without reslab metadata (export it with `reslab export`)")
-    return ModelInfo.from_metadata(metadata, path)
+    info = ModelInfo.from_metadata(metadata, path)
+    return info.with_precision("int8") if is_quantized(proto) else info
+
+
+def is_quantized(proto: onnx.ModelProto) -> bool:
+    """A static INT8 graph: QuantizeLinear/DequantizeLinear pairs around its operators."""
+    return any(n.op_type in ("QuantizeLinear", "DequantizeLinear") for n in proto.graph.node)
 
 
 def to_onnx_proto(model: nn.Module, info: ModelInfo, opset: int = OPSET) -> onnx.ModelProto:

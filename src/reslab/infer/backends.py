@@ -9,6 +9,9 @@ backends can read which file is decided by the file's suffix:
 ``.xml`` (OpenVINO IR)     openvino
 ``.torchscript``, ``.pt2`` torch
 ========================  ====================================
+
+Each runs in one precision (``precision``): fp32, bf16 (torch by autocast, OpenVINO by its precision
+hint) or int8 (a quantised ONNX graph). Which runtime and precision to open is chosen in ``selection``.
 """
 
 from __future__ import annotations
@@ -24,10 +27,10 @@ import torch
 from torch import nn
 
 from ..formats import model_format, read_info
-from ..hardware import openvino_config
 from ..formats.archives import load_archive
 from ..formats.onnx import to_onnx_proto
-from ..modelfile import ModelFileError, ModelInfo
+from ..hardware import autocast_dtype, bf16_refusal, openvino_capabilities, openvino_config
+from ..modelfile import ModelInfo
 from ..models import load_model_file
 
 BACKENDS = ("torch", "onnxruntime", "openvino")
@@ -35,6 +38,7 @@ BACKENDS = ("torch", "onnxruntime", "openvino")
 
 class Backend(Protocol):
     name: str
+    precision: str  # fp32 | bf16 | int8
 
     def run(self, batch: np.ndarray) -> np.ndarray: ...
 
@@ -52,14 +56,15 @@ SUPPORTED = {
 }
 
 
-def choose_backend(path: Path, requested: str, device: torch.device) -> str | list[str]:
-    """The backend asked for, checked; for ``auto``, the installed candidates (to be timed)."""
+def choose_backend(path: Path, requested: str, device: torch.device) -> list[str]:
+    """The backend asked for, checked; for ``auto``, the installed candidates (to be timed); on a
+    GPU, torch."""
     fmt = model_format(path)
     usable = [b for b in SUPPORTED[fmt] if b in available_backends()]
     if requested == "auto":
         if device.type != "cpu" and "torch" in usable:
-            return "torch"
-        return usable[0] if len(usable) == 1 else usable
+            return ["torch"]
+        return usable
     if requested not in BACKENDS:
         raise ValueError(f"unknown backend {requested!r}; choose auto, {', '.join(BACKENDS)}")
     if requested not in SUPPORTED[fmt]:
@@ -67,41 +72,35 @@ def choose_backend(path: Path, requested: str, device: torch.device) -> str | li
                          f"{' or '.join(SUPPORTED[fmt])}")
     if requested not in usable:
         raise ValueError(f"backend {requested!r} is not installed (pip install 'reslab[deploy]')")
-    return requested
-
-
-def fastest(backends: dict[str, Backend], info: ModelInfo, batch: int = 8) -> str:
-    """The backend with the lowest median time on a batch of ``batch``: measured on this machine."""
-    from ..timing import timed_calls
-
-    pre = info.preprocess
-    x = np.random.default_rng(0).standard_normal((batch, pre.in_chans, pre.image_size, pre.image_size),
-                                                 dtype=np.float32)
-    times = {name: float(np.median(timed_calls(lambda b=b: b.run(x), seconds=0.3, warmup=0.1)))
-             for name, b in backends.items()}
-    return min(times, key=times.__getitem__)
+    return [requested]
 
 
 class TorchBackend:
-    """Eager (or scripted / exported) PyTorch, channels_last, under inference mode."""
+    """Eager (or scripted / exported) PyTorch, channels_last, under inference mode; bf16 by autocast."""
 
     name = "torch"
 
-    def __init__(self, model: nn.Module, device: torch.device, channels_last: bool = True) -> None:
+    def __init__(self, model: nn.Module, device: torch.device, channels_last: bool = True,
+                 precision: str = "fp32") -> None:
         self.device = device
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.model = model
+        self.precision = precision
 
     @torch.inference_mode()
     def run(self, batch: np.ndarray) -> np.ndarray:
         x = torch.from_numpy(batch).to(self.device).contiguous(memory_format=self.memory_format)
-        return self.model(x).float().cpu().numpy()
+        with torch.autocast(self.device.type, dtype=autocast_dtype(self.device), enabled=self.precision == "bf16"):
+            return self.model(x).float().cpu().numpy()
 
 
 class OnnxRuntimeBackend:
+    """ONNX Runtime: fp32, or int8 for a quantised graph (its CPU provider has no bf16 kernels)."""
+
     name = "onnxruntime"
 
-    def __init__(self, model: str | bytes, threads: int | None = None, device: torch.device | None = None) -> None:
+    def __init__(self, model: str | bytes, threads: int | None = None, device: torch.device | None = None,
+                 precision: str = "fp32") -> None:
         import onnxruntime as ort
 
         options = ort.SessionOptions()
@@ -113,12 +112,16 @@ class OnnxRuntimeBackend:
             providers.insert(0, "CUDAExecutionProvider")
         self.session = ort.InferenceSession(model, options, providers=providers)
         self.input_name = self.session.get_inputs()[0].name
+        self.precision = precision
 
     def run(self, batch: np.ndarray) -> np.ndarray:
         return self.session.run(None, {self.input_name: np.ascontiguousarray(batch, dtype=np.float32)})[0]
 
 
 class OpenVinoBackend:
+    """OpenVINO's CPU plugin, told the precision explicitly (it would run fp32 models in bf16 by
+    default where bf16 is native)."""
+
     name = "openvino"
 
     def __init__(self, model_path: str, threads: int | None = None, precision: str = "fp32") -> None:
@@ -130,70 +133,64 @@ class OpenVinoBackend:
             config["INFERENCE_NUM_THREADS"] = threads
         self.compiled = core.compile_model(core.read_model(model_path), "CPU", config)
         self.request = self.compiled.create_infer_request()
+        self.precision = precision
 
     def run(self, batch: np.ndarray) -> np.ndarray:
         result = self.request.infer({0: np.ascontiguousarray(batch, dtype=np.float32)})
         return np.asarray(result[self.compiled.outputs[0]])
 
 
-def load_backend(
-    path: str | Path, backend: str = "auto", device: str | torch.device = "cpu", threads: int | None = None,
-    channels_last: bool = True,
-) -> tuple[Backend, ModelInfo]:
-    """Open ``path`` with ``backend``. ``auto``: torch on a GPU; on the CPU, every installed backend
-    that can read the file is built and timed on a small batch, and the fastest is kept."""
-    path = Path(path)
-    device = torch.device(device)
-    model_format(path)
-    if not path.exists():
-        raise ModelFileError(f"{path}: no such model file")
-    chosen = choose_backend(path, backend, device)
-    names = [chosen] if isinstance(chosen, str) else chosen
-    if threads and "torch" in names:
-        torch.set_num_threads(threads)
-    opened, info = _open(path, names, device, threads, channels_last)
-    if len(opened) == 1:
-        return next(iter(opened.values())), info
-    return opened[fastest(opened, info)], info
+def precision_refusal(backend: str, precision: str, device: torch.device) -> str | None:
+    """Why ``backend`` cannot run ``precision`` here, or None. int8 comes from a quantised file."""
+    if precision != "bf16":
+        return None
+    if backend == "onnxruntime":
+        return "ONNX Runtime's CPU provider has no bf16 kernels (use the openvino or torch backend)"
+    if backend == "openvino" and "BF16" not in openvino_capabilities():
+        return "OpenVINO reports no BF16 capability on this CPU"
+    return bf16_refusal(device if backend == "torch" else torch.device("cpu"))
 
 
-def _open(path: Path, names: list[str], device: torch.device, threads: int | None,
-          channels_last: bool) -> tuple[dict[str, Backend], ModelInfo]:
-    """Each named backend over the file at ``path``; a model file is loaded (and exported) once."""
+Key = tuple[str, str]  # (backend, precision)
+
+
+def open_backends(path: Path, keys: list[Key], device: torch.device, threads: int | None,
+                  channels_last: bool) -> tuple[dict[Key, Backend], ModelInfo]:
+    """Each (backend, precision) over the file at ``path``; a model file is loaded (and exported) once."""
     fmt = model_format(path)
     if fmt in ("torchscript", "pt2"):
         module, info = load_archive(path, fmt)
         # an exported program keeps the layout it was traced with: feed it plain NCHW
-        return {"torch": TorchBackend(module.to(device), device, channels_last=False)}, info
+        return {k: TorchBackend(module.to(device), device, channels_last=False, precision=k[1]) for k in keys}, info
     if fmt == "reslab":
         model, info = load_model_file(path, device)
-        opened: dict[str, Backend] = {}
-        if set(names) - {"torch"}:  # ONNX Runtime and OpenVINO run the model's ONNX graph, built in memory
-            opened = _onnx_backends(_onnx_bytes(model, info), names, threads, device)
-        if "torch" in names:
-            layout = torch.channels_last if channels_last else torch.contiguous_format
-            opened["torch"] = TorchBackend(model.to(device, memory_format=layout), device, channels_last)
+        onnx_keys = [k for k in keys if k[0] != "torch"]
+        # ONNX Runtime and OpenVINO run the model's ONNX graph, built in memory once
+        opened = _onnx_backends(_onnx_bytes(model, info), onnx_keys, threads, device) if onnx_keys else {}
+        layout = torch.channels_last if channels_last else torch.contiguous_format
+        model = model.to(device, memory_format=layout)
+        opened.update({k: TorchBackend(model, device, channels_last, k[1]) for k in keys if k[0] == "torch"})
         return opened, info
-    info = read_info(path)
-    return _onnx_backends(str(path), names, threads, device), info
+    return _onnx_backends(str(path), keys, threads, device), read_info(path)
 
 
 def _onnx_bytes(model: nn.Module, info: ModelInfo) -> bytes:
     return to_onnx_proto(model.cpu(), info).SerializeToString()
 
 
-def _onnx_backends(source: str | bytes, names: list[str], threads: int | None,
-                   device: torch.device) -> dict[str, Backend]:
-    """ONNX Runtime and/or OpenVINO over an ONNX file (path) or graph (bytes)."""
-    opened: dict[str, Backend] = {}
-    if "onnxruntime" in names:
-        opened["onnxruntime"] = OnnxRuntimeBackend(source, threads, device)
-    if "openvino" in names:
-        if isinstance(source, bytes):
-            with tempfile.TemporaryDirectory() as tmp:
-                onnx_path = os.path.join(tmp, "model.onnx")
-                Path(onnx_path).write_bytes(source)
-                opened["openvino"] = OpenVinoBackend(onnx_path, threads)
+def _onnx_backends(source: str | bytes, keys: list[Key], threads: int | None,
+                   device: torch.device) -> dict[Key, Backend]:
+    """ONNX Runtime and/or OpenVINO over an ONNX file or IR (path) or an ONNX graph (bytes)."""
+    opened: dict[Key, Backend] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        if isinstance(source, bytes) and any(k[0] == "openvino" for k in keys):
+            path = os.path.join(tmp, "model.onnx")
+            Path(path).write_bytes(source)
         else:
-            opened["openvino"] = OpenVinoBackend(source, threads)
+            path = source
+        for key in keys:
+            if key[0] == "onnxruntime":
+                opened[key] = OnnxRuntimeBackend(source, threads, device, key[1])
+            else:
+                opened[key] = OpenVinoBackend(path, threads, key[1])
     return opened

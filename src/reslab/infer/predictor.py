@@ -19,9 +19,10 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ..data.images import UnreadableImageError, is_image_file, normalize_mode, open_image
+from ..data.images import UnreadableImageError, is_image_file, normalize_mode
 from ..modelfile import ModelInfo
-from .backends import Backend, load_backend
+from .backends import Backend
+from .selection import Selection, load_backend
 
 
 @dataclass
@@ -58,9 +59,10 @@ class Predictor:
     release the GIL); the backend's own threads run the network afterwards, so they do not overlap."""
 
     def __init__(self, backend: Backend, info: ModelInfo, decode_threads: int | None = None,
-                 max_pixels: int | None = None) -> None:
+                 max_pixels: int | None = None, selection: Selection | None = None) -> None:
         self.backend = backend
         self.info = info
+        self.selection = selection
         self.decode_threads = decode_threads or min(4, os.cpu_count() or 1)
         self.max_pixels = max_pixels
         self._pool: ThreadPoolExecutor | None = None
@@ -75,10 +77,11 @@ class Predictor:
     @classmethod
     def from_file(cls, path: str | Path, backend: str = "auto", device: str | torch.device = "cpu",
                   threads: int | None = None, decode_threads: int | None = None,
-                  max_pixels: int | None = None) -> Predictor:
-        """``path``: a reslab model file, ONNX (fp32 or INT8), OpenVINO IR, TorchScript or ``.pt2``."""
-        runner, info = load_backend(path, backend, device, threads)
-        return cls(runner, info, decode_threads, max_pixels)
+                  max_pixels: int | None = None, precision: str = "auto") -> Predictor:
+        """``path``: a reslab model file, ONNX (fp32 or INT8), OpenVINO IR, TorchScript or ``.pt2``.
+        ``backend`` and ``precision`` may be ``auto`` (see ``infer.selection``)."""
+        selection = load_backend(path, backend, device, threads, precision=precision)
+        return cls(selection.backend, selection.info, decode_threads, max_pixels, selection)
 
     @property
     def classes(self) -> list[str]:
@@ -88,12 +91,25 @@ class Predictor:
     def backend_name(self) -> str:
         return self.backend.name
 
+    @property
+    def precision(self) -> str:
+        return self.backend.precision
+
+    @property
+    def device(self) -> torch.device:
+        return getattr(self.backend, "device", torch.device("cpu"))
+
+    @property
+    def choice(self) -> str:
+        """How runtime and precision were chosen."""
+        return self.selection.reason if self.selection else f"given: {self.backend.name} {self.precision}"
+
     def decode(self, image: ImageInput, name: str | None = None) -> Image.Image:
         """``name`` starts the message of an ``UnreadableImageError`` (default: the path, or ``<bytes>``)."""
         pre = self.info.preprocess
         if isinstance(image, Image.Image):
             return normalize_mode(image, pre.in_chans)
-        return open_image(image, pre.in_chans, min_size=pre.resize_size, max_pixels=self.max_pixels, name=name)
+        return pre.open(image, max_pixels=self.max_pixels, name=name)
 
     def preprocess(self, images: Sequence[ImageInput], names: Sequence[str] | None = None) -> np.ndarray:
         """Decode and resize/crop each image, then normalise the whole uint8 batch at once."""

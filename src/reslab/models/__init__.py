@@ -9,14 +9,22 @@ from torch import nn
 
 from ..modelfile import ModelInfo, ModelSpec, read_model_file
 from .complexity import count_macs, count_params
-from .registry import ARCHITECTURES, architecture, build_model, freeze, list_models, set_train_mode
+from .registry import (
+    ARCHITECTURES,
+    architecture,
+    build_model,
+    freeze,
+    list_models,
+    set_train_mode,
+    weighted_layers,
+)
 from .resnet import BasicBlock, Bottleneck, ResNet
 from .weights import WeightsError, download_pretrained, load_into, read_weights
 
 __all__ = [
     "ARCHITECTURES", "BasicBlock", "Bottleneck", "ModelSpec", "ResNet", "WeightsError", "architecture",
     "build_model", "count_macs", "count_params", "create_model", "freeze", "list_models", "load_model_file",
-    "set_train_mode",
+    "set_train_mode", "weighted_layers",
 ]
 
 

@@ -47,6 +47,13 @@ def architecture(name: str) -> Architecture:
         raise ValueError(f"unknown model {name!r}; available: {', '.join(ARCHITECTURES)}") from None
 
 
+def weighted_layers(spec: ModelSpec) -> int:
+    """Convolutions and linear layers one after the other from input to logits (shortcuts aside)."""
+    arch = architecture(spec.arch)
+    per_block = 3 if arch.block is Bottleneck else 2
+    return sum(arch.layers) * per_block + 2
+
+
 def build_model(spec: ModelSpec) -> ResNet:
     """A randomly initialised network for ``spec`` (weights are loaded by ``create_model``)."""
     arch = architecture(spec.arch)

@@ -28,6 +28,7 @@ from torch.nn.utils import prune
 from ..data.loaders import SkipLog
 from ..data.pipeline import SMALL_IMAGE, make_loader, model_split
 from ..evaluate.metrics import evaluate
+from ..hardware import resolve_device
 from ..infer.backends import TorchBackend
 from ..modelfile import ModelInfo, save_model_file
 from ..models import count_macs, count_params, load_model_file
@@ -48,7 +49,7 @@ class PruneOptions:
     lr: float = 0.01
     batch_size: int = 128
     val_images: int | None = None
-    device: str = "cpu"
+    device: str = "auto"
     seed: int = 0
     cache_dir: str = "~/.cache/reslab"
 
@@ -154,7 +155,7 @@ def prune_model(model_path: Path, opts: PruneOptions, out: Path | None = None) -
     if opts.finetune_epochs and not data:
         raise ValueError(f"{model_path}: fine-tuning needs --data (the model file does not say what it was "
                          "trained on)")
-    device = torch.device(opts.device)
+    device = resolve_device(opts.device)
     val_loader = None
     if data:
         pre = info.preprocess

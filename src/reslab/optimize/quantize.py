@@ -21,7 +21,8 @@ from ..atomic import atomic_path
 from ..data.loaders import SkipLog
 from ..data.pipeline import SMALL_IMAGE, make_loader, model_split
 from ..formats import model_format
-from ..formats.onnx import info_from_onnx, load_onnx, set_metadata, to_onnx_proto
+from ..formats.onnx import info_from_onnx, is_quantized, load_onnx, onnx_metadata, set_metadata, to_onnx_proto
+from ..hardware import int8_saturates
 from ..infer.backends import OnnxRuntimeBackend
 from ..modelfile import ModelInfo
 from ..models import load_model_file
@@ -59,15 +60,6 @@ class QuantizeOptions:
             raise ValueError(f"calib_images must be at least {CALIBRATION_BATCH}, got {self.calib_images}")
 
 
-def cpu_has_vnni() -> bool:
-    """x86 CPUs without VNNI multiply u8 x s8 with 16-bit saturation: weights then need 7 bits."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return True  # not Linux: assume a CPU whose INT8 instructions do not saturate
-    return "avx512_vnni" in flags or "avx_vnni" in flags or "avx2" not in flags
-
-
 def fp32_source(model_path: Path) -> tuple[onnx.ModelProto, ModelInfo]:
     """The fp32 ONNX graph of a reslab model file or of an fp32 ONNX export."""
     fmt = model_format(model_path)
@@ -76,7 +68,7 @@ def fp32_source(model_path: Path) -> tuple[onnx.ModelProto, ModelInfo]:
         return to_onnx_proto(model, info), info
     if fmt == "onnx":
         proto = load_onnx(model_path)
-        if any(n.op_type in ("QuantizeLinear", "DequantizeLinear") for n in proto.graph.node):
+        if is_quantized(proto):
             raise ValueError(f"{model_path}: already quantised; pass the fp32 model")
         return proto, info_from_onnx(proto, model_path)
     raise ValueError(f"{model_path}: quantisation takes a reslab model file or an fp32 ONNX export, not {fmt}")
@@ -134,7 +126,7 @@ def quantize_model(model_path: Path, opts: QuantizeOptions, out: Path | None = N
     calibration, _ = _arrays(_batches(opts.calib_data, info, "train", opts.calib_images, opts, skipped))
     val_x, val_y = _arrays(_batches(opts.val_data or opts.calib_data, info, opts.val_split, opts.val_images, opts,
                                     skipped))
-    reduce_range = opts.reduce_range == "on" or (opts.reduce_range == "auto" and not cpu_has_vnni())
+    reduce_range = opts.reduce_range == "on" or (opts.reduce_range == "auto" and int8_saturates())
     with tempfile.TemporaryDirectory() as tmp:
         fp32_path, int8_path = Path(tmp) / "fp32.onnx", Path(tmp) / "int8.onnx"
         onnx.save_model(proto, str(fp32_path))
@@ -163,7 +155,7 @@ def quantize_model(model_path: Path, opts: QuantizeOptions, out: Path | None = N
             f"INT8 top-1 {report['top1_int8']:.4f} is {report['drop_points']:.2f} points below fp32 "
             f"{report['top1_fp32']:.4f} on {report['val_images']} images (--max-drop {opts.max_drop}); "
             f"nothing written. Try --method entropy or percentile, more --calib-images, or --force")
-    set_metadata(int8, {p.key: p.value for p in proto.metadata_props})
+    set_metadata(int8, {p.key: p.value for p in proto.metadata_props} | onnx_metadata(info.with_precision("int8")))
     set_metadata(int8, {"quantization": json.dumps({k: report[k] for k in (
         "method", "calibration_images", "per_channel", "reduce_range", "top1_fp32", "top1_int8", "val_images")}
         | {"options": asdict(opts)})})

@@ -95,7 +95,7 @@ class Server:
     # ---- life cycle ----
     def _load(self) -> Predictor:
         c = self.config
-        predictor = Predictor.from_file(c.model, backend=c.backend, device=c.device,
+        predictor = Predictor.from_file(c.model, backend=c.backend, device=c.device, precision=c.precision,
                                         threads=c.threads or c.cores_per_worker(), decode_threads=1,
                                         max_pixels=c.max_pixels)
         self.version = file_version(Path(c.model))
@@ -112,7 +112,10 @@ class Server:
             pre = predictor.info.preprocess
             await batcher.submit(np.zeros((pre.in_chans, pre.image_size, pre.image_size), np.float32))  # warm-up
             self.predictor, self.batcher = predictor, batcher
-            log.info("model %s (%s backend) ready", self.config.model, predictor.backend_name)
+            self.metrics.model.info({"model": self.name, "version": self.version, "backend": predictor.backend_name,
+                                     "precision": predictor.precision, "device": str(predictor.device)})
+            log.info("model %s ready: %s %s (%s)", self.config.model, predictor.backend_name, predictor.precision,
+                     predictor.choice)
         except Exception as e:  # shown by /readyz; the process stays up so the reason can be read
             self.load_error = f"{type(e).__name__}: {e}"
             log.error("model %s failed to load: %s", self.config.model, self.load_error)
@@ -174,7 +177,8 @@ class Server:
             "num_classes": len(predictor.classes),
             "input": {"shape": [pre.in_chans, pre.image_size, pre.image_size], "resize_size": pre.resize_size,
                       "mean": list(pre.mean), "std": list(pre.std), "interpolation": pre.interpolation},
-            "backend": predictor.backend_name, "reslab": __version__,
+            "backend": predictor.backend_name, "precision": predictor.precision,
+            "precision_choice": predictor.choice, "device": str(predictor.device), "reslab": __version__,
             "batching": {"max_batch": self.config.max_batch, "max_wait_ms": self.config.max_wait_ms},
             "limits": {"max_upload_mb": self.config.max_upload_mb, "max_pixels": self.config.max_pixels},
         }

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, generate_latest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
@@ -27,6 +27,7 @@ class Metrics:
         self.cache_hits = Counter("reslab_cache_hits", "answers served from the cache", registry=r)
         self.cache_misses = Counter("reslab_cache_misses", "answers that needed inference", registry=r)
         self.images = Counter("reslab_images", "images classified", registry=r)
+        self.model = Info("reslab_model", "the model served: name, runtime, precision, device", registry=r)
 
     def observe_batch(self, size: int, seconds: float) -> None:
         self.batch_size.observe(size)

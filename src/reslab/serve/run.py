@@ -8,12 +8,17 @@ from pathlib import Path
 import uvicorn
 
 from ..formats import read_info
+from ..hardware import resolve_device
+from ..infer.selection import candidates
 from .app import create_app
 from .settings import ENV_VAR, ServeConfig
 
 
 def serve(config: ServeConfig) -> None:
-    read_info(Path(config.model))  # a missing or damaged file fails here, with its name, before any port opens
+    # a missing or damaged file, an absent device or an impossible precision fails here, before any port opens
+    info = read_info(Path(config.model))
+    device = resolve_device(config.device)
+    candidates(Path(config.model), info, config.backend, config.precision, device)
     print(f"reslab serve: http://{config.host}:{config.port}/  (API docs at /docs)", flush=True)
     common = dict(host=config.host, port=config.port, timeout_graceful_shutdown=int(config.timeout_s) + 5,
                   log_level="info", access_log=False)

@@ -26,7 +26,8 @@ class ServeConfig:
     threads: int | None = None  # inference threads per worker (default: the cores, shared among workers)
     decode_threads: int | None = None  # decoding threads per worker
     name: str | None = None  # the model's name in the API (default: its architecture)
-    device: str = "cpu"
+    device: str = "auto"
+    precision: str = "auto"  # auto | fp32 | bf16 | int8
 
     def __post_init__(self) -> None:
         for field in ("port", "workers", "max_batch", "max_queue"):

@@ -10,6 +10,7 @@ import json
 import platform
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,7 @@ from ..data.datasets import Dataset, load_dataset, write_split
 from ..data.pipeline import SMALL_IMAGE, DataBundle, DataOptions, build_data, describe
 from ..data.transforms import AugmentOptions
 from ..evaluate.metrics import EvalResult, autocast_context, evaluate
-from ..hardware import resolve_device
+from ..hardware import autocast_dtype, bf16_refusal, default_amp, hardware_line, hardware_report, resolve_device
 from ..modelfile import ModelInfo, ModelSpec, save_model_file
 from ..models import architecture, create_model, set_train_mode
 from ..models.weights import weights_preprocess
@@ -42,12 +43,17 @@ METRIC_FIELDS = ["epoch", "train_loss", "train_top1", "val_loss", "val_top1", "v
 
 
 def resolve_amp(cfg: TrainConfig, device: torch.device) -> tuple[bool, str]:
-    """Mixed precision: on by default on CUDA, in bf16 where the GPU has it, else fp16 (with a grad scaler)."""
-    amp = cfg.amp if cfg.amp is not None else device.type == "cuda"
-    dtype = cfg.amp_dtype
-    if amp and device.type == "cuda" and dtype == "bfloat16" and not torch.cuda.is_bf16_supported():
-        dtype = "float16"
-    return amp, dtype
+    """Mixed precision: on by default on GPUs and AMX CPUs (``hardware.default_amp``), in bf16 where
+    the device has it, else fp16 (with a grad scaler). bf16 asked for on a CPU without native bf16 runs
+    (emulated, slower than fp32), with a warning that says so."""
+    amp = cfg.amp if cfg.amp is not None else default_amp(device)
+    if amp and device.type == "cpu":
+        if cfg.amp_dtype == "float16":
+            raise ValueError("config field 'amp_dtype': float16 is for GPUs; on CPUs mixed precision is bf16")
+        refusal = bf16_refusal(device)
+        if refusal:
+            warnings.warn(f"--amp asks for bf16, but {refusal}: slower than fp32 here", stacklevel=2)
+    return amp, str(autocast_dtype(device, cfg.amp_dtype)).removeprefix("torch.") if amp else "float32"
 
 
 class RunFolderError(ValueError):
@@ -194,12 +200,18 @@ class Trainer:
             **({"distilled_from": {"teacher": str(Path(self.cfg.teacher).resolve()), "alpha": self.cfg.kd_alpha,
                                    "temperature": self.cfg.kd_temperature}} if self.cfg.teacher else {}),
             "torch": torch.__version__, "python": platform.python_version(),
+            "device": str(self.rt.device), "precision": self.precision_label, "hardware": hardware_report(),
         })
 
     def data_location(self) -> str:
         """The dataset as ``reslab eval`` can find it again: a name, or an absolute folder path."""
         path = Path(self.cfg.data)
         return str(path.resolve()) if path.exists() else self.cfg.data
+
+    @property
+    def precision_label(self) -> str:
+        """What training computed in: fp32, or mixed precision with bf16/fp16 autocast."""
+        return f"mixed {self.amp_dtype}" if self.amp else "fp32"
 
     def eval_model(self) -> nn.Module:
         return self.ema.module if self.ema else self.model
@@ -284,7 +296,8 @@ class Trainer:
         if self.rt.is_main:
             print(describe(self.data))
             print(f"model {cfg.model} ({self.spec.stem or 'cifar'} stem), {len(self.classes)} classes, "
-                  f"device {self.rt.device}, run folder {self.run_dir}")
+                  f"device {self.rt.device}, {self.precision_label}, run folder {self.run_dir}")
+            print(hardware_line(self.rt.device))
         # wall time of training and evaluation, carried over a resume: the time-to-accuracy clock
         clock = time.perf_counter() - (self.history[-1].get("elapsed_s", 0.0) if self.history else 0.0)
         while self.epoch < cfg.epochs:
@@ -334,7 +347,8 @@ class Trainer:
     def _finish(self) -> dict[str, Any]:
         summary = {"run_dir": str(self.run_dir), "epochs": self.epoch, "best_epoch": self.best_epoch,
                    "best_val_top1": self.best_top1, "skipped_images": len(self.data.skipped),
-                   "skipped_files": sorted(self.data.skipped.files)}
+                   "skipped_files": sorted(self.data.skipped.files), "device": str(self.rt.device),
+                   "precision": self.precision_label, "amp": self.amp, "hardware": hardware_report()}
         if self.rt.is_main:
             from ..evaluate.plots import plot_history
 

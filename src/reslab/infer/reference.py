@@ -1,0 +1,24 @@
+"""The real images a lower precision or an export is checked on, preprocessed as the model says."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..data.transforms import Preprocess
+
+SAMPLES = Path(__file__).resolve().parents[3] / "samples"
+
+
+def default_images() -> list[Path]:
+    """The photos shipped in ``samples/`` (a source checkout); empty in an installed wheel."""
+    return sorted(p for p in SAMPLES.glob("*") if p.suffix.lower() in (".jpg", ".png"))
+
+
+def reference_batch(pre: Preprocess, images: list[Path]) -> np.ndarray:
+    """The images with their horizontal mirrors, preprocessed as the model file says."""
+    if not images:
+        raise ValueError("no images to verify with: pass --verify-images")
+    batch = np.stack([pre(pre.open(p)).numpy() for p in images])
+    return np.concatenate([batch, batch[..., ::-1]]).copy()

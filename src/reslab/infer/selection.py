@@ -1,0 +1,130 @@
+"""Opening a model for inference: which runtime and which precision, chosen on purpose and said.
+
+Both are asked for or left to ``auto``. ``auto`` opens every installed runtime that can read the
+file (torch alone on a GPU), in every precision this machine runs natively, times each on a small
+batch, and keeps the fastest whose outputs pass the check against fp32 on real images (tolerances in
+``reslab.precision``). A lower precision is never used unchecked: an explicit ``bf16`` that fails the
+check is refused. The choice and its reasons are kept in ``Selection``.
+"""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..formats import model_format, read_info
+from ..hardware import resolve_device
+from ..modelfile import ModelFileError, ModelInfo
+from ..models import weighted_layers
+from ..precision import Agreement, VerificationError, bf16_rtol, check, check_choice, compare
+from ..timing import timed_calls
+from .backends import Backend, Key, choose_backend, open_backends, precision_refusal
+from .reference import default_images, reference_batch
+
+
+@dataclass
+class Selection:
+    backend: Backend
+    info: ModelInfo
+    reason: str  # why this runtime and precision
+    verification: Agreement | None = None  # bf16 against fp32 on real images
+    timings_ms: dict[str, float] = field(default_factory=dict)  # "runtime precision" -> ms per batch of 8
+
+    @property
+    def label(self) -> str:
+        return f"{self.backend.name} {self.backend.precision}"
+
+
+def _precisions(path: Path, info: ModelInfo, requested: str) -> list[str]:
+    if info.precision == "int8":
+        if requested in ("fp32", "bf16"):
+            raise ValueError(f"{path} is quantised to INT8 and runs in int8 (--precision int8 or auto); pass the "
+                             f"fp32 model for --precision {requested}")
+        return ["int8"]
+    if requested == "int8":
+        raise ValueError(f"--precision int8 needs an INT8-quantised model: `reslab quantize {path} --calib-data DATA` "
+                         f"writes one")
+    return ["fp32", "bf16"] if requested == "auto" else [requested]
+
+
+def candidates(path: Path, info: ModelInfo, backend: str, precision: str, device: torch.device) -> list[Key]:
+    """The (runtime, precision) pairs to consider; an explicit precision that none can run is refused."""
+    names = choose_backend(path, backend, device)
+    keys, refused = [], []
+    for p in _precisions(path, info, precision):
+        for b in names:
+            reason = precision_refusal(b, p, device)
+            if reason is None:
+                keys.append((b, p))
+            else:
+                refused.append(f"{b}: {reason}")
+    if not keys:
+        raise ValueError(f"--precision {precision} cannot run here: " + "; ".join(refused))
+    return keys
+
+
+def verify(candidate: Backend, fp32: Backend, batch: np.ndarray, info: ModelInfo) -> Agreement:
+    """A bf16 runtime against the same runtime in fp32, on real images."""
+    return compare(fp32.run(batch), candidate.run(batch), bf16_rtol(weighted_layers(info.spec)), candidate.precision)
+
+
+def _median_ms(backend: Backend, info: ModelInfo, batch: int = 8) -> float:
+    pre = info.preprocess
+    x = np.random.default_rng(0).standard_normal((batch, pre.in_chans, pre.image_size, pre.image_size),
+                                                 dtype=np.float32)
+    return 1000 * statistics.median(timed_calls(lambda: backend.run(x), seconds=0.3, warmup=0.1))
+
+
+def load_backend(
+    path: str | Path, backend: str = "auto", device: str | torch.device = "cpu", threads: int | None = None,
+    channels_last: bool = True, precision: str = "auto", verify_images: list[Path] | None = None,
+) -> Selection:
+    """Open ``path`` with ``backend`` in ``precision`` (each may be ``auto``)."""
+    path = Path(path)
+    device = resolve_device(device)
+    check_choice(precision)
+    model_format(path)
+    if not path.exists():
+        raise ModelFileError(f"{path}: no such model file")
+    info = read_info(path)
+    keys = candidates(path, info, backend, precision, device)
+    images = verify_images if verify_images is not None else default_images()
+    if precision == "auto" and not images:  # nothing to check bf16 on: it is not considered
+        keys = [k for k in keys if k[1] != "bf16"]
+    if threads and any(b == "torch" for b, _ in keys):
+        torch.set_num_threads(threads)
+    references = [(b, "fp32") for b, p in keys if p == "bf16" and (b, "fp32") not in keys]
+    opened, info = open_backends(path, keys + references, device, threads, channels_last)
+    timings = {f"{b} {p}": _median_ms(opened[(b, p)], info) for b, p in keys} if len(keys) > 1 else {}
+    order = sorted(keys, key=lambda k: timings.get(f"{k[0]} {k[1]}", 0.0))
+    rejected = []
+    for key in order:
+        agreement = None
+        if key[1] == "bf16":
+            agreement = verify(opened[key], opened[(key[0], "fp32")], reference_batch(info.preprocess, images), info)
+            if precision == "bf16":
+                check(agreement, f"{key[0]} in bf16")
+            if not agreement.passed:
+                rejected.append(f"{key[0]} bf16 failed the check ({agreement.line()})")
+                continue
+        return Selection(opened[key], info, _reason(key, precision, backend, timings, rejected, agreement),
+                         agreement, timings)
+    raise VerificationError("no runtime passed the check against fp32: " + "; ".join(rejected))
+
+
+def _reason(key: Key, precision: str, backend: str, timings: dict[str, float], rejected: list[str],
+            agreement: Agreement | None) -> str:
+    parts = [("asked for" if precision != "auto" and backend != "auto" else "auto") + f": {key[0]} {key[1]}"]
+    if timings:
+        fp32 = [t for k, t in timings.items() if k.endswith("fp32")]
+        best = timings[f"{key[0]} {key[1]}"]
+        speed = f", {min(fp32) / best:.2f}x the fastest fp32" if fp32 and key[1] != "fp32" else ""
+        parts.append(f"fastest of {len(timings)} timed here ({best:.1f} ms per 8 images{speed})")
+    if agreement is not None:
+        parts.append(f"bf16 checked against fp32 on {agreement.line()}")
+    parts += rejected
+    return "; ".join(parts)

@@ -1,0 +1,80 @@
+"""One place answers what this machine has: devices, instruction sets, native precisions; every command
+resolves its device through it and fails with the same one line."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from reslab.hardware import (
+    DeviceError,
+    autocast_dtype,
+    bf16_refusal,
+    cpu_info,
+    default_amp,
+    hardware_line,
+    hardware_report,
+    openvino_config,
+    resolve_device,
+)
+
+NO_GPU = not torch.cuda.is_available()
+
+
+def test_the_report_is_torchs_own_answer():
+    info = cpu_info()
+    assert info.isa == torch.backends.cpu.get_cpu_capability()
+    assert info.amx == torch.cpu._is_amx_tile_supported()
+    assert info.avx512_bf16 == torch.cpu._is_avx512_bf16_supported()
+    assert info.native_bf16 == ((info.amx or info.avx512_bf16) and not os.environ.get("ONEDNN_MAX_CPU_ISA"))
+    assert info.cores >= 1 and info.model
+    assert (bf16_refusal(torch.device("cpu")) is None) == info.native_bf16
+    assert default_amp(torch.device("cpu")) == (info.level == "AMX")  # measured: bf16 training pays only with AMX
+    report = hardware_report()
+    assert report["cpu"]["isa"] == info.isa and report["torch"] == torch.__version__
+    assert info.isa in hardware_line() and f"{info.cores} cores" in hardware_line()
+
+
+def test_an_avx2_cap_makes_bf16_not_native_on_any_cpu():
+    """ONEDNN_MAX_CPU_ISA=AVX2 makes oneDNN compute as on an AVX2 CPU: bf16 is then emulated, never native."""
+    code = ("from reslab.hardware import cpu_info, bf16_refusal, default_amp; import torch; c = cpu_info(); "
+            "print(c.native_bf16, c.level in ('AVX2', 'AVX512', 'DEFAULT'), bool(bf16_refusal(torch.device('cpu'))), "
+            "default_amp(torch.device('cpu')))")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env={**os.environ, "ONEDNN_MAX_CPU_ISA": "AVX2"})
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.split() == ["False", "True", "True", "False"]
+
+
+def test_devices_resolve_in_one_place():
+    assert resolve_device("auto") == torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    assert resolve_device("cpu") == torch.device("cpu")
+    with pytest.raises(DeviceError, match="not a device name"):
+        resolve_device("gpu0")
+    with pytest.raises(DeviceError, match="runs on cpu or cuda"):
+        resolve_device("meta")
+    assert autocast_dtype(torch.device("cpu")) == torch.bfloat16
+    assert openvino_config("fp32") == {"INFERENCE_PRECISION_HINT": "f32"}
+    assert openvino_config("bf16") == {"INFERENCE_PRECISION_HINT": "bf16"}
+
+
+@pytest.mark.skipif(not NO_GPU, reason="this machine has a GPU")
+@pytest.mark.parametrize("command", [["predict", "{model}", "{photo}"], ["eval", "{model}"],
+                                     ["serve", "{model}"], ["train", "--data", "{data}", "--epochs", "1"]])
+def test_a_missing_gpu_is_one_clear_line_and_exit_code_2(command, trained_model, photos, tiny_folder, tmp_path):
+    names = {"model": trained_model, "photo": photos["grace_hopper"], "data": tiny_folder, "tmp": tmp_path}
+    args = [a.format(**names) for a in command] + ["--device", "cuda", *(["--out-dir", str(tmp_path)]
+                                                                          if command[0] == "train" else [])]
+    run = subprocess.run([sys.executable, "-m", "reslab", *args], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 2, run.stderr
+    assert run.stderr.strip().count("\n") == 0 and "no usable CUDA GPU" in run.stderr, run.stderr
+
+
+def test_env_reports_the_machine_versions_and_usable_precisions():
+    run = subprocess.run([sys.executable, "-m", "reslab", "env"], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert cpu_info().isa in run.stdout and f"torch             {torch.__version__.split('+')[0]}" in run.stdout
+    assert "onnxruntime (cpu)" in run.stdout and "no bf16 kernels" in run.stdout
+    assert ("bf16: yes" in run.stdout.split("torch (cpu)")[1].splitlines()[0]) == cpu_info().native_bf16
