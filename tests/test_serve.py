@@ -142,7 +142,10 @@ def test_health_info_metrics_and_docs(server, trained_model):
     assert httpx.get(f"{server.url}/readyz").json() == {"ready": True}
     info = httpx.get(f"{server.url}/info").json()
     assert info["num_classes"] == 10 and info["input"]["shape"] == [3, 32, 32] and info["backend"] == "onnxruntime"
+    assert info["precision"] == "fp32" and info["device"] == "cpu"  # ONNX Runtime has no bf16: auto keeps fp32
+    assert info["precision_choice"].startswith("auto: onnxruntime fp32")
     text = httpx.get(f"{server.url}/metrics").text
+    assert 'reslab_model_info{' in text and 'precision="fp32"' in text and 'backend="onnxruntime"' in text
     for family in ("reslab_requests_total", "reslab_request_seconds_bucket", "reslab_batch_size_bucket",
                    "reslab_queue_depth", "reslab_cache_hits_total"):
         assert family in text, family
