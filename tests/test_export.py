@@ -23,21 +23,27 @@ FORMATS = {"onnx": "m.onnx", "torchscript": "m.torchscript", "torch-export": "m.
 
 
 @pytest.fixture(scope="module")
-def exports(trained_model, tmp_path_factory):
+def export(trained_model, tmp_path_factory):
+    """Each format exported once, when a test first asks for it: one failing format fails its own tests only."""
     out = tmp_path_factory.mktemp("exports")
-    reports = {fmt: export_model(trained_model, fmt, out / name) for fmt, name in FORMATS.items()}
-    reports["triton"] = export_model(trained_model, "triton", out / "triton", triton_name="cifar")
-    return out, reports
+    reports: dict = {}
+
+    def exported(fmt: str) -> tuple:
+        if fmt not in reports:
+            reports[fmt] = (export_model(trained_model, fmt, out / "triton", triton_name="cifar") if fmt == "triton"
+                            else export_model(trained_model, fmt, out / FORMATS[fmt]))
+        return out, reports[fmt]
+
+    return exported
 
 
 @pytest.mark.parametrize("fmt", list(FORMATS))
-def test_each_format_predicts_like_the_original(exports, trained_model, photos, fmt):
-    out, reports = exports
-    report = reports[fmt]
+def test_each_format_predicts_like_the_original(export, trained_model, photos, fmt):
+    out, report = export(fmt)
     assert report["top1_agreement"] == 1.0 and report["images"] == 6 and report["precision"] == "fp32"
     assert report["max_abs_diff"] <= report["tolerance"] <= 50 * FP32_RTOL  # fp32's tolerance, whatever the CPU
-    original = Predictor.from_file(trained_model, backend="torch")
-    exported = Predictor.from_file(out / FORMATS[fmt])
+    original = Predictor.from_file(trained_model, backend="torch", precision="fp32")
+    exported = Predictor.from_file(out / FORMATS[fmt], precision="fp32")
     images = list(photos.values())
     p_orig = original.inference(original.preprocess(images))
     p_exp = exported.inference(exported.preprocess(images))
@@ -46,8 +52,8 @@ def test_each_format_predicts_like_the_original(exports, trained_model, photos, 
     assert read_info(out / FORMATS[fmt]).preprocess == read_model_info(trained_model).preprocess
 
 
-def test_onnx_has_dynamic_batch_names_opset_and_metadata(exports, trained_model):
-    out, _ = exports
+def test_onnx_has_dynamic_batch_names_opset_and_metadata(export, trained_model):
+    out, _ = export("onnx")
     proto = onnx.load(str(out / "m.onnx"))
     info = read_model_info(trained_model)
     assert max(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")) >= 17
@@ -65,8 +71,8 @@ def test_onnx_has_dynamic_batch_names_opset_and_metadata(exports, trained_model)
         assert runner.run(x).shape == (batch, len(info.classes))
 
 
-def test_triton_repository_follows_tritons_rules(exports, trained_model):
-    out, reports = exports
+def test_triton_repository_follows_tritons_rules(export, trained_model):
+    out, report = export("triton")
     model_dir = out / "triton" / "cifar"
     config = parse_config(model_dir / "config.pbtxt")
     assert config.name == "cifar" and config.max_batch_size == 32 and config.backend == "onnxruntime"
@@ -75,7 +81,7 @@ def test_triton_repository_follows_tritons_rules(exports, trained_model):
     labels = (model_dir / "labels.txt").read_text().splitlines()
     assert labels == read_model_info(trained_model).classes
     assert (model_dir / "1" / "model.onnx").is_file()
-    assert "dims (dynamic batch axis)" in reports["triton"]["notes"][0]
+    assert "dims (dynamic batch axis)" in report["notes"][0]
     text = (model_dir / "config.pbtxt").read_text()
     (model_dir / "config.pbtxt").write_text(text.replace("dims: [ 10 ]", "dims: [ 12 ]"))
     with pytest.raises(TritonConfigError, match="dims \\[12\\] but the graph has \\[10\\]"):
@@ -97,8 +103,10 @@ def test_a_mismatch_fails_and_leaves_no_file(trained_model, tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_backend_choice_and_clear_errors(exports, tmp_path):
-    out, _ = exports
+def test_backend_choice_and_clear_errors(export, tmp_path):
+    out, _ = export("onnx")
+    export("torchscript")
+    export("torch-export")
     assert choose_backend(out / "m.onnx", "auto", torch.device("cpu")) == ["onnxruntime", "openvino"]
     assert choose_backend(out / "m.pt2", "auto", torch.device("cpu")) == ["torch"]
     chosen = load_backend(out / "m.onnx", "auto", precision="fp32")

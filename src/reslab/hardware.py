@@ -17,8 +17,6 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-PRECISIONS = ("fp32", "bf16", "int8")
-
 
 class DeviceError(ValueError):
     """A device that this machine does not have; the message says which ones it has."""

@@ -5,9 +5,11 @@ top-5) at each batch size, one after the other in one run:
 - baseline: torchvision's ``resnet18``, eager NCHW fp32, per-image PIL decoding and
   ``transforms.Compose`` preprocessing, as the tutorials write it;
 - reslab: ``Predictor`` with the torch backend (channels_last, inference mode), ONNX Runtime and
-  OpenVINO on the fp32 export and on the static INT8 export (calibrated on the same real images).
-A second table times the networks alone on an already-preprocessed batch of 32 and sets their
-GFLOP/s against the machine's measured fp32 GEMM peak.
+  OpenVINO on the fp32 export, torch and OpenVINO in bf16 where it is native, and ONNX Runtime and
+  OpenVINO on the static INT8 export (calibrated on the same real images).
+The photos are also re-encoded as 12-megapixel phone-camera JPEGs and timed at the largest batch. A
+second table times the networks alone on an already-preprocessed batch and sets their GFLOP/s against
+the machine's measured fp32 GEMM peak; a third splits the fastest path's time into its stages.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from ..infer.reference import default_images
 from ..infer.selection import load_backend
 from ..modelfile import ModelInfo, ModelSpec, save_model_file
 from ..models import count_macs, create_model
+from ..precision import CHOICES
 from ..timing import timed_calls
 from .modes import MODES, compare_modes, print_modes_table, sample_batch
 from .peak import measure_gemm_peak
@@ -52,6 +55,8 @@ def add_bench_infer_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--phone", action=argparse.BooleanOptionalAction, default=True,
                         help="also time the photos re-encoded as 12-megapixel phone-camera JPEGs")
     parser.add_argument("--stages", help="the path whose time is split by stage (default: the fastest network)")
+    parser.add_argument("--precision", default="auto", choices=CHOICES,
+                        help="rows of this precision only (and the baseline); auto: every precision this CPU runs")
     parser.add_argument("--device", default="auto", help="cpu: the table above; cuda: networks alone at "
                         "--gpu-batch in each of --modes, and ONNX Runtime's CUDA provider where installed")
     parser.add_argument("--modes", help="eager,channels_last+amp,compiled (the default on a GPU): time these modes "
@@ -130,7 +135,7 @@ def prepare_models(tmp: Path, arch: str, image_size: int, images: list[bytes], s
     files = {"model": save_model_file(tmp / "model.safetensors", model, info)}
     files["onnx"] = tmp / "model.onnx"
     files["onnx"].write_bytes(to_onnx_proto(model, info).SerializeToString())
-    if "onnxruntime-int8" not in skip or "openvino-int8" not in skip:
+    if not {"onnxruntime-int8", "openvino-int8"} <= set(skip):
         predictor = Predictor.from_file(files["model"], backend="torch")
         calibration = predictor.preprocess(_batch(images, 40))
         files["int8"] = tmp / "model-int8.onnx"
@@ -186,13 +191,14 @@ ROWS = (  # name, file, runtime, precision
 )
 
 
-def open_rows(files: dict[str, Path], skip: list[str]) -> tuple[dict[str, Predictor], dict[str, str]]:
+def open_rows(files: dict[str, Path], skip: list[str], only: str = "auto") -> tuple[dict[str, Predictor],
+                                                                                    dict[str, str]]:
     """A predictor per row this machine runs; the others with the reason they are left out."""
     installed = available_backends()
     opened, left_out = {}, {}
     for name, file, runtime, precision in ROWS:
         refusal = precision_refusal(runtime, precision, torch.device("cpu"))
-        if name in skip:
+        if name in skip or only not in ("auto", precision):
             continue
         elif runtime not in installed or file not in files:
             left_out[name] = "not installed" if runtime not in installed else "skipped"
@@ -215,7 +221,7 @@ def run_infer_bench(args: argparse.Namespace) -> dict[str, Any]:
     largest = max(batch_sizes)
     with tempfile.TemporaryDirectory() as tmp:
         files = prepare_models(Path(tmp), args.model, args.image_size, images, args.skip)
-        paths, left_out = open_rows(files, args.skip)
+        paths, left_out = open_rows(files, args.skip, args.precision)
         baseline, baseline_model = baseline_classifier(args.model, args.image_size)
         rows, network_rows = [], []
         for set_name, blobs in photo_sets.items():

@@ -33,6 +33,8 @@ def add_time_to_accuracy_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--targets", default="94,95", help="test accuracies to time, in percent")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--epochs", type=int, help="override the recipe's epochs")
+    parser.add_argument("--amp", action=argparse.BooleanOptionalAction,
+                        help="override the recipe's mixed precision (default: the device's, see `reslab env`)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out-dir", help="keep the run folder here (default: a temporary folder)")
     parser.add_argument("--json", action="store_true")
@@ -65,6 +67,8 @@ def run_time_to_accuracy(args: argparse.Namespace) -> dict:
     overrides = {"data": data, "eval_split": "test", "device": args.device, "seed": args.seed, "name": "run"}
     if args.epochs:
         overrides["epochs"] = args.epochs
+    if args.amp is not None:
+        overrides["amp"] = args.amp
     with tempfile.TemporaryDirectory() as tmp:
         cfg = config_from_dict({**load_yaml(args.config), **overrides, "out_dir": args.out_dir or tmp})
         start = time.perf_counter()
