@@ -8,6 +8,7 @@ import sys
 import pytest
 import torch
 
+from reslab.cli import main
 from reslab.hardware import (
     DeviceError,
     autocast_dtype,
@@ -63,18 +64,22 @@ def test_devices_resolve_in_one_place():
 @pytest.mark.skipif(not NO_GPU, reason="this machine has a GPU")
 @pytest.mark.parametrize("command", [["predict", "{model}", "{photo}"], ["eval", "{model}"],
                                      ["serve", "{model}"], ["train", "--data", "{data}", "--epochs", "1"]])
-def test_a_missing_gpu_is_one_clear_line_and_exit_code_2(command, trained_model, photos, tiny_folder, tmp_path):
+def test_a_missing_gpu_is_one_clear_line_and_exit_code_2(command, trained_model, photos, tiny_folder, tmp_path,
+                                                          capsys):
     names = {"model": trained_model, "photo": photos["grace_hopper"], "data": tiny_folder, "tmp": tmp_path}
     args = [a.format(**names) for a in command] + ["--device", "cuda", *(["--out-dir", str(tmp_path)]
                                                                           if command[0] == "train" else [])]
-    run = subprocess.run([sys.executable, "-m", "reslab", *args], capture_output=True, text=True, timeout=120)
-    assert run.returncode == 2, run.stderr
-    assert run.stderr.strip().count("\n") == 0 and "no usable CUDA GPU" in run.stderr, run.stderr
+    with pytest.raises(SystemExit) as exit_:
+        main(args)
+    stderr = capsys.readouterr().err
+    assert exit_.value.code == 2
+    assert stderr.strip().count("\n") == 0 and "no usable CUDA GPU" in stderr, stderr
+    assert not any(tmp_path.iterdir())  # nothing written
 
 
-def test_env_reports_the_machine_versions_and_usable_precisions():
-    run = subprocess.run([sys.executable, "-m", "reslab", "env"], capture_output=True, text=True, timeout=120)
-    assert run.returncode == 0, run.stderr
-    assert cpu_info().isa in run.stdout and f"torch             {torch.__version__.split('+')[0]}" in run.stdout
-    assert "onnxruntime (cpu)" in run.stdout and "no bf16 kernels" in run.stdout
-    assert ("bf16: yes" in run.stdout.split("torch (cpu)")[1].splitlines()[0]) == cpu_info().native_bf16
+def test_env_reports_the_machine_versions_and_usable_precisions(capsys):
+    main(["env"])
+    out = capsys.readouterr().out
+    assert cpu_info().isa in out and f"torch             {torch.__version__.split('+')[0]}" in out
+    assert "onnxruntime (cpu)" in out and "no bf16 kernels" in out
+    assert ("bf16: yes" in out.split("torch (cpu)")[1].splitlines()[0]) == cpu_info().native_bf16

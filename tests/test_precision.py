@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from reslab.cli import main
 from reslab.export.run import export_model
 from reslab.hardware import cpu_info
 from reslab.infer.predictor import Predictor
@@ -116,8 +117,7 @@ def test_a_bf16_openvino_export_is_checked_with_the_bf16_tolerance(trained_model
     assert predictor.info.precision == "bf16" and predictor.precision == "bf16"
 
 
-def test_the_precision_is_shown_where_users_look(trained_model, photos):
-    run = subprocess.run([sys.executable, "-m", "reslab", "predict", str(trained_model), str(photos["chelsea"]),
-                          "--backend", "openvino", "--precision", "fp32"], capture_output=True, text=True, timeout=120)
-    assert run.returncode == 0, run.stderr
-    assert run.stdout.splitlines()[0].startswith(f"# {trained_model}: openvino fp32 (asked for: openvino fp32")
+def test_the_precision_is_shown_where_users_look(trained_model, photos, capsys):
+    main(["predict", str(trained_model), str(photos["chelsea"]), "--backend", "openvino", "--precision", "fp32"])
+    out = capsys.readouterr().out
+    assert out.splitlines()[0].startswith(f"# {trained_model}: openvino fp32 (asked for: openvino fp32")

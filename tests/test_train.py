@@ -38,7 +38,9 @@ def test_training_on_real_images_beats_chance(cifar_folder, tmp_path):
     run = Path(summary["run_dir"])
     rows = read_metrics(run)
     assert len(rows) == 8
-    assert summary["best_val_top1"] >= 0.25  # 10 classes: chance is 0.10
+    # 10 classes: chance is 0.10. Measured over seeds 0-4 on an AVX512-BF16 Xeon, natively and as an AVX2 CPU
+    # (ONEDNN_MAX_CPU_ISA=AVX2): 0.34-0.43, mean 0.38, spread 0.03; 0.25 is four spreads below the mean
+    assert summary["best_val_top1"] >= 0.25
     assert float(rows[-1]["train_loss"]) < float(rows[0]["train_loss"])
     for name in ("config.yaml", "metrics.csv", "last.pt", "best.safetensors", "curves.png", "summary.json"):
         assert (run / name).is_file(), name
