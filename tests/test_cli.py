@@ -2,19 +2,21 @@ import json
 import subprocess
 import sys
 
+from reslab.cli import main
+
 
 def reslab(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "reslab", *args], capture_output=True, text=True, timeout=300)
 
 
-def test_models_lists_every_architecture_with_counts():
-    out = reslab("models", "--json")
-    assert out.returncode == 0, out.stderr
-    rows = {r["model"]: r for r in json.loads(out.stdout)}
+def test_models_lists_every_architecture_with_counts(capsys):
+    main(["models", "--json"])  # in-process: the command's own code, without a second interpreter start
+    rows = {r["model"]: r for r in json.loads(capsys.readouterr().out)}
     assert len(rows) == 10
     assert rows["resnet50"]["params"] == 25_557_032 and round(rows["resnet50"]["macs"] / 1e9, 2) == 4.09
     assert rows["resnet20"]["params"] == 269_722 and rows["resnet20"]["image_size"] == 32
-    table = reslab("models").stdout
+    main(["models"])
+    table = capsys.readouterr().out
     assert "resnet152" in table and "60,192,808" in table
 
 

@@ -29,7 +29,6 @@ from PIL import Image
 
 from ..data.images import is_image_file
 from ..data.transforms import IMAGENET_MEAN, IMAGENET_STD, Preprocess, eval_resize_size
-from ..formats.onnx import to_onnx_proto
 from ..hardware import hardware_line, int8_saturates, resolve_device
 from ..infer.backends import OnnxRuntimeBackend, available_backends, precision_refusal
 from ..infer.predictor import Predictor
@@ -126,6 +125,7 @@ def _with_speedup(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def prepare_models(tmp: Path, arch: str, image_size: int, images: list[bytes], skip: list[str]) -> dict[str, Path]:
     """A random-weights model file, its fp32 ONNX and OpenVINO exports, and the INT8 ONNX."""
+    from ..formats.onnx import to_onnx_proto  # the deploy extra
     from ..optimize.quantize import quantize_onnx
 
     pre = Preprocess(image_size, eval_resize_size(image_size), IMAGENET_MEAN, IMAGENET_STD)
@@ -147,6 +147,8 @@ def onnxruntime_cuda_step(arch: str, x: torch.Tensor) -> Callable[[], None] | No
     """ONNX Runtime's CUDA provider on the model's ONNX graph, or None where it is not installed.
     The batch goes in from host memory, as a server would hand it over."""
     import onnxruntime as ort
+
+    from ..formats.onnx import to_onnx_proto
 
     if "CUDAExecutionProvider" not in ort.get_available_providers():
         return None

@@ -14,9 +14,7 @@ from typing import Any
 
 import torch
 
-from ..formats import onnx as onnx_format
 from ..formats.archives import save_exported_program, save_torchscript
-from ..formats.openvino import save_openvino
 from ..infer.backends import precision_refusal
 from ..infer.reference import default_images, reference_batch
 from ..infer.selection import load_backend
@@ -40,11 +38,15 @@ def _write(fmt: str, model: torch.nn.Module, info: ModelInfo, folder: Path, stem
     if fmt == "torch-export":
         path = save_exported_program(model, info, folder / f"{stem}.pt2")
         return path, path, []
+    from ..formats import onnx as onnx_format  # onnx and OpenVINO come with the deploy extra
+
     proto = onnx_format.to_onnx_proto(model, info, opset)
     if fmt == "onnx":
         path = onnx_format.save_onnx(proto, folder / f"{stem}.onnx")
         return path, path, [f"opset {opset}, dynamic batch axis, metadata in metadata_props"]
     if fmt == "openvino":
+        from ..formats.openvino import save_openvino
+
         path = save_openvino(proto, info, folder / f"{stem}.xml")
         return path, path, [f"OpenVINO IR, fp32 weights, inference precision {info.precision} (.xml + .bin)"]
     from .triton import check_repository, write_repository

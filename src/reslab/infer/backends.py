@@ -28,7 +28,6 @@ from torch import nn
 
 from ..formats import model_format, read_info
 from ..formats.archives import load_archive
-from ..formats.onnx import to_onnx_proto
 from ..hardware import autocast_dtype, bf16_refusal, openvino_capabilities, openvino_config
 from ..modelfile import ModelInfo
 from ..models import load_model_file
@@ -175,6 +174,8 @@ def open_backends(path: Path, keys: list[Key], device: torch.device, threads: in
 
 
 def _onnx_bytes(model: nn.Module, info: ModelInfo) -> bytes:
+    from ..formats.onnx import to_onnx_proto  # onnx comes with the deploy extra
+
     return to_onnx_proto(model.cpu(), info).SerializeToString()
 
 

@@ -66,7 +66,8 @@ def describe_models(image_size: int | None = None) -> list[dict]:
     for name, arch in ARCHITECTURES.items():
         size = image_size or arch.default_image_size
         classes = 1000 if arch.family == "imagenet" else 10
-        model: nn.Module = build_model(ModelSpec(arch=name, num_classes=classes))
+        with torch.device("meta"):  # shapes only: no memory, no initialisation
+            model: nn.Module = build_model(ModelSpec(arch=name, num_classes=classes))
         rows.append({"model": name, "family": arch.family, "classes": classes, "image_size": size,
                      "params": count_params(model), "macs": count_macs(model, size)})
     return rows

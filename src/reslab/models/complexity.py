@@ -19,7 +19,8 @@ def count_macs(model: nn.Module, image_size: int, in_chans: int = 3) -> int:
     """
     was_training = model.training
     model.eval()
+    device = next(model.parameters()).device
     with torch.no_grad(), FlopCounterMode(display=False) as counter:
-        model(torch.zeros(1, in_chans, image_size, image_size))
+        model(torch.zeros(1, in_chans, image_size, image_size, device=device))
     model.train(was_training)
     return counter.get_total_flops() // 2
