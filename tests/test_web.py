@@ -42,6 +42,7 @@ def test_page_uploads_photos_and_shows_topk_bars(browser, server, trained_model,
     page = browser.new_page(viewport={"width": width, "height": 900})
     page.goto(f"{server.url}/")
     page.wait_for_function("document.getElementById('model').textContent.includes('resnet20')")
+    assert "onnxruntime fp32" in page.locator("#model").inner_text()  # the runtime and precision in use
     page.set_input_files("#picker", [str(photos["chelsea"]), str(notes)])
     page.wait_for_selector(".card.done .bar")
     page.wait_for_selector(".card.failed .error")

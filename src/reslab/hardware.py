@@ -153,6 +153,13 @@ def autocast_dtype(device: torch.device, requested: str = "bfloat16") -> torch.d
     return getattr(torch, requested)
 
 
+def use_exact_fp32(device: torch.device) -> None:
+    """fp32 means fp32 on GPUs too: cuDNN would otherwise run fp32 convolutions in TF32 (10-bit mantissa)."""
+    if device.type == "cuda":
+        torch.backends.cudnn.allow_tf32 = False
+        torch.backends.cuda.matmul.allow_tf32 = False
+
+
 def int8_saturates() -> bool:
     """x86 CPUs without VNNI (or AMX) multiply u8 x s8 with 16-bit saturation: INT8 weights then need 7 bits."""
     c = cpu_info()

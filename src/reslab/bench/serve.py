@@ -23,6 +23,7 @@ from typing import Any
 
 from PIL import Image
 
+from ..hardware import hardware_line
 from ..infer.predictor import Predictor
 from ..timing import images_per_second
 from .infer import load_images, prepare_models
@@ -97,11 +98,12 @@ def as_onnx(model: Path, folder: Path) -> Path:
     return out
 
 
-def offline_throughput(model: Path, backend: str, photos: list[bytes]) -> float:
-    """images/s of ``Predictor.predict`` on batches of 32 of the same JPEG bytes (decoding included)."""
+def offline_throughput(model: Path, backend: str, photos: list[bytes]) -> tuple[float, str]:
+    """images/s of ``Predictor.predict`` on batches of 32 of the same JPEG bytes (decoding included), and the
+    precision ``auto`` chose (the server chooses the same way)."""
     predictor = Predictor.from_file(model, backend=backend)
     batch = [photos[i % len(photos)] for i in range(32)]
-    return images_per_second(predictor.predict, batch, seconds=5.0)  # type: ignore[arg-type]
+    return images_per_second(predictor.predict, batch, seconds=5.0), predictor.precision  # type: ignore[arg-type]
 
 
 def run_serve_bench(args: argparse.Namespace) -> dict[str, Any]:
@@ -113,7 +115,7 @@ def run_serve_bench(args: argparse.Namespace) -> dict[str, Any]:
             model = as_onnx(Path(args.model_file), Path(tmp))  # both servers run the same ONNX graph
         else:
             model = prepare_models(Path(tmp), "resnet18", 224, photos, skip=[])["int8"]
-        offline = offline_throughput(model, args.backend, photos)
+        offline, precision = offline_throughput(model, args.backend, photos)
         serve_cmd = [sys.executable, "-m", "reslab", "serve", str(model), "--backend", args.backend, "--port",
                      str(args.port), "--cache-size", "0", "--max-queue", "4096", *shlex.split(args.serve_flags)]
         ours = _load_levels(serve_cmd, args.port, requests, levels, args.requests, args.time_limit,
@@ -125,7 +127,8 @@ def run_serve_bench(args: argparse.Namespace) -> dict[str, Any]:
     mid = next((r for r in ours if r["concurrency"] == 8), None)
     result = {
         "model": str(args.model_file or "resnet18 224x224, random weights, static INT8 ONNX"),
-        "backend": args.backend, "photos": len(photos), "offline_images_per_s": offline,
+        "hardware": hardware_line(), "backend": args.backend, "precision": precision, "photos": len(photos),
+        "offline_images_per_s": offline,
         "reslab": ours, "baseline": base,
         "fraction_of_offline_at_max_concurrency": top["requests_per_s"] / offline,
         "p99_over_p50_at_8": (mid["p99_ms"] / mid["p50_ms"]) if mid and mid["p50_ms"] else None,
@@ -139,7 +142,9 @@ def run_serve_bench(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def print_serve_table(result: dict[str, Any]) -> None:
-    print(f"\n{result['model']}, {result['backend']} backend, {result['photos']} real photos posted as JPEG")
+    print(f"\n{result['hardware']}")
+    print(f"{result['model']}, {result['backend']} backend, {result['precision']}, {result['photos']} real photos "
+          f"posted as JPEG")
     print(f"offline batch of 32 with the same backend, decoding included: {result['offline_images_per_s']:.1f} "
           "images/s")
     print(f"{'server':<10}{'conc.':>6}{'requests':>9}{'req/s':>8}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}")

@@ -28,7 +28,7 @@ from torch import nn
 
 from ..formats import model_format, read_info
 from ..formats.archives import load_archive
-from ..hardware import autocast_dtype, bf16_refusal, openvino_capabilities, openvino_config
+from ..hardware import autocast_dtype, bf16_refusal, openvino_capabilities, openvino_config, use_exact_fp32
 from ..modelfile import ModelInfo
 from ..models import load_model_file
 
@@ -85,6 +85,8 @@ class TorchBackend:
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.model = model
         self.precision = precision
+        if precision == "fp32":
+            use_exact_fp32(device)
 
     @torch.inference_mode()
     def run(self, batch: np.ndarray) -> np.ndarray:
