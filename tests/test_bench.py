@@ -4,6 +4,8 @@ import sys
 
 import pytest
 
+from reslab.cli import main
+
 
 @pytest.mark.slow
 def test_bench_train_runs_both_paths_on_the_same_data(cifar_folder):
@@ -74,15 +76,15 @@ def test_bench_serve_loads_both_servers_without_errors(trained_model, photos):
     assert result["fraction_of_offline_at_max_concurrency"] == top["requests_per_s"] / result["offline_images_per_s"]
 
 
-def run_json(*argv: str, timeout: int = 600) -> dict:
-    out = subprocess.run([sys.executable, "-m", "reslab", *argv, "--json"], capture_output=True, text=True,
-                         timeout=timeout)
-    assert out.returncode == 0, out.stderr[-2000:]
-    return json.loads(out.stdout[out.stdout.index("{"):])
+def run_json(capsys, *argv: str) -> dict:
+    """The command run in this process (its own code, no second interpreter start); its JSON answer."""
+    main([*argv, "--json"])
+    out = capsys.readouterr().out
+    return json.loads(out[out.index("{"):])
 
 
-def test_time_to_accuracy_times_each_target_or_reports_the_best(tmp_path):
-    result = run_json("bench", "time-to-accuracy", "--config", "configs/cifar10-resnet20-cpu-fast.yaml",
+def test_time_to_accuracy_times_each_target_or_reports_the_best(tmp_path, capsys):
+    result = run_json(capsys, "bench", "time-to-accuracy", "--config", "configs/cifar10-resnet20-cpu-fast.yaml",
                       "--data", "samples/cifar10-sample.npz", "--epochs", "3", "--targets", "5,99.9",
                       "--device", "cpu", "--out-dir", str(tmp_path))
     epochs = result["epochs_run"]
@@ -101,14 +103,14 @@ def test_time_to_accuracy_times_each_target_or_reports_the_best(tmp_path):
 
 
 @pytest.mark.parametrize("kind", ["train", "infer"])
-def test_mode_comparison_runs_each_mode_side_by_side(kind):
+def test_mode_comparison_runs_each_mode_side_by_side(kind, capsys):
     if kind == "train":
-        result = run_json("bench", "train", "--device", "cpu", "--modes", "eager,channels_last+amp",
+        result = run_json(capsys, "bench", "train", "--device", "cpu", "--modes", "eager,channels_last+amp",
                           "--model", "resnet18", "--mode-batch-sizes", "4,2", "--rounds", "2", "--steps", "1")
         tables = result["tables"]
         assert [(t["image_size"], t["batch"]) for t in tables] == [(32, 4), (224, 2)]
     else:
-        result = run_json("bench", "infer", "--device", "cpu", "--modes", "eager,channels_last+amp",
+        result = run_json(capsys, "bench", "infer", "--device", "cpu", "--modes", "eager,channels_last+amp",
                           "--gpu-models", "resnet18", "--gpu-batch", "2", "--image-size", "64", "--rounds", "2",
                           "--steps", "1")
         tables = result["tables"]

@@ -10,6 +10,7 @@ import onnx
 import pytest
 import torch
 
+from reslab.cli import main
 from reslab.export.run import export_model
 from reslab.export.triton import TritonConfigError, check_repository, parse_config
 from reslab.formats import read_info
@@ -135,15 +136,14 @@ def test_unknown_format_and_wrong_suffix_are_refused(trained_model, tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_export_command(trained_model, tmp_path):
+def test_export_command(trained_model, tmp_path, capsys):
     run = subprocess.run([sys.executable, "-m", "reslab", "export", str(trained_model), "--format", "onnx",
                           "--out", str(tmp_path / "m.onnx")], capture_output=True, text=True)
     assert run.returncode == 0, run.stderr
     assert "top-1 agreement 100.0%" in run.stdout and (tmp_path / "m.onnx").is_file()
-    bad = subprocess.run([sys.executable, "-m", "reslab", "export", str(trained_model), "--format", "onnx",
-                          "--opset", "11"], capture_output=True, text=True)
-    assert bad.returncode == 2 and "opset 17 or newer" in bad.stderr
-    wrong = subprocess.run([sys.executable, "-m", "reslab", "export", str(tmp_path / "m.onnx"), "--format", "onnx"],
-                           capture_output=True, text=True)
-    assert wrong.returncode == 2 and "m.onnx" in wrong.stderr
+    for args, message in (([str(trained_model), "--opset", "11"], "opset 17 or newer"),
+                          ([str(tmp_path / "m.onnx")], "m.onnx")):
+        with pytest.raises(SystemExit) as exit_:  # the same command, in this process
+            main(["export", *args, "--format", "onnx"])
+        assert exit_.value.code == 2 and message in capsys.readouterr().err
     assert Path(tmp_path / "m.onnx").is_file()
