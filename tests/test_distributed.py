@@ -24,8 +24,9 @@ RECIPE = dict(model="resnet20", lr=0.05, schedule="onecycle", label_smoothing=0.
 def train_command(data: Path, out: Path, epochs: int, *extra: str) -> list[str]:
     flags = [f"--{k.replace('_', '-')}={v}" if not isinstance(v, bool) else f"--{k.replace('_', '-')}"
              for k, v in RECIPE.items()]
+    # --no-amp: compared within fp32's tolerance, on AMX CPUs too (where bf16 would be the default)
     return ["-m", "reslab", "train", f"--data={data}", f"--out-dir={out}", "--name=run", f"--epochs={epochs}",
-            f"--batch-size={PER_RANK_BATCH}", *flags, *extra]
+            f"--batch-size={PER_RANK_BATCH}", "--no-amp", *flags, *extra]
 
 
 def torchrun(data: Path, out: Path, epochs: int, *extra: str) -> list[str]:

@@ -23,7 +23,8 @@ from .images import write_broken_images
 
 def tiny_config(data: Path, out: Path, **overrides) -> TrainConfig:
     options = dict(data=str(data), model="resnet20", epochs=2, batch_size=32, lr=0.05, out_dir=str(out),
-                   name="run", schedule="onecycle", label_smoothing=0.1, seed=0, device="cpu")
+                   name="run", schedule="onecycle", label_smoothing=0.1, seed=0, device="cpu",
+                   amp=False)  # fp32 on every CPU: AMX ones would default to bf16
     options.update(overrides)
     return TrainConfig(**options)
 
