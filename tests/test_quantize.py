@@ -49,8 +49,12 @@ def test_int8_model_runs_in_every_onnx_backend(quantized, photos):
     for backend in ("onnxruntime", "openvino"):
         predictor = Predictor.from_file(out, backend=backend)
         outputs.append(predictor.inference(predictor.preprocess(list(photos.values()))))
-    assert np.abs(outputs[0] - outputs[1]).max() < 0.05
-    assert (outputs[0].argmax(1) == outputs[1].argmax(1)).all()
+    tolerance = 0.05  # INT8 runtimes round and requantise differently: a few quantisation steps of probability
+    assert np.abs(outputs[0] - outputs[1]).max() < tolerance
+    # within that tolerance a top-1 may only flip where the two best classes are closer than twice it
+    top2 = np.sort(outputs[0], axis=1)[:, -2:]
+    clear = top2[:, 1] - top2[:, 0] > 2 * tolerance
+    assert clear.any() and (outputs[0].argmax(1) == outputs[1].argmax(1))[clear].all()
 
 
 def test_a_drop_beyond_the_threshold_writes_nothing(trained_model, sample_folder, tmp_path):
