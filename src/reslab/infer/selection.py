@@ -102,10 +102,12 @@ def load_backend(
     timings = {f"{b} {p}": _median_ms(opened[(b, p)], info) for b, p in keys} if len(keys) > 1 else {}
     order = sorted(keys, key=lambda k: timings.get(f"{k[0]} {k[1]}", 0.0))
     rejected = []
+    batch: np.ndarray | None = None  # decoded once, and only when a bf16 candidate is checked
     for key in order:
         agreement = None
         if key[1] == "bf16":
-            agreement = verify(opened[key], opened[(key[0], "fp32")], reference_batch(info.preprocess, images), info)
+            batch = reference_batch(info.preprocess, images) if batch is None else batch
+            agreement = verify(opened[key], opened[(key[0], "fp32")], batch, info)
             if precision == "bf16":
                 check(agreement, f"{key[0]} in bf16")
             if not agreement.passed:
