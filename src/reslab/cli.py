@@ -13,6 +13,24 @@ from .export.formats import EXPORT_FORMATS
 from .infer.backends import BACKENDS
 from .precision import CHOICES
 
+MODEL_HELP = ("a model file (.safetensors, .onnx, .xml, .torchscript, .pt2), a Hugging Face ResNet folder, a "
+              "torchvision name with its ImageNet weights (resnet18 ... resnet152, or resnet50:IMAGENET1K_V2) or "
+              "hf:ORG/NAME (e.g. hf:microsoft/resnet-50)")
+
+
+def model_path(args: argparse.Namespace) -> Path:
+    """The model file for ``args.model``: downloaded and converted once when it is a name."""
+    from .models.pretrained import resolve_model
+
+    return resolve_model(args.model, args.weights)
+
+
+def output_beside(args: argparse.Namespace, suffix: str) -> Path | None:
+    """A named model's outputs go into the current folder (``resnet50.onnx``); a file's beside it (None)."""
+    from .models.pretrained import is_model_name, output_stem
+
+    return Path(output_stem(args.model) + suffix) if is_model_name(args.model) else None
+
 
 def cmd_train(args: argparse.Namespace) -> None:
     from .train.distributed import close_distributed, init_distributed
@@ -38,8 +56,8 @@ def cmd_train(args: argparse.Namespace) -> None:
 def cmd_eval(args: argparse.Namespace) -> None:
     from .evaluate.report import run_eval
 
-    out = Path(args.out) if args.out else Path(args.model).parent / f"eval-{args.split}"
-    report = run_eval(Path(args.model), args.data, out, split=args.split, tta=args.tta, batch_size=args.batch_size,
+    out = Path(args.out) if args.out else (output_beside(args, "") or Path(args.model)).parent / f"eval-{args.split}"
+    report = run_eval(model_path(args), args.data, out, split=args.split, tta=args.tta, batch_size=args.batch_size,
                       device=args.device, workers=args.workers, precision=args.precision,
                       split_file=Path(args.split_file) if args.split_file else None,
                       feature_maps=Path(args.feature_maps) if args.feature_maps else None)
@@ -64,7 +82,7 @@ def cmd_eval(args: argparse.Namespace) -> None:
 def cmd_predict(args: argparse.Namespace) -> None:
     from .infer.predictor import Predictor
 
-    predictor = Predictor.from_file(args.model, backend=args.backend, device=args.device, threads=args.threads,
+    predictor = Predictor.from_file(model_path(args), backend=args.backend, device=args.device, threads=args.threads,
                                     precision=args.precision)
     results = predictor.predict_files(args.inputs, topk=args.topk, batch_size=args.batch_size)
     header = f"# {args.model}: {predictor.backend_name} {predictor.precision} ({predictor.choice})"
@@ -85,7 +103,10 @@ def cmd_predict(args: argparse.Namespace) -> None:
 def cmd_export(args: argparse.Namespace) -> None:
     from .export.run import export_model
 
-    report = export_model(Path(args.model), args.format, Path(args.out) if args.out else None, opset=args.opset,
+    out = Path(args.out) if args.out else output_beside(args, EXPORT_FORMATS[args.format][0])
+    if out is not None and args.format == "triton":
+        out = Path("triton")
+    report = export_model(model_path(args), args.format, out, opset=args.opset,
                           verify_images=[Path(p) for p in args.verify_images] if args.verify_images else None,
                           rtol=args.rtol, triton_name=args.name, max_batch_size=args.max_batch_size,
                           precision=args.precision)
@@ -106,7 +127,7 @@ def cmd_quantize(args: argparse.Namespace) -> None:
     opts = QuantizeOptions(calib_data=args.calib_data, calib_images=args.calib_images, method=args.method,
                            val_data=args.val_data, val_split=args.val_split, val_images=args.val_images,
                            max_drop=args.max_drop, force=args.force, reduce_range=args.reduce_range)
-    r = quantize_model(Path(args.model), opts, Path(args.out) if args.out else None)
+    r = quantize_model(model_path(args), opts, Path(args.out) if args.out else output_beside(args, "-int8.onnx"))
     if args.json:
         print(json.dumps(r, indent=1))
         return
@@ -150,7 +171,7 @@ def cmd_serve(args: argparse.Namespace) -> None:
     from .serve.settings import ServeConfig
 
     serve(ServeConfig(
-        model=args.model, host=args.host, port=args.port, backend=args.backend, workers=args.workers,
+        model=str(model_path(args)), host=args.host, port=args.port, backend=args.backend, workers=args.workers,
         max_batch=args.max_batch, max_wait_ms=args.max_wait_ms, max_upload_mb=args.max_upload_mb,
         max_pixels=args.max_pixels, cache_size=args.cache_size, max_queue=args.max_queue, timeout_s=args.timeout_s,
         threads=args.threads, decode_threads=args.decode_threads, name=args.name, device=args.device,
@@ -217,6 +238,12 @@ def add_device_flags(parser: argparse.ArgumentParser, precision_default: str = "
         "fastest precision here that passes that check"))
 
 
+def add_model_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("model", help=MODEL_HELP)
+    parser.add_argument("--weights", metavar="FILE", help="with a torchvision name: its checkpoint (.pth) from a "
+                        "local file instead of the download, e.g. resnet50 --weights resnet50-11ad3fa6.pth")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="reslab", description="Image classification with residual networks.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -226,7 +253,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.set_defaults(func=cmd_train)
 
     ev = sub.add_parser("eval", help="evaluate a model file on a dataset split")
-    ev.add_argument("model", help="a reslab model file (.safetensors)")
+    add_model_argument(ev)
     ev.add_argument("--data", help="cifar10, cifar100 or an image folder (default: the data it was trained on)")
     ev.add_argument("--split", default="val", choices=["val", "test", "train"])
     ev.add_argument("--split-file", help="split.json of a folder split 70/20/10 (default: the one beside MODEL)")
@@ -242,7 +269,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.set_defaults(func=cmd_eval)
 
     pr = sub.add_parser("predict", help="classify images or folders of images")
-    pr.add_argument("model")
+    add_model_argument(pr)
     pr.add_argument("inputs", nargs="+", help="image files or folders")
     pr.add_argument("--topk", type=int, default=5)
     pr.add_argument("--batch-size", type=int, default=32)
@@ -254,7 +281,7 @@ def build_parser() -> argparse.ArgumentParser:
     pr.set_defaults(func=cmd_predict)
 
     ex = sub.add_parser("export", help="export to ONNX, TorchScript, torch.export, OpenVINO or a Triton repository")
-    ex.add_argument("model", help="a reslab model file (.safetensors)")
+    add_model_argument(ex)
     ex.add_argument("--format", required=True, choices=list(EXPORT_FORMATS))
     ex.add_argument("--out", help="output file (a folder for triton); default: beside MODEL")
     ex.add_argument("--opset", type=int, default=18, help="ONNX opset (17 or newer)")
@@ -271,7 +298,7 @@ def build_parser() -> argparse.ArgumentParser:
     ex.set_defaults(func=cmd_export)
 
     qz = sub.add_parser("quantize", help="static INT8 quantisation (ONNX Runtime), measured on the val split")
-    qz.add_argument("model", help="a reslab model file or its fp32 ONNX export")
+    add_model_argument(qz)
     qz.add_argument("--calib-data", required=True, help="cifar10, cifar100 or an image folder: its train split "
                     "calibrates")
     qz.add_argument("--calib-images", type=int, default=300, help="training images used to calibrate")
@@ -303,7 +330,7 @@ def build_parser() -> argparse.ArgumentParser:
     pn.set_defaults(func=cmd_prune)
 
     sv = sub.add_parser("serve", help="REST API, v2 inference protocol and a web page for a model")
-    sv.add_argument("model", help="any model file reslab predicts with (.safetensors, .onnx, .xml, .pt2, ...)")
+    add_model_argument(sv)
     sv.add_argument("--host", default="127.0.0.1")
     sv.add_argument("--port", type=int, default=8000)
     sv.add_argument("--backend", default="auto", choices=["auto", *BACKENDS])

@@ -21,6 +21,7 @@ from PIL import Image
 
 from ..data.images import UnreadableImageError, is_image_file, normalize_mode
 from ..modelfile import ModelInfo
+from ..models.pretrained import resolve_model
 from .backends import Backend
 from .selection import Selection, load_backend
 
@@ -77,10 +78,13 @@ class Predictor:
     @classmethod
     def from_file(cls, path: str | Path, backend: str = "auto", device: str | torch.device = "cpu",
                   threads: int | None = None, decode_threads: int | None = None,
-                  max_pixels: int | None = None, precision: str = "auto") -> Predictor:
-        """``path``: a reslab model file, ONNX (fp32 or INT8), OpenVINO IR, TorchScript or ``.pt2``.
-        ``backend`` and ``precision`` may be ``auto`` (see ``infer.selection``)."""
-        selection = load_backend(path, backend, device, threads, precision=precision)
+                  max_pixels: int | None = None, precision: str = "auto",
+                  weights: str | Path | None = None) -> Predictor:
+        """``path``: a reslab model file, ONNX (fp32 or INT8), OpenVINO IR, TorchScript or ``.pt2``; or a name
+        (``resnet50``, ``resnet50:IMAGENET1K_V2``, ``hf:microsoft/resnet-50``, see ``models.pretrained``), with
+        ``weights`` a local checkpoint instead of the download. ``backend`` and ``precision`` may be ``auto``
+        (see ``infer.selection``)."""
+        selection = load_backend(resolve_model(path, weights), backend, device, threads, precision=precision)
         return cls(selection.backend, selection.info, decode_threads, max_pixels, selection)
 
     @property

@@ -4,9 +4,11 @@ files and local Hugging Face ``microsoft/resnet-*`` folders, all into torchvisio
 from __future__ import annotations
 
 import json
+import os
 import re
 import warnings
 from pathlib import Path
+from urllib.parse import urlparse
 
 import torch
 from torch import Tensor, nn
@@ -21,14 +23,51 @@ class WeightsError(ValueError):
     """Weights that cannot be read or do not fit the model; the message says which and why."""
 
 
-def torchvision_weights(arch: str):
-    """torchvision's default ImageNet weights entry for an architecture (carries class names)."""
+def torchvision_weights(arch: str, tag: str | None = None):
+    """torchvision's weights entry for an architecture: ``tag`` (``IMAGENET1K_V2``) or the weights API's
+    default. It carries the URL, class names and preprocessing."""
     from torchvision.models import get_model_weights
 
     try:
-        return get_model_weights(arch).DEFAULT
+        entries = get_model_weights(arch)
     except (ValueError, KeyError):
         raise WeightsError(f"torchvision has no pretrained weights for {arch!r} (CIFAR networks have none)") from None
+    if tag is None:
+        return entries.DEFAULT
+    try:
+        return entries[tag]
+    except KeyError:
+        raise WeightsError(f"{arch}:{tag}: no such weights; torchvision has {', '.join(e.name for e in entries)}") \
+            from None
+
+
+def torchvision_preprocess(entry, decode: str = "full") -> Preprocess:
+    """A weights entry's own ``transforms()`` (resize, crop, interpolation, mean/std); decoded at full size by
+    default, as torchvision's reference evaluation does."""
+    t = entry.transforms()
+    return Preprocess(t.crop_size[0], t.resize_size[0], tuple(t.mean), tuple(t.std), 3, t.interpolation.value,
+                      decode=decode)
+
+
+def hub_checkpoint(url: str) -> Path:
+    """Where torch hub keeps the file downloaded from ``url``."""
+    return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(urlparse(url).path)
+
+
+def download_checkpoint(url: str) -> Path:
+    """``url`` downloaded once into torch hub's cache, its hash checked against the name's prefix."""
+    destination = hub_checkpoint(url)
+    if destination.is_file():
+        return destination
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    prefix = torch.hub.HASH_REGEX.search(destination.name)
+    try:
+        torch.hub.download_url_to_file(url, str(destination), prefix.group(1) if prefix else None, progress=True)
+    except (OSError, RuntimeError) as e:  # URLError is an OSError; a hash mismatch a RuntimeError
+        raise WeightsError(
+            f"could not download {url} ({e}) into {destination}. Offline? Download it on a machine that is "
+            f"online and put it at {destination}, or pass the file: --weights {destination.name}") from e
+    return destination
 
 
 def weights_preprocess(arch: str, pretrained: bool, weights: str | Path | None) -> Preprocess | None:
@@ -36,8 +75,7 @@ def weights_preprocess(arch: str, pretrained: bool, weights: str | Path | None) 
     torchvision's weights carry their own transforms, a reslab model file its metadata, and other
     torchvision or Hugging Face files were trained on ImageNet with its classic 256/224 resize."""
     if pretrained:
-        t = torchvision_weights(arch).transforms()
-        return Preprocess(t.crop_size[0], t.resize_size[0], tuple(t.mean), tuple(t.std), 3, t.interpolation.value)
+        return torchvision_preprocess(torchvision_weights(arch), decode="reduced")
     if weights is None:
         return None
     path = Path(weights)
@@ -50,29 +88,34 @@ def weights_preprocess(arch: str, pretrained: bool, weights: str | Path | None) 
     return Preprocess(224, 256, IMAGENET_MEAN, IMAGENET_STD)
 
 
-def download_pretrained(arch: str) -> tuple[StateDict, list[str]]:
-    weights = torchvision_weights(arch)
-    try:
-        state = weights.get_state_dict(progress=True, check_hash=True)
-    except (OSError, RuntimeError) as e:  # URLError is an OSError
-        raise WeightsError(
-            f"could not download torchvision's {weights} ({e}). Offline? Download {weights.url} on a "
-            f"machine that is online and pass the file with weights=PATH (--weights PATH)."
-        ) from e
+def download_pretrained(arch: str, tag: str | None = None) -> tuple[StateDict, list[str]]:
+    weights = torchvision_weights(arch, tag)
+    state, _ = read_weights(download_checkpoint(weights.url))
     return state, list(weights.meta["categories"])
 
 
-def _hf_state_dict(folder: Path) -> tuple[StateDict, dict]:
+def hf_config(folder: Path) -> dict:
+    """A Hugging Face folder's ``config.json``, checked to describe a ResNet."""
     config = json.loads((folder / "config.json").read_text())
     if config.get("model_type") != "resnet":
         raise WeightsError(f"{folder}/config.json: model_type {config.get('model_type')!r}, expected 'resnet'")
-    if (folder / "model.safetensors").is_file():
+    return config
+
+
+def hf_weights_file(folder: Path) -> Path:
+    for name in ("model.safetensors", "pytorch_model.bin"):
+        if (folder / name).is_file():
+            return folder / name
+    raise WeightsError(f"{folder}: no model.safetensors or pytorch_model.bin beside config.json")
+
+
+def _hf_state_dict(folder: Path) -> tuple[StateDict, dict]:
+    config, weights = hf_config(folder), hf_weights_file(folder)
+    if weights.suffix == ".safetensors":
         from safetensors.torch import load_file
 
-        return load_file(str(folder / "model.safetensors")), config
-    if (folder / "pytorch_model.bin").is_file():
-        return torch.load(folder / "pytorch_model.bin", map_location="cpu", weights_only=True), config
-    raise WeightsError(f"{folder}: no model.safetensors or pytorch_model.bin beside config.json")
+        return load_file(str(weights)), config
+    return torch.load(weights, map_location="cpu", weights_only=True), config
 
 
 _HF_NORM = {"weight": "weight", "bias": "bias", "running_mean": "running_mean",
