@@ -1,6 +1,8 @@
 """Real `reslab serve` processes on 127.0.0.1, started by the tests on free ports."""
 
+import os
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -15,12 +17,16 @@ def free_port() -> int:
 
 
 class RunningServer:
-    def __init__(self, model, *flags: str) -> None:
+    """``verify``: the CA file for an HTTPS server (``--ssl-certfile``); ``env``: extra environment."""
+
+    def __init__(self, model, *flags: str, verify: str | None = None, env: dict[str, str] | None = None) -> None:
         self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.url = f"{'https' if verify else 'http'}://127.0.0.1:{self.port}"
+        tls = ssl.create_default_context(cafile=verify) if verify else True
+        self.client = httpx.Client(base_url=self.url, verify=tls, timeout=30)
         self.process = subprocess.Popen(
             [sys.executable, "-m", "reslab", "serve", str(model), "--port", str(self.port), *flags],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env={**os.environ, **(env or {})})
         self.wait_ready()
 
     def wait_ready(self, timeout: float = 120) -> None:
@@ -29,7 +35,7 @@ class RunningServer:
             if self.process.poll() is not None:
                 raise RuntimeError(f"server exited: {self.process.stdout.read()}")
             try:
-                if httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200:
+                if self.client.get("/readyz", timeout=2).status_code == 200:
                     return
             except httpx.TransportError:
                 pass
@@ -38,6 +44,7 @@ class RunningServer:
 
     def stop(self) -> str:
         """SIGTERM, then the server's log; uvicorn re-raises the signal after a graceful shutdown."""
+        self.client.close()  # a kept-alive connection would hold the graceful shutdown open
         self.process.terminate()
         try:
             self.process.wait(timeout=30)

@@ -55,3 +55,28 @@ def test_page_uploads_photos_and_shows_topk_bars(browser, server, trained_model,
     assert page.evaluate("document.documentElement.scrollWidth") <= width  # nothing wider than the screen
     page.screenshot(path=str(tmp_path / f"page-{width}.png"), full_page=True)
     page.close()
+
+
+@pytest.mark.slow
+def test_page_asks_for_the_api_key_and_keeps_it_for_the_tab(browser, trained_model, photos):
+    key = "team-key-0123456789"
+    running = RunningServer(trained_model, "--backend", "onnxruntime", env={"RESLAB_API_KEY": key})
+    try:
+        page = browser.new_page()
+        page.goto(f"{running.url}/")
+        page.wait_for_selector("#keyform", state="visible")
+        page.fill("#apikey", "wrong-key-0000")
+        page.click("#keyform button")
+        page.wait_for_function("document.getElementById('keywhy').textContent.includes('Wrong API key')")
+        page.fill("#apikey", key)
+        page.click("#keyform button")
+        page.wait_for_function("document.getElementById('model').textContent.includes('resnet20')")
+        assert page.evaluate("sessionStorage.getItem('reslab-api-key')") == key
+        page.set_input_files("#picker", [str(photos["chelsea"])])
+        page.wait_for_selector(".card.done .bar")
+        page.reload()  # the key lasts as long as the tab
+        page.wait_for_function("document.getElementById('model').textContent.includes('resnet20')")
+        assert page.locator("#keyform").is_hidden()
+        page.close()
+    finally:
+        assert stopped_cleanly(running.stop())

@@ -167,6 +167,7 @@ def cmd_prune(args: argparse.Namespace) -> None:
 
 
 def cmd_serve(args: argparse.Namespace) -> None:
+    from .serve.auth import collect_api_keys
     from .serve.run import serve
     from .serve.settings import ServeConfig
 
@@ -175,7 +176,8 @@ def cmd_serve(args: argparse.Namespace) -> None:
         max_batch=args.max_batch, max_wait_ms=args.max_wait_ms, max_upload_mb=args.max_upload_mb,
         max_pixels=args.max_pixels, cache_size=args.cache_size, max_queue=args.max_queue, timeout_s=args.timeout_s,
         threads=args.threads, decode_threads=args.decode_threads, name=args.name, device=args.device,
-        precision=args.precision,
+        precision=args.precision, api_keys=collect_api_keys(args.api_key, args.api_key_file),
+        ssl_certfile=args.ssl_certfile, ssl_keyfile=args.ssl_keyfile,
     ))
 
 
@@ -345,6 +347,11 @@ def build_parser() -> argparse.ArgumentParser:
     sv.add_argument("--threads", type=int, help="inference threads per worker (default: cores / workers)")
     sv.add_argument("--decode-threads", type=int, help="decoding threads per worker (default: cores / workers)")
     sv.add_argument("--name", help="the model's name in answers and v2 URLs (default: its architecture)")
+    sv.add_argument("--api-key", action="append", metavar="KEY", help="require Authorization: Bearer KEY for "
+                    "predictions, model metadata, /info and /metrics (repeatable; also RESLAB_API_KEY=K1,K2)")
+    sv.add_argument("--api-key-file", metavar="FILE", help="accepted API keys, one per line")
+    sv.add_argument("--ssl-certfile", metavar="PEM", help="serve HTTPS with this certificate (and --ssl-keyfile)")
+    sv.add_argument("--ssl-keyfile", metavar="PEM", help="the certificate's private key")
     add_device_flags(sv)
     sv.set_defaults(func=cmd_serve)
 

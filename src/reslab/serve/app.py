@@ -18,13 +18,15 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from fastapi import FastAPI, Query, Request
+from fastapi import Depends, FastAPI, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.datastructures import UploadFile
 
 from ..data.images import EmptyImageError, ImageTooLargeError, NotAnImageError, UnreadableImageError
 from ..infer.predictor import Predictor, softmax
 from ..version import __version__
+from .auth import ApiKeys, UnauthorizedError
 from .batching import MicroBatcher, QueueFullError
 from .cache import AnswerCache, content_key
 from .limits import BodyLimit, UploadTooLargeError
@@ -58,13 +60,15 @@ PREDICT_ERRORS = {
     504: _error("no answer within --timeout-s"),
 }
 UPLOAD_BODY = {"requestBody": {"required": True, "content": {
-    "multipart/form-data": {"schema": {"type": "object", "properties": {"file": {"type": "string",
-                                                                                  "format": "binary"}}}},
+    "multipart/form-data": {"schema": {"type": "object", "required": ["file"],
+                                       "properties": {"file": {"type": "string", "format": "binary"}}}},
     "image/*": {"schema": {"type": "string", "format": "binary"}},
     "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
 }}}
 BATCH_BODY = {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
-    "type": "object", "properties": {"files": {"type": "array", "items": {"type": "string", "format": "binary"}}}}}}}}
+    "type": "object", "required": ["files"],
+    "properties": {"files": {"type": "array", "minItems": 1, "items": {"type": "string", "format": "binary"}}}}}}}}
+UNAUTHORIZED = {401: _error("no API key, or a wrong one: send Authorization: Bearer KEY")}
 
 
 def file_version(path: Path) -> str:
@@ -213,6 +217,17 @@ def create_app(config: ServeConfig) -> FastAPI:
     app = FastAPI(title="reslab", version=__version__, lifespan=lifespan,
                   description="Image classification with a reslab model: REST, the v2 inference protocol, a web page.")
     app.state.server = server
+    keys = ApiKeys(config.api_keys)
+    bearer = HTTPBearer(auto_error=False, description="an API key the server was started with (--api-key)")
+
+    def require_key(credentials: HTTPAuthorizationCredentials | None = Depends(bearer)) -> None:
+        if not keys.allows(credentials.credentials if credentials else None):
+            raise UnauthorizedError("an API key is required: send Authorization: Bearer KEY" if credentials is None
+                                    else "wrong API key")
+
+    # with keys, what reveals or runs the model needs one; health and readiness stay open for load balancers
+    protected = {"dependencies": [Depends(require_key)]} if keys else {}
+    denied = UNAUTHORIZED if keys else {}
     page = resources.files("reslab.serve").joinpath("static/index.html").read_text()
 
     for exc_type, status in ERROR_STATUS:
@@ -222,6 +237,10 @@ def create_app(config: ServeConfig) -> FastAPI:
             return JSONResponse({"error": message}, status_code=status, headers=headers)
 
         app.add_exception_handler(exc_type, handler)
+
+    @app.exception_handler(UnauthorizedError)
+    def unauthorized(request: Request, exc: UnauthorizedError) -> JSONResponse:
+        return JSONResponse({"error": str(exc)}, status_code=401, headers={"WWW-Authenticate": 'Bearer realm="reslab"'})
 
     @app.exception_handler(V2Error)
     def v2_error(request: Request, exc: V2Error) -> JSONResponse:
@@ -234,7 +253,7 @@ def create_app(config: ServeConfig) -> FastAPI:
     def index() -> HTMLResponse:
         return HTMLResponse(page)
 
-    @app.post("/predict", responses=PREDICT_ERRORS, openapi_extra=UPLOAD_BODY,
+    @app.post("/predict", responses={**PREDICT_ERRORS, **denied}, openapi_extra=UPLOAD_BODY, **protected,
               summary="Classify one image (multipart `file`, or the raw body)")
     async def predict(request: Request, topk: int = Query(5, ge=1, le=1000)) -> dict[str, Any]:
         server.require_ready()
@@ -245,7 +264,7 @@ def create_app(config: ServeConfig) -> FastAPI:
         return {"model": server.name, "version": server.version, "file": filename,
                 "predictions": server.top(probs, topk)}
 
-    @app.post("/predict/batch", responses=PREDICT_ERRORS, openapi_extra=BATCH_BODY,
+    @app.post("/predict/batch", responses={**PREDICT_ERRORS, **denied}, openapi_extra=BATCH_BODY, **protected,
               summary="Classify several images (multipart `files`); each gets its answer or its error")
     async def predict_batch(request: Request, topk: int = Query(5, ge=1, le=1000)) -> dict[str, Any]:
         server.require_ready()
@@ -281,11 +300,12 @@ def create_app(config: ServeConfig) -> FastAPI:
         return JSONResponse({"ready": False, "reason": server.load_error or "loading"}, status_code=503,
                             headers={"Retry-After": "1"})
 
-    @app.get("/info", summary="Model, classes, input size, backend, versions", responses={503: _error("")})
+    @app.get("/info", summary="Model, classes, input size, backend, versions",
+             responses={503: _error("not ready"), **denied}, **protected)
     def info() -> dict[str, Any]:
         return server.info()
 
-    @app.get("/metrics", summary="Prometheus metrics", response_class=Response)
+    @app.get("/metrics", summary="Prometheus metrics", response_class=Response, responses=denied, **protected)
     def metrics() -> Response:
         if server.batcher:
             server.metrics.queue_depth.set(server.batcher.depth)
@@ -309,23 +329,26 @@ def create_app(config: ServeConfig) -> FastAPI:
     def v2_ready() -> JSONResponse:
         return JSONResponse({"ready": server.ready}, status_code=200 if server.ready else 503)
 
-    @app.get("/v2/models/{name}", summary="v2: model metadata", responses={404: _error("unknown model")})
-    @app.get("/v2/models/{name}/versions/{version}", include_in_schema=False)
+    @app.get("/v2/models/{name}", summary="v2: model metadata", responses={404: _error("unknown model"), **denied},
+             **protected)
+    @app.get("/v2/models/{name}/versions/{version}", include_in_schema=False, **protected)
     def v2_model(name: str, version: str | None = None) -> dict[str, Any]:
         model_or_404(name)
         assert server.predictor is not None
         return model_metadata(server.name, server.version, server.predictor.backend_name, server.chw(),
                               len(server.predictor.classes))
 
-    @app.get("/v2/models/{name}/ready", summary="v2: model readiness", responses={404: _error("unknown")})
+    @app.get("/v2/models/{name}/ready", summary="v2: model readiness", responses={404: _error("unknown"), **denied},
+             **protected)
     def v2_model_ready(name: str) -> dict[str, Any]:
         model_or_404(name)
         return {"name": name, "ready": True}
 
     @app.post("/v2/models/{name}/infer", summary="v2: inference on a preprocessed FP32 tensor [N, C, H, W]",
               responses={400: _error("malformed request or tensor (the message gives the expected shape)"),
-                         404: _error("unknown model"), 503: _error("not ready or queue full")})
-    @app.post("/v2/models/{name}/versions/{version}/infer", include_in_schema=False)
+                         404: _error("unknown model"), 503: _error("not ready or queue full"), **denied},
+              **protected)
+    @app.post("/v2/models/{name}/versions/{version}/infer", include_in_schema=False, **protected)
     async def v2_infer(name: str, request: Request, version: str | None = None) -> Response:
         model_or_404(name)
         parsed = parse_infer_request(await request.body(), request.headers.get(HEADER_LENGTH), server.chw())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import uvicorn
@@ -11,6 +12,7 @@ from ..formats import read_info
 from ..hardware import resolve_device
 from ..infer.selection import candidates
 from .app import create_app
+from .auth import exposure_warning
 from .settings import ENV_VAR, ServeConfig
 
 
@@ -19,9 +21,14 @@ def serve(config: ServeConfig) -> None:
     info = read_info(Path(config.model))
     device = resolve_device(config.device)
     candidates(Path(config.model), info, config.backend, config.precision, device)
-    print(f"reslab serve: http://{config.host}:{config.port}/  (API docs at /docs)", flush=True)
+    warning = exposure_warning(config.host, config.api_keys)
+    if warning:
+        print(warning, file=sys.stderr, flush=True)
+    keys = f"; API key required ({len(config.api_keys)} accepted)" if config.api_keys else ""
+    print(f"reslab serve: {config.scheme}://{config.host}:{config.port}/  (API docs at /docs{keys})", flush=True)
     common = dict(host=config.host, port=config.port, timeout_graceful_shutdown=int(config.timeout_s) + 5,
-                  log_level="info", access_log=False)
+                  log_level="info", access_log=False, ssl_certfile=config.ssl_certfile,
+                  ssl_keyfile=config.ssl_keyfile)
     if config.workers == 1:
         uvicorn.run(create_app(config), **common)
         return

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 ENV_VAR = "RESLAB_SERVE_CONFIG"  # how the config reaches uvicorn's worker processes
 
@@ -28,6 +30,9 @@ class ServeConfig:
     name: str | None = None  # the model's name in the API (default: its architecture)
     device: str = "auto"
     precision: str = "auto"  # auto | fp32 | bf16 | int8
+    api_keys: list[str] = dataclasses.field(default_factory=list, repr=False)  # empty: no key needed
+    ssl_certfile: str | None = None
+    ssl_keyfile: str | None = None
 
     def __post_init__(self) -> None:
         for field in ("port", "workers", "max_batch", "max_queue"):
@@ -39,6 +44,17 @@ class ServeConfig:
         for field in ("max_upload_mb", "timeout_s", "max_pixels"):
             if getattr(self, field) <= 0:
                 raise ValueError(f"serve option {field!r} must be positive, got {getattr(self, field)}")
+
+        if (self.ssl_certfile is None) != (self.ssl_keyfile is None):
+            raise ValueError("TLS needs both --ssl-certfile and --ssl-keyfile")
+        for name in ("ssl_certfile", "ssl_keyfile"):
+            value = getattr(self, name)
+            if value is not None and not Path(value).is_file():
+                raise ValueError(f"--{name.replace('_', '-')} {value}: no such file")
+
+    @property
+    def scheme(self) -> str:
+        return "https" if self.ssl_certfile else "http"
 
     @property
     def max_upload_bytes(self) -> int:
