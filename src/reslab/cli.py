@@ -101,11 +101,10 @@ def cmd_predict(args: argparse.Namespace) -> None:
 
 
 def cmd_export(args: argparse.Namespace) -> None:
-    from .export.run import export_model
+    from .export.run import default_output, export_model
 
-    out = Path(args.out) if args.out else output_beside(args, EXPORT_FORMATS[args.format][0])
-    if out is not None and args.format == "triton":
-        out = Path("triton")
+    named = output_beside(args, ".safetensors")  # a name's exports go into the current folder
+    out = Path(args.out) if args.out else default_output(named, args.format) if named else None
     report = export_model(model_path(args), args.format, out, opset=args.opset,
                           verify_images=[Path(p) for p in args.verify_images] if args.verify_images else None,
                           rtol=args.rtol, triton_name=args.name, max_batch_size=args.max_batch_size,
@@ -285,7 +284,8 @@ def build_parser() -> argparse.ArgumentParser:
     ex = sub.add_parser("export", help="export to ONNX, TorchScript, torch.export, OpenVINO or a Triton repository")
     add_model_argument(ex)
     ex.add_argument("--format", required=True, choices=list(EXPORT_FORMATS))
-    ex.add_argument("--out", help="output file (a folder for triton); default: beside MODEL")
+    ex.add_argument("--out", help="output file (a folder for triton and huggingface); default: beside MODEL, or in "
+                    "the current folder for a named model")
     ex.add_argument("--opset", type=int, default=18, help="ONNX opset (17 or newer)")
     ex.add_argument("--verify-images", nargs="+", metavar="IMAGE",
                     help="real images to compare the export with the original on (default: the shipped photos)")

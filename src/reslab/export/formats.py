@@ -6,5 +6,6 @@ EXPORT_FORMATS = {
     "torch-export": (".pt2", "torch"),
     "openvino": (".xml", "openvino"),
     "triton": ("", "onnxruntime"),  # a model repository folder
+    "huggingface": ("", "transformers"),  # a transformers model folder
 }
 MIN_OPSET = 17

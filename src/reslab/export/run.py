@@ -12,6 +12,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from ..formats.archives import save_exported_program, save_torchscript
@@ -22,11 +23,15 @@ from ..modelfile import ModelInfo
 from ..models import load_model_file, weighted_layers
 from ..precision import FP32_RTOL, Agreement, bf16_rtol, check, check_choice, compare
 from .formats import EXPORT_FORMATS, MIN_OPSET
+from .huggingface import check_preprocessing, huggingface_refusal, transformers_logits, write_huggingface
 
 
 def default_output(model_path: Path, fmt: str) -> Path:
-    suffix = EXPORT_FORMATS[fmt][0]
-    return model_path.parent / "triton" if fmt == "triton" else model_path.with_suffix(suffix)
+    if fmt == "triton":
+        return model_path.parent / "triton"
+    if fmt == "huggingface":
+        return model_path.with_name(f"{model_path.stem}-hf")
+    return model_path.with_suffix(EXPORT_FORMATS[fmt][0])
 
 
 def _write(fmt: str, model: torch.nn.Module, info: ModelInfo, folder: Path, stem: str, opset: int,
@@ -38,6 +43,10 @@ def _write(fmt: str, model: torch.nn.Module, info: ModelInfo, folder: Path, stem
     if fmt == "torch-export":
         path = save_exported_program(model, info, folder / f"{stem}.pt2")
         return path, path, []
+    if fmt == "huggingface":
+        path = write_huggingface(model, info, folder / stem)
+        return path, path, ["transformers ResNetForImageClassification: config.json (id2label), model.safetensors, "
+                            "preprocessor_config.json (BitImageProcessor)"]
     from ..formats import onnx as onnx_format  # onnx and OpenVINO come with the deploy extra
 
     proto = onnx_format.to_onnx_proto(model, info, opset)
@@ -100,6 +109,11 @@ def export_model(
     if fmt == "triton":
         out = out or default_output(model_path, fmt)
         destination = out / (triton_name or info.spec.arch)
+    elif fmt == "huggingface":
+        refusal = huggingface_refusal(info)
+        if refusal:
+            raise ValueError(f"--format huggingface: {refusal}")
+        destination = out or default_output(model_path, fmt)
     else:
         destination = out or default_output(model_path, fmt)
         if destination.suffix != EXPORT_FORMATS[fmt][0]:
@@ -112,15 +126,28 @@ def export_model(
     with tempfile.TemporaryDirectory(dir=destination.parent, prefix=".export-") as tmp:
         written, checked_file, notes = _write(fmt, model, info, Path(tmp), destination.stem, opset,
                                               destination.name, max_batch_size)
-        runner = load_backend(checked_file, EXPORT_FORMATS[fmt][1], precision=precision, verify_images=images)
-        _check_metadata(runner.info, info, checked_file)
-        agreement: Agreement = compare(reference, runner.backend.run(batch), rtol, precision)
-        check(agreement, f"{fmt} export ({runner.label})")
+        if fmt == "huggingface":
+            label, logits = "transformers fp32", _transformers_logits(checked_file, info, batch)
+        else:
+            runner = load_backend(checked_file, EXPORT_FORMATS[fmt][1], precision=precision, verify_images=images)
+            _check_metadata(runner.info, info, checked_file)
+            label, logits = runner.label, runner.backend.run(batch)
+        agreement: Agreement = compare(reference, logits, rtol, precision)
+        check(agreement, f"{fmt} export ({label})")
         _move_into_place(written, destination)
     return {
         "format": fmt, "output": str(destination), "checked_with": EXPORT_FORMATS[fmt][1], "notes": notes,
         **agreement.to_dict(), "bytes": _size(destination),
     }
+
+
+def _transformers_logits(folder: Path, info: ModelInfo, batch: np.ndarray) -> np.ndarray:
+    """transformers' logits from the folder alone, after checking its classes and preprocessing."""
+    logits, classes = transformers_logits(folder, batch)
+    if classes != info.classes:
+        raise ValueError(f"{folder}/config.json: id2label does not give the model's classes")
+    check_preprocessing(folder, info)
+    return logits
 
 
 def _check_metadata(exported: ModelInfo, original: ModelInfo, path: Path) -> None:

@@ -122,35 +122,37 @@ _HF_NORM = {"weight": "weight", "bias": "bias", "running_mean": "running_mean",
             "running_var": "running_var", "num_batches_tracked": "num_batches_tracked"}
 
 
+_LAYER_CONVS = ("conv1", "conv2", "conv3")
+_LAYER_NORMS = ("bn1", "bn2", "bn3")
+_HF_KEYS = [
+    (r"resnet\.embedder\.embedder\.convolution\.weight", lambda m: "conv1.weight"),
+    (r"resnet\.embedder\.embedder\.normalization\.(\w+)", lambda m: f"bn1.{_HF_NORM[m[1]]}"),
+    (r"resnet\.encoder\.stages\.(\d+)\.layers\.(\d+)\.shortcut\.convolution\.weight",
+     lambda m: f"layer{int(m[1]) + 1}.{m[2]}.downsample.0.weight"),
+    (r"resnet\.encoder\.stages\.(\d+)\.layers\.(\d+)\.shortcut\.normalization\.(\w+)",
+     lambda m: f"layer{int(m[1]) + 1}.{m[2]}.downsample.1.{_HF_NORM[m[3]]}"),
+    (r"resnet\.encoder\.stages\.(\d+)\.layers\.(\d+)\.layer\.(\d)\.convolution\.weight",
+     lambda m: f"layer{int(m[1]) + 1}.{m[2]}.{_LAYER_CONVS[int(m[3])]}.weight"),
+    (r"resnet\.encoder\.stages\.(\d+)\.layers\.(\d+)\.layer\.(\d)\.normalization\.(\w+)",
+     lambda m: f"layer{int(m[1]) + 1}.{m[2]}.{_LAYER_NORMS[int(m[3])]}.{_HF_NORM[m[4]]}"),
+    (r"classifier\.1\.(weight|bias)", lambda m: f"fc.{m[1]}"),
+]
+
+
+def torchvision_key(hf_key: str) -> str:
+    """The torchvision ResNet key of a transformers ``ResNetForImageClassification`` key."""
+    for pattern, rename in _HF_KEYS:
+        match = re.fullmatch(pattern, hf_key)
+        if match:
+            return rename(match)
+    raise WeightsError(f"unexpected key {hf_key!r} in a Hugging Face ResNet checkpoint")
+
+
 def convert_hf_resnet(state: StateDict, config: dict) -> StateDict:
     """transformers' ``ResNetForImageClassification`` keys -> torchvision's ResNet keys."""
     if config.get("downsample_in_bottleneck"):
         raise WeightsError("HF ResNet with downsample_in_bottleneck=True (ResNet v1) has no torchvision layout")
-    out: StateDict = {}
-    layer_convs = ("conv1", "conv2", "conv3")
-    layer_norms = ("bn1", "bn2", "bn3")
-    patterns = [
-        (r"resnet\.embedder\.embedder\.convolution\.weight", lambda m: "conv1.weight"),
-        (r"resnet\.embedder\.embedder\.normalization\.(\w+)", lambda m: f"bn1.{_HF_NORM[m[1]]}"),
-        (r"resnet\.encoder\.stages\.(\d+)\.layers\.(\d+)\.shortcut\.convolution\.weight",
-         lambda m: f"layer{int(m[1]) + 1}.{m[2]}.downsample.0.weight"),
-        (r"resnet\.encoder\.stages\.(\d+)\.layers\.(\d+)\.shortcut\.normalization\.(\w+)",
-         lambda m: f"layer{int(m[1]) + 1}.{m[2]}.downsample.1.{_HF_NORM[m[3]]}"),
-        (r"resnet\.encoder\.stages\.(\d+)\.layers\.(\d+)\.layer\.(\d)\.convolution\.weight",
-         lambda m: f"layer{int(m[1]) + 1}.{m[2]}.{layer_convs[int(m[3])]}.weight"),
-        (r"resnet\.encoder\.stages\.(\d+)\.layers\.(\d+)\.layer\.(\d)\.normalization\.(\w+)",
-         lambda m: f"layer{int(m[1]) + 1}.{m[2]}.{layer_norms[int(m[3])]}.{_HF_NORM[m[4]]}"),
-        (r"classifier\.1\.(weight|bias)", lambda m: f"fc.{m[1]}"),
-    ]
-    for key, value in state.items():
-        for pattern, rename in patterns:
-            match = re.fullmatch(pattern, key)
-            if match:
-                out[rename(match)] = value
-                break
-        else:
-            raise WeightsError(f"unexpected key {key!r} in a Hugging Face ResNet checkpoint")
-    return out
+    return {torchvision_key(key): value for key, value in state.items()}
 
 
 def _hf_classes(config: dict) -> list[str] | None:
