@@ -30,6 +30,8 @@ class TrainConfig:
     # data
     data: str = "cifar10"  # cifar10 | cifar100 | path to an image folder
     cache_dir: str = "~/.cache/reslab"
+    image_column: str | None = None  # hf: data: default the first Image feature
+    label_column: str | None = None  # hf: data: default the first ClassLabel feature
     image_size: int | None = None  # default: 32 for CIFAR-size data and networks, 224 otherwise
     progressive_sizes: list[int] = field(default_factory=list)  # training sizes of the first epochs
     preset: str = "auto"  # auto | cifar | imagenet
@@ -132,8 +134,11 @@ HELP = {
     "device": "auto | cpu | cuda | cuda:N",
     "resume": "continue the run in --out-dir/--name from its last checkpoint",
     "data": "cifar10 | cifar100 | path to an image folder (train/ val/ [test/], or one folder to split) "
-            "| an .npz of uint8 arrays (x_train, y_train, [x_val, y_val], [x_test, y_test], [classes])",
-    "cache_dir": "where CIFAR is looked for and downloaded",
+            "| an .npz of uint8 arrays (x_train, y_train, [x_val, y_val], [x_test, y_test], [classes]) "
+            "| hf:NAME[:CONFIG] (a Hugging Face dataset) | hf:DIR (save_to_disk or parquet files)",
+    "cache_dir": "where CIFAR is looked for and downloaded, and hf: datasets' images are unpacked",
+    "image_column": "hf: data: the image column (default: the first Image feature)",
+    "label_column": "hf: data: the label column (default: the first ClassLabel feature)",
     "image_size": "training and evaluation size (default: the images' own up to 64 px, else 224)",
     "progressive_sizes": "progressive resizing: training image sizes of the first epochs, one per epoch "
                          "(e.g. 20,20,24,24,28,28); later epochs and evaluation use the image size",

@@ -223,11 +223,16 @@ def load_arrays(path: Path, seed: int = 0, hold_out: bool = True) -> Dataset:
 
 
 def load_dataset(data: str, cache_dir: Path, seed: int = 0, split_file: Path | None = None,
-                 eval_split: str = "val") -> Dataset:
+                 eval_split: str = "val", columns: tuple[str | None, str | None] = (None, None)) -> Dataset:
     """``eval_split="test"``: the test split is evaluated in place of val, and no training images
-    are held out for validation (how test-accuracy recipes and time-to-accuracy benchmarks train)."""
+    are held out for validation (how test-accuracy recipes and time-to-accuracy benchmarks train).
+    ``columns``: the image and label columns of ``hf:`` data (None: found by their feature types)."""
     hold_out = eval_split == "val"
-    if data in ("cifar10", "cifar100"):
+    if data.startswith("hf:"):
+        from .hf import load_hf
+
+        dataset = load_hf(data, cache_dir, seed, hold_out, *columns)
+    elif data in ("cifar10", "cifar100"):
         dataset = load_cifar(data, cache_dir / data, seed, hold_out)
     elif data.endswith(".npz"):
         dataset = load_arrays(Path(data), seed, hold_out)

@@ -72,7 +72,7 @@ class Trainer:
         device = self.rt.device
 
         dataset = load_dataset(cfg.data, Path(cfg.cache_dir).expanduser(), cfg.seed, self.run_dir / "split.json",
-                               cfg.eval_split)
+                               cfg.eval_split, columns=(cfg.image_column, cfg.label_column))
         self.classes = dataset.classes
         self.data = self._build_data(dataset)
         self.spec, self.model = start or self._build_model()
