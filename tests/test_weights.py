@@ -85,10 +85,13 @@ def test_damaged_model_files_give_clear_errors(tmp_path):
 
 
 def test_pretrained_offline_says_how_to_pass_a_local_file(tmp_path, monkeypatch):
-    # a proxy on a closed local port: the download really fails, as on a machine without internet
+    # the weights' URL on a closed local port: the download really fails, as on a machine without internet
+    # (not a proxy variable: urllib keeps the first opener it builds, with its proxies, for the whole process)
+    from .servers import free_port
+
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
-    for var in ("https_proxy", "HTTPS_PROXY", "http_proxy", "HTTP_PROXY"):
-        monkeypatch.setenv(var, "http://127.0.0.1:9")
+    entry = torchvision.models.ResNet18_Weights.DEFAULT
+    monkeypatch.setattr(entry.value, "url", f"http://127.0.0.1:{free_port()}/resnet18-f37072fd.pth")
     with pytest.raises(WeightsError, match=r"could not download.*resnet18-f37072fd\.pth.*--weights resnet18-f"):
         create_model("resnet18", pretrained=True)
 
