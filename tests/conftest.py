@@ -1,8 +1,14 @@
+import os
+import tempfile
 from pathlib import Path
 
 import pytest
 
 from reslab.data.sample import materialize
+
+# converted models, exported graphs and remembered runtime choices go to a fresh folder, not the user's cache
+# (servers started by the tests inherit it)
+os.environ["RESLAB_CACHE"] = tempfile.mkdtemp(prefix="reslab-test-cache-")
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = ROOT / "samples"

@@ -12,3 +12,15 @@ def cache_root() -> Path:
         return Path(os.environ["RESLAB_CACHE"])
     base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
     return base / "reslab"
+
+
+def file_digest(*paths: Path, length: int = 16) -> str:
+    """The start of the SHA-256 of the files' contents, one after the other (a file's identity in caches)."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for path in paths:
+        with open(path, "rb") as f:
+            while chunk := f.read(1 << 22):
+                digest.update(chunk)
+    return digest.hexdigest()[:length]

@@ -17,8 +17,6 @@ hint) or int8 (a quantised ONNX graph). Which runtime and precision to open is c
 from __future__ import annotations
 
 import importlib.util
-import os
-import tempfile
 from pathlib import Path
 from typing import Protocol
 
@@ -26,11 +24,13 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..atomic import atomic_path
 from ..formats import model_format, read_info
 from ..formats.archives import load_archive
 from ..hardware import autocast_dtype, bf16_refusal, openvino_capabilities, openvino_config, use_exact_fp32
 from ..modelfile import ModelInfo
 from ..models import load_model_file
+from ..paths import cache_root, file_digest
 
 BACKENDS = ("torch", "onnxruntime", "openvino")
 
@@ -167,7 +167,7 @@ def open_backends(path: Path, keys: list[Key], device: torch.device, threads: in
         model, info = load_model_file(path, device)
         onnx_keys = [k for k in keys if k[0] != "torch"]
         # ONNX Runtime and OpenVINO run the model's ONNX graph, built in memory once
-        opened = _onnx_backends(_onnx_bytes(model, info), onnx_keys, threads, device) if onnx_keys else {}
+        opened = _onnx_backends(str(_onnx_file(path, model, info)), onnx_keys, threads, device) if onnx_keys else {}
         layout = torch.channels_last if channels_last else torch.contiguous_format
         model = model.to(device, memory_format=layout)
         opened.update({k: TorchBackend(model, device, channels_last, k[1]) for k in keys if k[0] == "torch"})
@@ -175,25 +175,19 @@ def open_backends(path: Path, keys: list[Key], device: torch.device, threads: in
     return _onnx_backends(str(path), keys, threads, device), read_info(path)
 
 
-def _onnx_bytes(model: nn.Module, info: ModelInfo) -> bytes:
-    from ..formats.onnx import to_onnx_proto  # onnx comes with the deploy extra
+def _onnx_file(path: Path, model: nn.Module, info: ModelInfo) -> Path:
+    """The model file's ONNX graph, exported once per file content and torch version, then reused."""
+    cached = cache_root() / "onnx" / f"{file_digest(path)}-torch{torch.__version__}.onnx"
+    if not cached.is_file():
+        from ..formats.onnx import to_onnx_proto  # onnx comes with the deploy extra
 
-    return to_onnx_proto(model.cpu(), info).SerializeToString()
+        graph = to_onnx_proto(model.cpu(), info).SerializeToString()
+        with atomic_path(cached) as tmp:
+            tmp.write_bytes(graph)
+    return cached
 
 
-def _onnx_backends(source: str | bytes, keys: list[Key], threads: int | None,
-                   device: torch.device) -> dict[Key, Backend]:
-    """ONNX Runtime and/or OpenVINO over an ONNX file or IR (path) or an ONNX graph (bytes)."""
-    opened: dict[Key, Backend] = {}
-    with tempfile.TemporaryDirectory() as tmp:
-        if isinstance(source, bytes) and any(k[0] == "openvino" for k in keys):
-            path = os.path.join(tmp, "model.onnx")
-            Path(path).write_bytes(source)
-        else:
-            path = source
-        for key in keys:
-            if key[0] == "onnxruntime":
-                opened[key] = OnnxRuntimeBackend(source, threads, device, key[1])
-            else:
-                opened[key] = OpenVinoBackend(path, threads, key[1])
-    return opened
+def _onnx_backends(path: str, keys: list[Key], threads: int | None, device: torch.device) -> dict[Key, Backend]:
+    """ONNX Runtime and/or OpenVINO over an ONNX file or an OpenVINO IR."""
+    return {key: OnnxRuntimeBackend(path, threads, device, key[1]) if key[0] == "onnxruntime"
+            else OpenVinoBackend(path, threads, key[1]) for key in keys}

@@ -23,6 +23,7 @@ from ..models import weighted_layers
 from ..precision import Agreement, VerificationError, bf16_rtol, check, check_choice, compare
 from ..timing import timed_calls
 from .backends import Backend, Key, choose_backend, open_backends, precision_refusal
+from .memory import choice_key, recall, remember
 from .reference import default_images, reference_batch
 
 
@@ -97,6 +98,13 @@ def load_backend(
         keys = [k for k in keys if k[1] != "bf16"]
     if threads and any(b == "torch" for b, _ in keys):
         torch.set_num_threads(threads)
+    memory = choice_key(path, backend, precision, device, images) if len(keys) > 1 else None
+    remembered = recall(memory) if memory else None
+    if remembered and tuple(remembered["key"]) in keys:  # timed and checked here before: open that one alone
+        key = tuple(remembered["key"])
+        opened, info = open_backends(path, [key], device, threads, channels_last)
+        return Selection(opened[key], info, f"{remembered['reason']} (remembered for this file and machine)", None,
+                         remembered["timings_ms"])
     references = [(b, "fp32") for b, p in keys if p == "bf16" and (b, "fp32") not in keys]
     opened, info = open_backends(path, keys + references, device, threads, channels_last)
     timings = {f"{b} {p}": _median_ms(opened[(b, p)], info) for b, p in keys} if len(keys) > 1 else {}
@@ -113,8 +121,10 @@ def load_backend(
             if not agreement.passed:
                 rejected.append(f"{key[0]} bf16 failed the check ({agreement.line()})")
                 continue
-        return Selection(opened[key], info, _reason(key, precision, backend, timings, rejected, agreement),
-                         agreement, timings)
+        reason = _reason(key, precision, backend, timings, rejected, agreement)
+        if memory:
+            remember(memory, {"key": list(key), "reason": reason, "timings_ms": timings})
+        return Selection(opened[key], info, reason, agreement, timings)
     raise VerificationError("no runtime passed the check against fp32: " + "; ".join(rejected))
 
 

@@ -10,7 +10,6 @@ command (predict, serve, export, eval, quantize) then works on an ordinary model
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 import warnings
@@ -18,7 +17,7 @@ from pathlib import Path
 
 from ..data.transforms import IMAGENET_MEAN, IMAGENET_STD, Preprocess
 from ..modelfile import ModelInfo, ModelSpec, read_model_info, save_model_file
-from ..paths import cache_root
+from ..paths import cache_root, file_digest
 from .registry import ARCHITECTURES, build_model
 from .resnet import Bottleneck
 from .weights import (
@@ -72,14 +71,6 @@ def resolve_model(source: str | Path, weights: str | Path | None = None) -> Path
     return path
 
 
-def _content_key(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        while chunk := f.read(1 << 22):
-            digest.update(chunk)
-    return digest.hexdigest()[:16]
-
-
 def _cached_model_file(name: str) -> Path | None:
     path = cache_root() / "models" / f"{name}.safetensors"
     try:
@@ -108,7 +99,7 @@ def _torchvision_model_file(arch: str, tag: str | None, weights: Path | None) ->
     checkpoint = weights if weights is not None else download_checkpoint(entry.url)
     if not checkpoint.is_file():
         raise WeightsError(f"--weights {checkpoint}: file not found")
-    name = f"{arch}-{entry.name}-{_content_key(checkpoint)}"
+    name = f"{arch}-{entry.name}-{file_digest(checkpoint)}"
     cached = _cached_model_file(name)
     if cached is not None:
         return cached
@@ -178,7 +169,7 @@ def hf_preprocess(folder: Path) -> Preprocess:
 
 def _hf_model_file(folder: Path, source: str) -> Path:
     arch = hf_architecture(hf_config(folder))
-    name = f"hf-{arch}-{_content_key(hf_weights_file(folder))}"
+    name = f"hf-{arch}-{file_digest(hf_weights_file(folder))}"
     cached = _cached_model_file(name)
     if cached is not None:
         return cached

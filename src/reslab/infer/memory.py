@@ -1,0 +1,57 @@
+"""Remembered runtime choices: ``auto`` times every runtime and precision once per model file and machine,
+then reuses the answer. The key is the file's content, the hardware line, the installed runtimes' versions
+and what was asked for, so a new file, machine, thread count or runtime version chooses again.
+
+Kept in ``paths.cache_root()/choices.json``; deleting it (or ``RESLAB_CACHE`` elsewhere) forgets them all.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+from importlib import metadata
+from pathlib import Path
+
+import torch
+
+from ..atomic import write_text_atomic
+from ..hardware import hardware_line
+from ..paths import cache_root, file_digest
+
+RUNTIMES = ("torch", "onnxruntime", "openvino")
+
+
+def _version(package: str) -> str | None:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def choice_key(path: Path, backend: str, precision: str, device: torch.device, images: list[Path]) -> str:
+    files = [path, path.with_suffix(".bin")] if path.suffix == ".xml" else [path]
+    identity = [file_digest(*[f for f in files if f.is_file()]), backend, precision, str(device),
+                hardware_line(device), [_version(r) for r in RUNTIMES], [str(p) for p in images]]
+    return hashlib.sha256(json.dumps(identity).encode()).hexdigest()[:24]
+
+
+def _store() -> Path:
+    return cache_root() / "choices.json"
+
+
+def recall(key: str) -> dict | None:
+    try:
+        return json.loads(_store().read_text()).get(key)
+    except (OSError, ValueError):  # none yet, or damaged: choose again
+        return None
+
+
+def remember(key: str, choice: dict) -> None:
+    try:
+        known = json.loads(_store().read_text())
+    except (OSError, ValueError):
+        known = {}
+    known[key] = choice
+    with contextlib.suppress(OSError):  # a read-only cache only means choosing again next time
+        write_text_atomic(_store(), json.dumps(known, indent=1))
