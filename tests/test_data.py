@@ -157,10 +157,15 @@ def test_check_data_reports_counts_duplicates_and_unreadable(cifar_folder, tmp_p
 
 
 def test_cifar_by_name_offline_says_what_to_do(tmp_path, monkeypatch):
+    import torchvision
+
     from reslab.data.datasets import load_dataset
 
-    for var in ("https_proxy", "HTTPS_PROXY", "http_proxy", "HTTP_PROXY"):
-        monkeypatch.setenv(var, "http://127.0.0.1:9")  # a closed local port: the download really fails
+    from .servers import free_port
+
+    # the archive's URL on a closed local port: the download really fails, as offline (not a proxy variable:
+    # urllib keeps the first opener it builds, with its proxies, for the whole test process)
+    monkeypatch.setattr(torchvision.datasets.CIFAR10, "url", f"http://127.0.0.1:{free_port()}/cifar-10.tar.gz")
     with pytest.raises(ValueError, match=r"cifar10: not found in .* could not be downloaded.*image folder"):
         load_dataset("cifar10", tmp_path)
 
