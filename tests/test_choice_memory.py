@@ -1,28 +1,57 @@
 """`auto` times and checks the runtimes once per model file and machine, then reuses the choice."""
 
 import json
+import os
 import shutil
+import subprocess
+import sys
 
-import numpy as np
+import pytest
+import torch
 
-from reslab.infer.selection import load_backend
+from reslab.infer.memory import choice_key, recall, remember
 from reslab.modelfile import save_model_file
 from reslab.models import load_model_file
 
 
-def test_the_choice_is_remembered_per_file_and_made_again_for_another(trained_model, tmp_path, monkeypatch, photos):
+def _retrained(path) -> None:
+    network, info = load_model_file(path)  # the same weights, other metadata: another file
+    info.training["note"] = "retrained"
+    save_model_file(path, network, info)
+
+
+def test_the_key_follows_the_file_and_the_request(trained_model, tmp_path, monkeypatch, photos):
     monkeypatch.setenv("RESLAB_CACHE", str(tmp_path / "cache"))
     model = shutil.copy(trained_model, tmp_path / "m.safetensors")
-    first = load_backend(model, "auto", precision="fp32")
-    assert first.timings_ms and "remembered" not in first.reason  # timed every runtime
+    cpu, images = torch.device("cpu"), [photos["grace_hopper"]]
+    key = choice_key(model, "auto", "auto", cpu, images)
+    assert key == choice_key(model, "auto", "auto", cpu, images)
+    assert key != choice_key(model, "auto", "fp32", cpu, images)
+    assert recall(key) is None
+    remember(key, {"key": ["onnxruntime", "fp32"], "reason": "r", "timings_ms": {}})
+    assert recall(key)["key"] == ["onnxruntime", "fp32"]
+    _retrained(model)
+    assert recall(choice_key(model, "auto", "auto", cpu, images)) is None
+
+
+@pytest.mark.slow
+def test_a_repeated_predict_opens_the_remembered_runtime_alone(trained_model, tmp_path, photos):
+    model = shutil.copy(trained_model, tmp_path / "m.safetensors")
+    env = {**os.environ, "RESLAB_CACHE": str(tmp_path / "cache")}
+
+    def predict() -> tuple[str, str]:
+        done = subprocess.run([sys.executable, "-m", "reslab", "predict", str(model), str(photos["grace_hopper"])],
+                              capture_output=True, text=True, env=env, check=True)
+        header, answer = done.stdout.splitlines()[:2]
+        return header, answer
+
+    first_header, first_answer = predict()
+    assert "fastest of" in first_header and "remembered" not in first_header  # every runtime timed
     stored = json.loads((tmp_path / "cache" / "choices.json").read_text())
-    assert [entry["key"] for entry in stored.values()] == [[first.backend.name, "fp32"]]
-    again = load_backend(model, "auto", precision="fp32")
-    assert again.label == first.label and again.reason.endswith("(remembered for this file and machine)")
-    x = np.random.default_rng(0).standard_normal((2, 3, 32, 32), dtype=np.float32)
-    np.testing.assert_allclose(again.backend.run(x), first.backend.run(x), rtol=1e-5, atol=1e-5)
-    network, info = load_model_file(model)  # another file (the same weights, other metadata): chosen afresh
-    info.training["note"] = "retrained"
-    save_model_file(model, network, info)
-    assert "remembered" not in load_backend(model, "auto", precision="fp32").reason
+    assert len(stored) == 1
+    header, answer = predict()
+    assert header.endswith("(remembered for this file and machine))") and answer == first_answer
+    assert header.split(" (")[0] == first_header.split(" (")[0]  # the same runtime and precision
+    _retrained(model)
+    assert "remembered" not in predict()[0]
     assert len(json.loads((tmp_path / "cache" / "choices.json").read_text())) == 2
