@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
 
@@ -15,12 +16,23 @@ def cache_root() -> Path:
 
 
 def file_digest(*paths: Path, length: int = 16) -> str:
-    """The start of the SHA-256 of the files' contents, one after the other (a file's identity in caches)."""
+    """The start of a SHA-256 over the files' contents (their identity in caches). Each file's hash is
+    remembered per path, size and modification time, so the caches that key on it read a file once."""
     import hashlib
 
     digest = hashlib.sha256()
     for path in paths:
-        with open(path, "rb") as f:
-            while chunk := f.read(1 << 22):
-                digest.update(chunk)
+        stat = os.stat(path)
+        digest.update(_file_sha256(os.path.realpath(path), stat.st_size, stat.st_mtime_ns))
     return digest.hexdigest()[:length]
+
+
+@functools.lru_cache(maxsize=64)
+def _file_sha256(path: str, size: int, mtime_ns: int) -> bytes:
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 22):
+            digest.update(chunk)
+    return digest.digest()

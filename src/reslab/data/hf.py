@@ -28,20 +28,18 @@ def _open(source: str):
     except ImportError:
         raise ValueError("--data hf:... needs the datasets library: pip install 'reslab[hf]'") from None
     path = Path(source)
+    saved = path.is_dir() and ((path / "dataset_dict.json").is_file() or (path / "state.json").is_file())
+    if path.is_dir() and not saved and not any(path.rglob("*.parquet")):
+        raise ValueError(f"{path}: neither a save_to_disk folder (dataset_dict.json / state.json) nor a folder of "
+                         f"parquet files")
     try:
-        if path.is_dir():
-            if (path / "dataset_dict.json").is_file() or (path / "state.json").is_file():
-                loaded = datasets.load_from_disk(str(path))
-            elif any(path.rglob("*.parquet")):
-                loaded = datasets.load_dataset(str(path))
-            else:
-                raise ValueError(f"{path}: neither a save_to_disk folder (dataset_dict.json / state.json) nor a "
-                                 f"folder of parquet files")
+        if saved:
+            loaded = datasets.load_from_disk(str(path))
+        elif path.is_dir():
+            loaded = datasets.load_dataset(str(path))
         else:
             name, _, config = source.partition(":")
             loaded = datasets.load_dataset(name, config or None)
-    except ValueError:
-        raise
     except Exception as e:  # offline, unknown name, gated: the datasets library raises many kinds
         detail = " ".join(str(e).split())
         raise ValueError(f"hf:{source}: could not load it with the datasets library ({type(e).__name__}: {detail}). "

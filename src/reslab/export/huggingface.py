@@ -15,11 +15,11 @@ import torch
 
 from ..modelfile import ModelInfo
 from ..models import architecture
-from ..models.pretrained import hf_preprocess
+from ..models.pretrained import PIL_RESAMPLE, hf_preprocess
 from ..models.resnet import Bottleneck
 from ..models.weights import torchvision_key
 
-_PIL_RESAMPLE = {"nearest": 0, "bilinear": 2, "bicubic": 3}
+RESAMPLE_CODE = {name: code for code, name in PIL_RESAMPLE.items()}
 
 
 def huggingface_refusal(info: ModelInfo) -> str | None:
@@ -55,7 +55,7 @@ def _processor(info: ModelInfo):
 
     pre = info.preprocess
     return transformers.BitImageProcessor(
-        do_resize=True, size={"shortest_edge": pre.resize_size}, resample=_PIL_RESAMPLE[pre.interpolation],
+        do_resize=True, size={"shortest_edge": pre.resize_size}, resample=RESAMPLE_CODE[pre.interpolation],
         do_center_crop=True, crop_size={"height": pre.image_size, "width": pre.image_size}, do_rescale=True,
         rescale_factor=1 / 255, do_normalize=True, image_mean=list(pre.mean), image_std=list(pre.std),
         do_convert_rgb=pre.in_chans == 3)

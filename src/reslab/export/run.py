@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..formats import model_files
 from ..formats.archives import save_exported_program, save_torchscript
 from ..infer.backends import precision_refusal
 from ..infer.reference import default_images, reference_batch
@@ -23,7 +24,7 @@ from ..modelfile import ModelInfo
 from ..models import load_model_file, weighted_layers
 from ..precision import FP32_RTOL, Agreement, bf16_rtol, check, check_choice, compare
 from .formats import EXPORT_FORMATS, MIN_OPSET
-from .huggingface import check_preprocessing, huggingface_refusal, transformers_logits, write_huggingface
+from .huggingface import check_preprocessing, transformers_logits, write_huggingface
 
 
 def default_output(model_path: Path, fmt: str) -> Path:
@@ -72,9 +73,8 @@ def _move_into_place(source: Path, destination: Path) -> None:
             shutil.rmtree(destination)
         os.replace(source, destination)
         return
-    os.replace(source, destination)
-    if source.suffix == ".xml":  # the IR's weights travel with it
-        os.replace(source.with_suffix(".bin"), destination.with_suffix(".bin"))
+    for part, target in zip(model_files(source), model_files(destination)):  # an IR's weights travel with it
+        os.replace(part, target)
 
 
 def export_precision(fmt: str, requested: str) -> str:
@@ -109,10 +109,7 @@ def export_model(
     if fmt == "triton":
         out = out or default_output(model_path, fmt)
         destination = out / (triton_name or info.spec.arch)
-    elif fmt == "huggingface":
-        refusal = huggingface_refusal(info)
-        if refusal:
-            raise ValueError(f"--format huggingface: {refusal}")
+    elif fmt == "huggingface":  # write_huggingface refuses networks transformers cannot express
         destination = out or default_output(model_path, fmt)
     else:
         destination = out or default_output(model_path, fmt)
@@ -159,6 +156,5 @@ def _check_metadata(exported: ModelInfo, original: ModelInfo, path: Path) -> Non
 def _size(path: Path) -> int:
     if path.is_dir():
         return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
-    extra = path.with_suffix(".bin")
-    return path.stat().st_size + (extra.stat().st_size if path.suffix == ".xml" and extra.exists() else 0)
+    return sum(f.stat().st_size for f in model_files(path) if f.is_file())
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..modelfile import ModelFileError, ModelInfo, read_model_info
+from ..paths import file_digest
 
 SUFFIXES = {".safetensors": "reslab", ".onnx": "onnx", ".xml": "openvino", ".torchscript": "torchscript",
             ".pt2": "pt2"}
@@ -16,6 +17,16 @@ def model_format(path: Path) -> str:
     if suffix not in SUFFIXES:
         raise ModelFileError(f"{path}: unknown model format {suffix!r}; expected one of {', '.join(SUFFIXES)}")
     return SUFFIXES[suffix]
+
+
+def model_files(path: Path) -> list[Path]:
+    """The files a model consists of: an OpenVINO IR is its ``.xml`` and its ``.bin`` weights."""
+    return [path, path.with_suffix(".bin")] if path.suffix.lower() == ".xml" else [path]
+
+
+def model_digest(path: Path, length: int = 16) -> str:
+    """The model's identity: a digest of all its files' contents."""
+    return file_digest(*[f for f in model_files(path) if f.is_file()], length=length)
 
 
 def read_info(path: Path) -> ModelInfo:

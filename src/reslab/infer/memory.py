@@ -16,8 +16,9 @@ from pathlib import Path
 import torch
 
 from ..atomic import write_text_atomic
+from ..formats import model_digest
 from ..hardware import hardware_line
-from ..paths import cache_root, file_digest
+from ..paths import cache_root
 
 RUNTIMES = ("torch", "onnxruntime", "openvino")
 
@@ -30,8 +31,7 @@ def _version(package: str) -> str | None:
 
 
 def choice_key(path: Path, backend: str, precision: str, device: torch.device, images: list[Path]) -> str:
-    files = [path, path.with_suffix(".bin")] if path.suffix == ".xml" else [path]
-    identity = [file_digest(*[f for f in files if f.is_file()]), backend, precision, str(device),
+    identity = [model_digest(path), backend, precision, str(device),
                 hardware_line(device), [_version(r) for r in RUNTIMES], [str(p) for p in images]]
     return hashlib.sha256(json.dumps(identity).encode()).hexdigest()[:24]
 

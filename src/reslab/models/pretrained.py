@@ -139,7 +139,7 @@ def hf_architecture(config: dict) -> str:
                        f"torchvision-layout equivalent (ResNet-18/34/50/101/152)")
 
 
-_PIL_RESAMPLE = {0: "nearest", 2: "bilinear", 3: "bicubic"}
+PIL_RESAMPLE = {0: "nearest", 2: "bilinear", 3: "bicubic"}  # image processors' ``resample`` codes
 
 
 def hf_preprocess(folder: Path) -> Preprocess:
@@ -154,7 +154,7 @@ def hf_preprocess(folder: Path) -> Preprocess:
     size = cfg.get("size", 224)
     short = size if isinstance(size, int) else size.get("shortest_edge")
     mean, std = tuple(cfg.get("image_mean", IMAGENET_MEAN)), tuple(cfg.get("image_std", IMAGENET_STD))
-    interpolation = _PIL_RESAMPLE.get(cfg.get("resample", 2), "bilinear")
+    interpolation = PIL_RESAMPLE.get(cfg.get("resample", 2), "bilinear")
     crop_size = cfg.get("crop_size")
     if short is not None and "crop_pct" in cfg and short < 384:
         return Preprocess(short, int(short / cfg["crop_pct"]), mean, std, 3, interpolation)

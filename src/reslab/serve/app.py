@@ -9,7 +9,6 @@ prediction endpoints only once a warm-up inference has run.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
@@ -24,6 +23,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.datastructures import UploadFile
 
 from ..data.images import EmptyImageError, ImageTooLargeError, NotAnImageError, UnreadableImageError
+from ..formats import model_digest
 from ..infer.predictor import Predictor, softmax
 from ..version import __version__
 from .auth import ApiKeys, UnauthorizedError
@@ -72,13 +72,8 @@ UNAUTHORIZED = {401: _error("no API key, or a wrong one: send Authorization: Bea
 
 
 def file_version(path: Path) -> str:
-    """The model's version in answers: the start of its file's SHA-256 (changes when the file does)."""
-    digest = hashlib.sha256()
-    files = [path, path.with_suffix(".bin")] if path.suffix == ".xml" else [path]
-    for f in files:
-        if f.is_file():
-            digest.update(f.read_bytes())
-    return digest.hexdigest()[:12]
+    """The model's version in answers: the start of its files' SHA-256 (changes when they do)."""
+    return model_digest(path, length=12)
 
 
 class Server:
