@@ -55,3 +55,13 @@ def trained_model() -> Path:
 def sample_folder(tmp_path_factory) -> Path:
     """The whole shipped CIFAR-10 sample as a folder: 3,000 train, 600 val, 400 test images."""
     return materialize(SAMPLES / "cifar10-sample.npz", tmp_path_factory.mktemp("sample"))
+
+
+@pytest.fixture(scope="session")
+def without_torch(tmp_path_factory) -> dict[str, str]:
+    """An environment whose Python cannot import torch or torchvision, as on a machine with only
+    `pip install reslab[serve]`: a sitecustomize marks both as absent."""
+    folder = tmp_path_factory.mktemp("no-torch")
+    absent = 'import sys\nsys.modules["torch"] = None\nsys.modules["torchvision"] = None\n'
+    (folder / "sitecustomize.py").write_text(absent)
+    return {"PYTHONPATH": os.pathsep.join(filter(None, [str(folder), os.environ.get("PYTHONPATH")]))}

@@ -7,7 +7,6 @@ import subprocess
 import sys
 
 import pytest
-import torch
 
 from reslab.infer.memory import choice_key, recall, remember
 from reslab.modelfile import save_model_file
@@ -23,25 +22,26 @@ def _retrained(path) -> None:
 def test_the_key_follows_the_file_and_the_request(trained_model, tmp_path, monkeypatch, photos):
     monkeypatch.setenv("RESLAB_CACHE", str(tmp_path / "cache"))
     model = shutil.copy(trained_model, tmp_path / "m.safetensors")
-    cpu, images = torch.device("cpu"), [photos["grace_hopper"]]
-    key = choice_key(model, "auto", "auto", cpu, images)
-    assert key == choice_key(model, "auto", "auto", cpu, images)
-    assert key != choice_key(model, "auto", "fp32", cpu, images)
+    images = [photos["grace_hopper"]]
+    key = choice_key(model, "auto", "auto", "cpu", None, images)
+    assert key == choice_key(model, "auto", "auto", "cpu", None, images)
+    assert key != choice_key(model, "auto", "fp32", "cpu", None, images)
+    assert key != choice_key(model, "auto", "auto", "cpu", 1, images)
     assert recall(key) is None
     remember(key, {"key": ["onnxruntime", "fp32"], "reason": "r", "timings_ms": {}})
     assert recall(key)["key"] == ["onnxruntime", "fp32"]
     _retrained(model)
-    assert recall(choice_key(model, "auto", "auto", cpu, images)) is None
+    assert recall(choice_key(model, "auto", "auto", "cpu", None, images)) is None
 
 
 @pytest.mark.slow
-def test_a_repeated_predict_opens_the_remembered_runtime_alone(trained_model, tmp_path, photos):
+def test_a_repeated_predict_opens_the_remembered_runtime_alone(trained_model, tmp_path, photos, without_torch):
     model = shutil.copy(trained_model, tmp_path / "m.safetensors")
     env = {**os.environ, "RESLAB_CACHE": str(tmp_path / "cache")}
 
-    def predict() -> tuple[str, str]:
+    def predict(extra_env: dict[str, str] | None = None) -> tuple[str, str]:
         done = subprocess.run([sys.executable, "-m", "reslab", "predict", str(model), str(photos["grace_hopper"])],
-                              capture_output=True, text=True, env=env, check=True)
+                              capture_output=True, text=True, env={**env, **(extra_env or {})}, check=True)
         header, answer = done.stdout.splitlines()[:2]
         return header, answer
 
@@ -52,6 +52,8 @@ def test_a_repeated_predict_opens_the_remembered_runtime_alone(trained_model, tm
     header, answer = predict()
     assert header.endswith("(remembered for this file and machine))") and answer == first_answer
     assert header.split(" (")[0] == first_header.split(" (")[0]  # the same runtime and precision
+    if not header.split(": ")[1].startswith("torch"):  # ONNX Runtime or OpenVINO over the cached graph: no torch
+        assert predict(without_torch) == (header, answer)
     _retrained(model)
     assert "remembered" not in predict()[0]
     assert len(json.loads((tmp_path / "cache" / "choices.json").read_text())) == 2

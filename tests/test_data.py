@@ -11,7 +11,8 @@ from reslab.data.check import check_folder
 from reslab.data.datasets import ArraySplit, load_dataset, load_folder, stratified_split
 from reslab.data.images import UnreadableImageError, open_image
 from reslab.data.loaders import SkipLog, TensorLoader, decode_split
-from reslab.data.transforms import AugmentOptions, BatchAugment, Preprocess
+from reslab.data.preprocess import Preprocess
+from reslab.data.transforms import AugmentOptions, BatchAugment
 
 from .conftest import SAMPLES
 from .images import gradient, write_broken_images, write_odd_images

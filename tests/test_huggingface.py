@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from reslab.cli import main
-from reslab.data.transforms import Preprocess
+from reslab.data.preprocess import Preprocess
 from reslab.infer.predictor import Predictor
 from reslab.modelfile import ModelInfo, save_model_file
 from reslab.models import ModelSpec, create_model

@@ -7,7 +7,7 @@ import sys
 import pytest
 import torch
 
-from reslab.data.transforms import Preprocess
+from reslab.data.preprocess import Preprocess
 from reslab.evaluate.metrics import per_class_report
 from reslab.evaluate.report import run_eval
 from reslab.infer.predictor import Predictor

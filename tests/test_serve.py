@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from reslab.data.transforms import IMAGENET_MEAN, IMAGENET_STD, Preprocess
+from reslab.data.preprocess import IMAGENET_MEAN, IMAGENET_STD, Preprocess
 from reslab.infer.predictor import Predictor
 from reslab.modelfile import ModelInfo, save_model_file
 from reslab.models import ModelSpec, create_model

@@ -4,7 +4,7 @@ import pytest
 import torch
 import torchvision
 
-from reslab.data.transforms import Preprocess
+from reslab.data.preprocess import Preprocess
 from reslab.modelfile import ModelFileError, ModelInfo, save_model_file
 from reslab.models import ModelSpec, WeightsError, create_model, load_model_file
 

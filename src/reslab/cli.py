@@ -13,6 +13,11 @@ from .export.formats import EXPORT_FORMATS
 from .infer.backends import BACKENDS
 from .precision import CHOICES
 
+# the packages an extra brings, for the message when one is missing
+EXTRAS = {"torch": "torch", "torchvision": "torch", "matplotlib": "torch", "tensorboard": "torch",
+          "fastapi": "serve", "uvicorn": "serve", "prometheus_client": "serve", "onnxruntime": "serve",
+          "onnx": "deploy", "openvino": "deploy", "torch_pruning": "deploy", "transformers": "hf", "datasets": "hf",
+          "huggingface_hub": "hf"}
 MODEL_HELP = ("a model file (.safetensors, .onnx, .xml, .torchscript, .pt2), a Hugging Face ResNet folder, a "
               "torchvision name with its ImageNet weights (resnet18 ... resnet152, or resnet50:IMAGENET1K_V2) or "
               "hf:ORG/NAME (e.g. hf:microsoft/resnet-50)")
@@ -20,6 +25,10 @@ MODEL_HELP = ("a model file (.safetensors, .onnx, .xml, .torchscript, .pt2), a H
 
 def model_path(args: argparse.Namespace) -> Path:
     """The model file for ``args.model``: downloaded and converted once when it is a name."""
+    from .names import is_plain_file
+
+    if is_plain_file(args.model, args.weights):  # opened as it is, without importing torch
+        return Path(args.model)
     from .models.pretrained import resolve_model
 
     return resolve_model(args.model, args.weights)
@@ -27,7 +36,7 @@ def model_path(args: argparse.Namespace) -> Path:
 
 def output_beside(args: argparse.Namespace, suffix: str) -> Path | None:
     """A named model's outputs go into the current folder (``resnet50.onnx``); a file's beside it (None)."""
-    from .models.pretrained import is_model_name, output_stem
+    from .names import is_model_name, output_stem
 
     return Path(output_stem(args.model) + suffix) if is_model_name(args.model) else None
 
@@ -369,25 +378,19 @@ def build_parser() -> argparse.ArgumentParser:
     cd.add_argument("--json", action="store_true")
     cd.set_defaults(func=cmd_check_data)
 
+    from .bench.args import add_bench_infer_args, add_bench_serve_args, add_bench_train_args, add_time_to_accuracy_args
+
     bench = sub.add_parser("bench", help="benchmarks").add_subparsers(dest="bench", required=True)
     bt = bench.add_parser("train", help="training images/s: reslab's path against a plain baseline")
-    from .bench.train import add_bench_train_args
-
     add_bench_train_args(bt)
     bt.set_defaults(func=cmd_bench_train)
     bi = bench.add_parser("infer", help="CPU inference of real images: the tutorial baseline against each backend")
-    from .bench.infer import add_bench_infer_args
-
     add_bench_infer_args(bi)
     bi.set_defaults(func=cmd_bench_infer)
     ta = bench.add_parser("time-to-accuracy", help="train a recipe on CIFAR-10: wall time to each test accuracy")
-    from .bench.time_to_accuracy import add_time_to_accuracy_args
-
     add_time_to_accuracy_args(ta)
     ta.set_defaults(func=cmd_bench_time_to_accuracy)
     bs = bench.add_parser("serve", help="reslab serve under load against offline throughput and a plain server")
-    from .bench.serve import add_bench_serve_args
-
     add_bench_serve_args(bs)
     bs.set_defaults(func=cmd_bench_serve)
     return parser
@@ -399,6 +402,12 @@ def main(argv: list[str] | None = None) -> None:
         args.func(args)
     except (ValueError, FileNotFoundError) as e:
         print(f"reslab {args.command}: error: {e}", file=sys.stderr)
+        sys.exit(2)
+    except ModuleNotFoundError as e:
+        if e.name not in EXTRAS:
+            raise
+        print(f"reslab {args.command}: error: this needs {e.name}, which is not installed: pip install "
+              f"'reslab[{EXTRAS[e.name]}]'", file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -4,18 +4,24 @@ Every layer asks here instead of testing ``device.type`` or CPU flags itself: wh
 means, whether bf16 is native (AMX or AVX512-BF16 on CPUs, compute capability 8+ on GPUs), whether
 int8 products are exact (VNNI), which autocast dtype a device gets, whether training defaults to
 mixed precision, and what OpenVINO is told. Benchmarks print ``hardware_line()``; run folders and
-model files record ``hardware_report()``. The answers come from torch (and OpenVINO for the CPU's
-name where installed), never from parsing CPU flags by hand.
+model files record ``hardware_report()``. The answers come from torch (and the OS or OpenVINO for the
+CPU's name), never from parsing CPU flags by hand. torch is imported only by the questions that need it:
+ONNX Runtime and OpenVINO deployments run without it (``runtime_device``, ``machine_identity``).
 """
 
 from __future__ import annotations
 
 import functools
+import importlib.util
 import os
 import platform
+import sys
 from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
 
 class DeviceError(ValueError):
@@ -70,8 +76,15 @@ def _onednn_allows(cap: str | None, feature: str) -> bool:
     return any(k in cap for k in ("BF16", "AMX", "AVX10", "FP16"))
 
 
+@functools.cache
 def _cpu_model() -> str:
-    try:  # OpenVINO names the CPU on every OS
+    try:  # Linux names the CPU in /proc/cpuinfo, at no cost
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.partition(":")[2].strip()
+    except OSError:
+        pass
+    try:  # OpenVINO names it on every OS
         import openvino as ov
 
         return str(ov.Core().get_property("CPU", "FULL_DEVICE_NAME"))
@@ -79,12 +92,24 @@ def _cpu_model() -> str:
         return platform.processor() or platform.machine()
 
 
+def _cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def machine_identity() -> str:
+    """The CPU as runtimes see it, without importing torch: remembered runtime choices are keyed by it."""
+    cap = os.environ.get("ONEDNN_MAX_CPU_ISA")
+    return f"{_cpu_model()}, {_cores()} cores, {platform.machine()}" + (f", ONEDNN_MAX_CPU_ISA={cap}" if cap else "")
+
+
 @functools.cache
 def cpu_info() -> CpuInfo:
+    import torch
+
     cpu = torch.cpu
     return CpuInfo(
         model=_cpu_model(),
-        cores=len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1),
+        cores=_cores(),
         isa=torch.backends.cpu.get_cpu_capability(),
         amx=bool(getattr(cpu, "_is_amx_tile_supported", lambda: False)()),
         avx512_bf16=bool(getattr(cpu, "_is_avx512_bf16_supported", lambda: False)()),
@@ -94,6 +119,8 @@ def cpu_info() -> CpuInfo:
 
 
 def gpu_info() -> list[GpuInfo]:
+    import torch
+
     if not torch.cuda.is_available():
         return []
     gpus = []
@@ -107,6 +134,8 @@ def gpu_info() -> list[GpuInfo]:
 def resolve_device(name: str | torch.device = "auto") -> torch.device:
     """``auto``: the first GPU where there is one, else the CPU. A device this machine does not
     have raises ``DeviceError`` with a one-line reason."""
+    import torch
+
     if isinstance(name, torch.device):
         name = str(name)
     if name == "auto":
@@ -128,8 +157,48 @@ def resolve_device(name: str | torch.device = "auto") -> torch.device:
     return device
 
 
+def cuda_possible() -> bool:
+    """Whether this machine may have an NVIDIA GPU, asked without importing torch (no device nodes on
+    Linux, or a Mac: certainly not; elsewhere torch must be asked)."""
+    if sys.platform == "darwin":
+        return False
+    if sys.platform.startswith("linux"):
+        return any(Path(p).exists() for p in ("/dev/nvidiactl", "/dev/nvidia0", "/dev/dxg"))
+    return True
+
+
+def runtime_device(name: str | torch.device = "auto") -> str:
+    """The device for ONNX Runtime or OpenVINO, without importing torch: ``auto`` is a GPU only where
+    ONNX Runtime has its CUDA provider; OpenVINO runs on the CPU."""
+    name = str(name)
+    if name == "auto":
+        return "cuda" if "CUDAExecutionProvider" in onnxruntime_providers() else "cpu"
+    if name == "cpu" or name == "cuda" or (name.startswith("cuda:") and name[5:].isdigit()):
+        return name
+    raise DeviceError(f"--device {name!r} is not a device name; use auto, cpu, cuda or cuda:N")
+
+
+@functools.cache
+def onnxruntime_providers() -> tuple[str, ...]:
+    if importlib.util.find_spec("onnxruntime") is None:
+        return ()
+    import onnxruntime
+
+    return tuple(onnxruntime.get_available_providers())
+
+
+def onednn_bf16_refusal() -> str | None:
+    """Why oneDNN (in torch and OpenVINO) is kept off bf16 instructions by ``ONEDNN_MAX_CPU_ISA``, or None."""
+    cap = os.environ.get("ONEDNN_MAX_CPU_ISA")
+    if cap and not _onednn_allows(cap, "BF16"):
+        return f"ONEDNN_MAX_CPU_ISA={cap} keeps oneDNN off this CPU's bf16 instructions"
+    return None
+
+
 def native_bf16(device: torch.device) -> bool:
     if device.type == "cuda":
+        import torch
+
         return torch.cuda.is_bf16_supported()
     return cpu_info().native_bf16
 
@@ -139,15 +208,20 @@ def bf16_refusal(device: torch.device) -> str | None:
     if native_bf16(device):
         return None
     if device.type == "cuda":
+        import torch
+
         return f"{torch.cuda.get_device_name(device)} has no native bf16 (compute capability 8.0 or newer)"
     info = cpu_info()
-    if (info.amx or info.avx512_bf16) and info.onednn_isa_cap:
-        return f"ONEDNN_MAX_CPU_ISA={info.onednn_isa_cap} keeps oneDNN off this CPU's bf16 instructions"
+    capped = onednn_bf16_refusal()
+    if (info.amx or info.avx512_bf16) and capped:
+        return capped
     return f"this CPU ({info.model}, {info.isa}) has no native bf16 (AMX or AVX512-BF16); it would be emulated"
 
 
 def autocast_dtype(device: torch.device, requested: str = "bfloat16") -> torch.dtype:
     """The mixed-precision dtype: bf16, or fp16 on GPUs without bf16."""
+    import torch
+
     if requested == "bfloat16" and device.type == "cuda" and not native_bf16(device):
         return torch.float16
     return getattr(torch, requested)
@@ -156,6 +230,8 @@ def autocast_dtype(device: torch.device, requested: str = "bfloat16") -> torch.d
 def use_exact_fp32(device: torch.device) -> None:
     """fp32 means fp32 on GPUs too: cuDNN would otherwise run fp32 convolutions in TF32 (10-bit mantissa)."""
     if device.type == "cuda":
+        import torch
+
         torch.backends.cudnn.allow_tf32 = False
         torch.backends.cuda.matmul.allow_tf32 = False
 
@@ -192,6 +268,8 @@ def openvino_capabilities() -> tuple[str, ...]:
 
 def hardware_line(device: torch.device | None = None) -> str:
     """One line for the head of every benchmark."""
+    import torch
+
     c = cpu_info()
     features = [f for f, on in (("AMX", c.amx), ("AVX512-BF16", c.avx512_bf16), ("VNNI", c.vnni)) if on]
     cap = f", ONEDNN_MAX_CPU_ISA={c.onednn_isa_cap}" if c.onednn_isa_cap else ""
@@ -206,6 +284,8 @@ def hardware_line(device: torch.device | None = None) -> str:
 
 def hardware_report() -> dict:
     """The machine, as run folders and model files record it."""
+    import torch
+
     c = cpu_info()
     return {"cpu": {**asdict(c), "level": c.level, "native_bf16": c.native_bf16, "native_int8": c.native_int8},
             "gpus": [asdict(g) for g in gpu_info()], "torch": torch.__version__, "python": platform.python_version()}

@@ -1,5 +1,7 @@
 """The model file: safetensors weights plus the metadata every later step needs.
 
+Its metadata is read without torch (ONNX Runtime and OpenVINO deployments have none); its weights with it.
+
 It is the contract between training and evaluation, prediction, export and serving: architecture
 and options, class names and preprocessing travel with the weights, so nothing else is needed.
 """
@@ -10,15 +12,16 @@ import dataclasses
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
 from safetensors import safe_open
-from safetensors.torch import load_file, save_file
-from torch import nn
 
 from .atomic import atomic_path
-from .data.transforms import Preprocess
+from .data.preprocess import Preprocess
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
 
 FORMAT = "reslab-model"
 FORMAT_VERSION = 1
@@ -96,6 +99,8 @@ class ModelInfo:
 
 def save_model_file(path: str | Path, model: nn.Module, info: ModelInfo) -> Path:
     """Write weights and metadata atomically: a crash leaves the old file or the new one, never half."""
+    from safetensors.torch import save_file
+
     path = Path(path)
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
     with atomic_path(path) as tmp:
@@ -114,7 +119,7 @@ def read_model_info(path: str | Path) -> ModelInfo:
     """The metadata alone: reads the file's header, not its weights."""
     path = _checked(path)
     try:
-        with safe_open(str(path), framework="pt") as f:
+        with safe_open(str(path), framework="numpy") as f:  # the header alone: no torch needed
             metadata = f.metadata()
     except Exception as e:  # safetensors raises its own error types for every kind of damage
         raise ModelFileError(f"{path}: not a readable safetensors model file ({e})") from e
@@ -122,6 +127,8 @@ def read_model_info(path: str | Path) -> ModelInfo:
 
 
 def read_model_file(path: str | Path) -> tuple[dict[str, torch.Tensor], ModelInfo]:
+    from safetensors.torch import load_file
+
     info = read_model_info(path)
     try:
         state = load_file(str(path))

@@ -28,7 +28,7 @@ import torch
 from PIL import Image
 
 from ..data.images import is_image_file
-from ..data.transforms import IMAGENET_MEAN, IMAGENET_STD, Preprocess, eval_resize_size
+from ..data.preprocess import IMAGENET_MEAN, IMAGENET_STD, Preprocess, eval_resize_size
 from ..hardware import hardware_line, int8_saturates, resolve_device
 from ..infer.backends import OnnxRuntimeBackend, available_backends, open_backends, precision_refusal
 from ..infer.predictor import Predictor
@@ -36,34 +36,10 @@ from ..infer.reference import default_images
 from ..infer.selection import load_backend
 from ..modelfile import ModelInfo, ModelSpec, save_model_file
 from ..models import count_macs, create_model
-from ..precision import CHOICES
 from ..timing import timed_calls
 from .modes import MODES, compare_modes, print_modes_table, sample_batch
 from .peak import measure_gemm_peak
 from .stages import phone_camera_jpegs, print_stage_table, stage_times
-
-
-def add_bench_infer_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--images", nargs="+", help="image files or folders (default: the shipped photos)")
-    parser.add_argument("--model", default="resnet18", help="an ImageNet-family architecture")
-    parser.add_argument("--image-size", type=int, default=224)
-    parser.add_argument("--batch-sizes", default="1,8,32")
-    parser.add_argument("--seconds", type=float, default=3.0, help="timing per row and batch size")
-    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds the timing is spread over")
-    parser.add_argument("--skip", nargs="*", default=[], help="rows to leave out (e.g. openvino-int8)")
-    parser.add_argument("--phone", action=argparse.BooleanOptionalAction, default=True,
-                        help="also time the photos re-encoded as 12-megapixel phone-camera JPEGs")
-    parser.add_argument("--stages", help="the path whose time is split by stage (default: the fastest network)")
-    parser.add_argument("--precision", default="auto", choices=CHOICES,
-                        help="rows of this precision only (and the baseline); auto: every precision this CPU runs")
-    parser.add_argument("--device", default="auto", help="cpu: the table above; cuda: networks alone at "
-                        "--gpu-batch in each of --modes, and ONNX Runtime's CUDA provider where installed")
-    parser.add_argument("--modes", help="eager,channels_last+amp,compiled (the default on a GPU): time these modes "
-                        "of --gpu-models side by side instead of the CPU comparison")
-    parser.add_argument("--gpu-models", default="resnet18,resnet50")
-    parser.add_argument("--gpu-batch", type=int, default=256)
-    parser.add_argument("--steps", type=int, default=10, help="calls per round of the mode timing")
-    parser.add_argument("--json", action="store_true")
 
 
 def load_images(inputs: list[str] | None, limit: int = 64) -> list[bytes]:

@@ -111,7 +111,7 @@ def sample_batch(batch: int, size: int, device: torch.device) -> tuple[torch.Ten
     """Real images for timing: the shipped CIFAR-10 sample, normalised, resized to ``size`` and
     repeated up to ``batch`` images, already on ``device``."""
     from ..data.datasets import load_arrays
-    from ..data.transforms import DATASET_STATS, Preprocess
+    from ..data.preprocess import DATASET_STATS, Preprocess
 
     train = load_arrays(SAMPLE_PACK, hold_out=False).train
     index = torch.arange(batch) % len(train)

@@ -32,21 +32,6 @@ from .loadgen import multipart_request, run_load
 HOST = "127.0.0.1"
 
 
-def add_bench_serve_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model-file", help="a model file to serve (default: ResNet-18 224, random weights, "
-                                             "static INT8 ONNX)")
-    parser.add_argument("--backend", default="onnxruntime", choices=["onnxruntime", "openvino"],
-                        help="reslab's backend; the baseline server always runs ONNX Runtime")
-    parser.add_argument("--images", nargs="+", help="photos to post, as JPEG (default: the shipped photos)")
-    parser.add_argument("--concurrency", default="1,8,32")
-    parser.add_argument("--requests", type=int, default=240, help="requests per concurrency level")
-    parser.add_argument("--time-limit", type=float, default=60.0, help="seconds per concurrency level at most")
-    parser.add_argument("--port", type=int, default=8790)
-    parser.add_argument("--serve-flags", default="", help="more `reslab serve` flags, e.g. \"--decode-threads 1\"")
-    parser.add_argument("--skip-baseline", action="store_true")
-    parser.add_argument("--json", action="store_true")
-
-
 def as_jpeg(data: bytes) -> bytes:
     image = Image.open(io.BytesIO(data))
     if image.format == "JPEG":

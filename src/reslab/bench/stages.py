@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import torch
+import numpy as np
 from PIL import Image
 
 from ..infer.predictor import Predictor, softmax
@@ -46,7 +46,6 @@ def _timed(fn: Callable[[], Any]) -> tuple[float, Any]:
 def stage_times(predictor: Predictor, blobs: list[bytes], rounds: int = 5) -> dict[str, float]:
     """Median milliseconds per image of each stage over ``blobs`` (one batch)."""
     pre = predictor.info.preprocess
-    geometry = pre.geometry()
     times: dict[str, list[float]] = {stage: [] for stage in STAGES}
     with tempfile.TemporaryDirectory() as tmp:
         files = [Path(tmp) / f"{i}.jpg" for i in range(len(blobs))]
@@ -57,9 +56,9 @@ def stage_times(predictor: Predictor, blobs: list[bytes], rounds: int = 5) -> di
             times["read"].append(t)
             t, decoded = _timed(lambda data=data: predictor._map(pre.open, data))
             times["decode"].append(t)
-            t, cropped = _timed(lambda decoded=decoded: predictor._map(geometry, decoded))
+            t, cropped = _timed(lambda decoded=decoded: predictor._map(pre.geometry, decoded))
             times["resize/crop"].append(t)
-            t, batch = _timed(lambda cropped=cropped: pre.normalize(torch.stack(cropped)).numpy())
+            t, batch = _timed(lambda cropped=cropped: pre.normalize(np.stack(cropped)))
             times["normalise"].append(t)
             t, logits = _timed(lambda batch=batch: predictor.backend.run(batch))
             times["network"].append(t)

@@ -19,25 +19,7 @@ from pathlib import Path
 from ..config import config_from_dict, load_yaml
 from ..hardware import hardware_line
 from ..train.trainer import Trainer
-
-ROOT = Path(__file__).resolve().parents[3]
-DEFAULT_RECIPE = ROOT / "configs" / "cifar10-resnet18-fast.yaml"
-JPEG_COPY = ROOT.parent / "shared" / "data" / "cifar10" / "cifar10-jpeg.npz"
-
-
-def add_time_to_accuracy_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", default=str(DEFAULT_RECIPE), help="the recipe (a training YAML)")
-    parser.add_argument("--data", help="CIFAR-10: an .npz (JPEG pack or uint8 arrays), a folder with train/ and "
-                                       "test/, or cifar10 (the original, downloaded); default: the JPEG copy in "
-                                       f"{JPEG_COPY.parent} when present, else cifar10")
-    parser.add_argument("--targets", default="94,95", help="test accuracies to time, in percent")
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--epochs", type=int, help="override the recipe's epochs")
-    parser.add_argument("--amp", action=argparse.BooleanOptionalAction,
-                        help="override the recipe's mixed precision (default: the device's, see `reslab env`)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out-dir", help="keep the run folder here (default: a temporary folder)")
-    parser.add_argument("--json", action="store_true")
+from .args import JPEG_COPY
 
 
 def describe_copy(data: str) -> str:

@@ -23,31 +23,13 @@ from torchvision import datasets
 from torchvision.transforms import v2
 
 from ..config import TrainConfig
+from ..data.preprocess import DATASET_STATS
 from ..data.sample import SAMPLE_PACK, materialize
-from ..data.transforms import DATASET_STATS
 from ..hardware import bf16_refusal, default_amp, hardware_line, resolve_device
 from ..models import count_macs, create_model
 from ..train.trainer import Trainer
 from .modes import MODES, compare_modes, print_modes_table, sample_batch
 from .peak import measure_gemm_peak
-
-
-def add_bench_train_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--data", help="a CIFAR-style image folder (train/<class>/...); default: the shipped sample")
-    parser.add_argument("--model", default="resnet18")
-    parser.add_argument("--stem", default="cifar")
-    parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--images", type=int, default=1280, help="images per epoch")
-    parser.add_argument("--epochs", type=int, default=3, help="epochs per side; the first is warm-up")
-    parser.add_argument("--workers", type=int, default=2, help="the baseline DataLoader's workers")
-    parser.add_argument("--device", default="auto", help="cpu: reslab's loop against the tutorial loop; "
-                        "cuda: training steps of --model at 32 px (CIFAR stem) and 224 px in each of --modes")
-    parser.add_argument("--modes", help="eager,channels_last+amp,compiled (the default on a GPU): time these "
-                        "modes side by side instead of the CPU comparison")
-    parser.add_argument("--mode-batch-sizes", default="512,256", help="batch sizes of the 32 px and 224 px rows")
-    parser.add_argument("--rounds", type=int, default=5, help="alternating rounds per mode (the median is kept)")
-    parser.add_argument("--steps", type=int, default=10, help="steps per round of the mode timing")
-    parser.add_argument("--json", action="store_true")
 
 
 def _subset_folder(source: Path, images: int, out: Path) -> Path:

@@ -23,7 +23,8 @@ from torch.utils.data import DataLoader, Sampler
 
 from .datasets import ArraySplit, FileSplit
 from .images import UnreadableImageError
-from .transforms import BatchAugment, Preprocess
+from .preprocess import Preprocess
+from .transforms import BatchAugment
 
 
 def epoch_generator(seed: int, epoch: int) -> torch.Generator:
@@ -73,11 +74,9 @@ class SkipLog:
 
 def decode_split(split: FileSplit, pre: Preprocess, skipped: SkipLog, threads: int = 4) -> ArraySplit:
     """Decode every image once to uint8 (C, H, W) at the preprocessing's size; skip unreadable ones."""
-    geometry = pre.geometry()
-
     def decode(path: Path) -> np.ndarray | str:
         try:
-            return geometry(pre.open(path)).numpy()
+            return pre.geometry(pre.open(path))
         except UnreadableImageError as e:
             return str(e)
 
@@ -146,7 +145,7 @@ class _ImageFiles(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.split)
 
-    def __getitem__(self, i: int) -> tuple[Tensor | str, int, int]:
+    def __getitem__(self, i: int) -> tuple[Tensor | np.ndarray | str, int, int]:
         """The transformed image, or the reason it cannot be decoded."""
         try:
             return self.transform(self.decode(self.split.paths[i])), self.split.labels[i], i
@@ -155,13 +154,14 @@ class _ImageFiles(torch.utils.data.Dataset):
 
 
 def _collate_skipping(
-    items: list[tuple[Tensor | str, int, int]],
+    items: list[tuple[Tensor | np.ndarray | str, int, int]],
 ) -> tuple[Tensor, Tensor, list[tuple[int, str]]]:
-    good = [(x, y) for x, y, _ in items if isinstance(x, Tensor)]
+    """Training transforms give tensors, evaluation's ``Preprocess`` NumPy arrays; failures their reason."""
+    good = [(x, y) for x, y, _ in items if not isinstance(x, str)]
     failed = [(i, x) for x, _, i in items if isinstance(x, str)]
     if not good:
         return torch.empty(0), torch.empty(0, dtype=torch.long), failed
-    return torch.stack([x for x, _ in good]), torch.tensor([y for _, y in good]), failed
+    return torch.stack([torch.as_tensor(x) for x, _ in good]), torch.tensor([y for _, y in good]), failed
 
 
 class _EpochSampler(Sampler[int]):

@@ -14,7 +14,8 @@ from PIL import Image
 from .datasets import ArraySplit, Dataset, FileSplit, Split, load_dataset, subset
 from .images import open_image
 from .loaders import FileLoader, SkipLog, TensorLoader, decode_split
-from .transforms import DATASET_STATS, AugmentOptions, BatchAugment, Preprocess, eval_resize_size, train_transform
+from .preprocess import DATASET_STATS, Preprocess, eval_resize_size
+from .transforms import AugmentOptions, BatchAugment, train_transform
 
 SMALL_IMAGE = 64  # images this size or smaller train from memory with the CIFAR preset
 Loader = TensorLoader | FileLoader

@@ -1,90 +1,23 @@
-"""The one evaluation preprocessing, and the training augmentation presets beside it.
+"""The training augmentation presets, per image (PIL, from disk) and per batch (uint8 tensors in memory).
 
-``Preprocess`` is stored in every model file; evaluation during training, ``reslab eval``,
-``reslab predict`` and serving all build their inputs with it and nothing else.
+Evaluation's preprocessing is ``data.preprocess.Preprocess``, which needs no torch.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
-from PIL import Image
 from torch import Tensor
 from torchvision.transforms import v2
 
-from .images import open_image
+from .preprocess import Preprocess
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-DATASET_STATS = {
-    "cifar10": ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
-    "cifar100": ((0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)),
-    "imagenet": (IMAGENET_MEAN, IMAGENET_STD),
-}
 INTERPOLATIONS = {
     "bilinear": v2.InterpolationMode.BILINEAR,
     "bicubic": v2.InterpolationMode.BICUBIC,
     "nearest": v2.InterpolationMode.NEAREST,
 }
-
-
-def eval_resize_size(image_size: int) -> int:
-    """ImageNet's Resize(256)/CenterCrop(224) ratio at any size; small images are not cropped."""
-    return image_size if image_size <= 64 else round(image_size * 256 / 224)
-
-
-DECODE_POLICIES = ("reduced", "full")
-
-
-@dataclass
-class Preprocess:
-    """Decode, resize the short side, centre-crop, scale to [0, 1] and normalise.
-
-    ``decode``: ``reduced`` decodes a JPEG at the smallest libjpeg DCT scale (1/2, 1/4, 1/8) that keeps
-    both sides at least ``resize_size`` (far less work for large photos), ``full`` at full size. It is
-    stored with the model, and evaluation, prediction, serving and export checks all decode with it,
-    so one image gives one tensor everywhere."""
-
-    image_size: int
-    resize_size: int
-    mean: tuple[float, ...]
-    std: tuple[float, ...]
-    in_chans: int = 3
-    interpolation: str = "bilinear"
-    decode: str = "reduced"
-
-    def __post_init__(self) -> None:
-        self.mean = tuple(float(m) for m in self.mean)
-        self.std = tuple(float(s) for s in self.std)
-        if len(self.mean) != self.in_chans or len(self.std) != self.in_chans:
-            raise ValueError(f"mean and std need {self.in_chans} values each, got {self.mean} and {self.std}")
-        if self.decode not in DECODE_POLICIES:
-            raise ValueError(f"decode policy {self.decode!r}: expected one of {', '.join(DECODE_POLICIES)}")
-
-    def open(self, source: str | Path | bytes, max_pixels: int | None = None, name: str | None = None) -> Image.Image:
-        """Decode an image file or its bytes with this model's decode policy (``open_image``'s errors)."""
-        min_size = self.resize_size if self.decode == "reduced" else None
-        return open_image(source, self.in_chans, min_size=min_size, max_pixels=max_pixels, name=name)
-
-    def geometry(self) -> v2.Compose:
-        """PIL image -> uint8 tensor (C, image_size, image_size)."""
-        return v2.Compose([
-            v2.ToImage(),
-            v2.Resize(self.resize_size, interpolation=INTERPOLATIONS[self.interpolation], antialias=True),
-            v2.CenterCrop(self.image_size),
-        ])
-
-    def normalize(self, batch: Tensor) -> Tensor:
-        """uint8 (N, C, H, W) on any device -> normalised float32."""
-        mean = torch.tensor(self.mean, device=batch.device).view(1, -1, 1, 1) * 255
-        std = torch.tensor(self.std, device=batch.device).view(1, -1, 1, 1) * 255
-        return (batch.float() - mean) / std
-
-    def __call__(self, image: Image.Image) -> Tensor:
-        """One PIL image -> normalised float tensor (C, H, W)."""
-        return self.normalize(self.geometry()(image).unsqueeze(0))[0]
 
 
 @dataclass

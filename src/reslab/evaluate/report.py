@@ -104,6 +104,6 @@ def run_eval(
 @torch.inference_mode()
 def first_conv_feature_maps(model: nn.Module, info: ModelInfo, image: Path, out: Path) -> Path:
     """The first convolution's output for one image, one panel per channel."""
-    x = info.preprocess(info.preprocess.open(image)).unsqueeze(0).to(model.conv1.weight.device)
+    x = torch.from_numpy(info.preprocess(info.preprocess.open(image))).unsqueeze(0).to(model.conv1.weight.device)
     maps = model.conv1(x)[0]
     return plot_feature_maps(maps.cpu(), out, f"conv1 feature maps of {image.name} ({maps.shape[0]} channels)")

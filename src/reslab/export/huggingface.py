@@ -13,9 +13,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..data.preprocess import PIL_RESAMPLE
 from ..modelfile import ModelInfo
 from ..models import architecture
-from ..models.pretrained import PIL_RESAMPLE, hf_preprocess
+from ..models.pretrained import hf_preprocess
 from ..models.resnet import Bottleneck
 from ..models.weights import torchvision_key
 

@@ -10,13 +10,15 @@ from __future__ import annotations
 import json
 from dataclasses import asdict
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import onnx
-import torch
-from torch import nn
 
 from ..atomic import atomic_path
 from ..modelfile import ModelFileError, ModelInfo
+
+if TYPE_CHECKING:
+    from torch import nn
 
 INPUT_NAME = "input"
 OUTPUT_NAME = "logits"
@@ -60,6 +62,8 @@ def is_quantized(proto: onnx.ModelProto) -> bool:
 
 def to_onnx_proto(model: nn.Module, info: ModelInfo, opset: int = OPSET) -> onnx.ModelProto:
     """The network as an ONNX graph (torch's dynamo exporter) with a dynamic batch axis."""
+    import torch
+
     pre = info.preprocess
     example = torch.randn(2, pre.in_chans, pre.image_size, pre.image_size)
     batch = torch.export.Dim("batch", min=1, max=4096)

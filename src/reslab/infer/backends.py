@@ -12,25 +12,28 @@ backends can read which file is decided by the file's suffix:
 
 Each runs in one precision (``precision``): fp32, bf16 (torch by autocast, OpenVINO by its precision
 hint) or int8 (a quantised ONNX graph). Which runtime and precision to open is chosen in ``selection``.
+
+Devices are given as strings (``cpu``, ``cuda:0``). torch is imported only to run torch, or to load a model
+file whose ONNX graph is not cached yet: ONNX Runtime and OpenVINO deployments run without it.
 """
 
 from __future__ import annotations
 
 import importlib.util
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
-import torch
-from torch import nn
 
 from ..atomic import atomic_path
 from ..formats import model_format, read_info
-from ..formats.archives import load_archive
-from ..hardware import autocast_dtype, bf16_refusal, openvino_capabilities, openvino_config, use_exact_fp32
+from ..hardware import bf16_refusal, onednn_bf16_refusal, openvino_capabilities, openvino_config
 from ..modelfile import ModelInfo
-from ..models import load_model_file
 from ..paths import cache_root, file_digest
+from .memory import runtime_version
+
+if TYPE_CHECKING:
+    from torch import nn
 
 BACKENDS = ("torch", "onnxruntime", "openvino")
 
@@ -43,7 +46,7 @@ class Backend(Protocol):
 
 
 def available_backends() -> list[str]:
-    return ["torch"] + [b for b in BACKENDS[1:] if importlib.util.find_spec(b) is not None]
+    return [b for b in BACKENDS if importlib.util.find_spec(b) is not None]
 
 
 SUPPORTED = {
@@ -55,13 +58,13 @@ SUPPORTED = {
 }
 
 
-def choose_backend(path: Path, requested: str, device: torch.device) -> list[str]:
+def choose_backend(path: Path, requested: str, device: str) -> list[str]:
     """The backend asked for, checked; for ``auto``, the installed candidates (to be timed); on a
     GPU, torch."""
     fmt = model_format(path)
     usable = [b for b in SUPPORTED[fmt] if b in available_backends()]
     if requested == "auto":
-        if device.type != "cpu" and "torch" in usable:
+        if device != "cpu" and "torch" in usable:
             return ["torch"]
         return usable
     if requested not in BACKENDS:
@@ -70,7 +73,8 @@ def choose_backend(path: Path, requested: str, device: torch.device) -> list[str
         raise ValueError(f"{path}: the {requested} backend cannot run a {fmt} file; it runs with "
                          f"{' or '.join(SUPPORTED[fmt])}")
     if requested not in usable:
-        raise ValueError(f"backend {requested!r} is not installed (pip install 'reslab[deploy]')")
+        extra = "torch" if requested == "torch" else "deploy"
+        raise ValueError(f"backend {requested!r} is not installed (pip install 'reslab[{extra}]')")
     return [requested]
 
 
@@ -79,20 +83,27 @@ class TorchBackend:
 
     name = "torch"
 
-    def __init__(self, model: nn.Module, device: torch.device, channels_last: bool = True,
-                 precision: str = "fp32") -> None:
+    def __init__(self, model: nn.Module, device: str, channels_last: bool = True, precision: str = "fp32") -> None:
+        import torch
+
+        from ..hardware import autocast_dtype, use_exact_fp32
+
         self.device = device
+        self._device = torch.device(device)
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.model = model
         self.precision = precision
+        self.autocast_dtype = autocast_dtype(self._device)
         if precision == "fp32":
-            use_exact_fp32(device)
+            use_exact_fp32(self._device)
 
-    @torch.inference_mode()
     def run(self, batch: np.ndarray) -> np.ndarray:
-        x = torch.from_numpy(batch).to(self.device).contiguous(memory_format=self.memory_format)
-        with torch.autocast(self.device.type, dtype=autocast_dtype(self.device), enabled=self.precision == "bf16"):
-            return self.model(x).float().cpu().numpy()
+        import torch
+
+        with torch.inference_mode():
+            x = torch.from_numpy(batch).to(self._device).contiguous(memory_format=self.memory_format)
+            with torch.autocast(self._device.type, dtype=self.autocast_dtype, enabled=self.precision == "bf16"):
+                return self.model(x).float().cpu().numpy()
 
 
 class OnnxRuntimeBackend:
@@ -100,7 +111,7 @@ class OnnxRuntimeBackend:
 
     name = "onnxruntime"
 
-    def __init__(self, model: str | bytes, threads: int | None = None, device: torch.device | None = None,
+    def __init__(self, model: str | bytes, threads: int | None = None, device: str = "cpu",
                  precision: str = "fp32") -> None:
         import onnxruntime as ort
 
@@ -109,11 +120,12 @@ class OnnxRuntimeBackend:
         if threads:
             options.intra_op_num_threads = threads
         providers = ["CPUExecutionProvider"]
-        if device is not None and device.type == "cuda" and "CUDAExecutionProvider" in ort.get_available_providers():
+        if device.startswith("cuda") and "CUDAExecutionProvider" in ort.get_available_providers():
             providers.insert(0, "CUDAExecutionProvider")
         self.session = ort.InferenceSession(model, options, providers=providers)
         self.input_name = self.session.get_inputs()[0].name
         self.precision = precision
+        self.device = device if "CUDAExecutionProvider" in self.session.get_providers() else "cpu"
 
     def run(self, batch: np.ndarray) -> np.ndarray:
         return self.session.run(None, {self.input_name: np.ascontiguousarray(batch, dtype=np.float32)})[0]
@@ -135,39 +147,53 @@ class OpenVinoBackend:
         self.compiled = core.compile_model(core.read_model(model_path), "CPU", config)
         self.request = self.compiled.create_infer_request()
         self.precision = precision
+        self.device = "cpu"
 
     def run(self, batch: np.ndarray) -> np.ndarray:
         result = self.request.infer({0: np.ascontiguousarray(batch, dtype=np.float32)})
         return np.asarray(result[self.compiled.outputs[0]])
 
 
-def precision_refusal(backend: str, precision: str, device: torch.device) -> str | None:
+def precision_refusal(backend: str, precision: str, device: str) -> str | None:
     """Why ``backend`` cannot run ``precision`` here, or None. int8 comes from a quantised file."""
     if precision != "bf16":
         return None
     if backend == "onnxruntime":
         return "ONNX Runtime's CPU provider has no bf16 kernels (use the openvino or torch backend)"
-    if backend == "openvino" and "BF16" not in openvino_capabilities():
-        return "OpenVINO reports no BF16 capability on this CPU"
-    return bf16_refusal(device if backend == "torch" else torch.device("cpu"))
+    if backend == "openvino":
+        if "BF16" not in openvino_capabilities():
+            return "OpenVINO reports no BF16 capability on this CPU"
+        return onednn_bf16_refusal()
+    import torch
+
+    return bf16_refusal(torch.device(device))
 
 
 Key = tuple[str, str]  # (backend, precision)
 
 
-def open_backends(path: Path, keys: list[Key], device: torch.device, threads: int | None,
+def open_backends(path: Path, keys: list[Key], device: str, threads: int | None,
                   channels_last: bool) -> tuple[dict[Key, Backend], ModelInfo]:
     """Each (backend, precision) over the file at ``path``; a model file is loaded (and exported) once."""
     fmt = model_format(path)
     if fmt in ("torchscript", "pt2"):
+        from ..formats.archives import load_archive
+
         module, info = load_archive(path, fmt)
         # an exported program keeps the layout it was traced with: feed it plain NCHW
         return {k: TorchBackend(module.to(device), device, channels_last=False, precision=k[1]) for k in keys}, info
     if fmt == "reslab":
-        model, info = load_model_file(path, device)
         onnx_keys = [k for k in keys if k[0] != "torch"]
-        # ONNX Runtime and OpenVINO run the model's ONNX graph, built in memory once
-        opened = _onnx_backends(str(_onnx_file(path, model, info)), onnx_keys, threads, device) if onnx_keys else {}
+        graph = _cached_onnx(path)
+        if len(onnx_keys) == len(keys) and graph.is_file():  # its ONNX graph is there: no torch needed
+            return _onnx_backends(str(graph), keys, threads, device), read_info(path)
+        import torch
+
+        from ..models import load_model_file
+
+        model, info = load_model_file(path, device)
+        # ONNX Runtime and OpenVINO run the model's ONNX graph, exported once per file and torch version
+        opened = _onnx_backends(str(_export_onnx(graph, model, info)), onnx_keys, threads, device) if onnx_keys else {}
         layout = torch.channels_last if channels_last else torch.contiguous_format
         model = model.to(device, memory_format=layout)
         opened.update({k: TorchBackend(model, device, channels_last, k[1]) for k in keys if k[0] == "torch"})
@@ -175,9 +201,12 @@ def open_backends(path: Path, keys: list[Key], device: torch.device, threads: in
     return _onnx_backends(str(path), keys, threads, device), read_info(path)
 
 
-def _onnx_file(path: Path, model: nn.Module, info: ModelInfo) -> Path:
-    """The model file's ONNX graph, exported once per file content and torch version, then reused."""
-    cached = cache_root() / "onnx" / f"{file_digest(path)}-torch{torch.__version__}.onnx"
+def _cached_onnx(path: Path) -> Path:
+    """Where the model file's ONNX graph is kept: by file content and the torch version that exports it."""
+    return cache_root() / "onnx" / f"{file_digest(path)}-torch{runtime_version('torch')}.onnx"
+
+
+def _export_onnx(cached: Path, model: nn.Module, info: ModelInfo) -> Path:
     if not cached.is_file():
         from ..formats.onnx import to_onnx_proto  # onnx comes with the deploy extra
 
@@ -187,7 +216,7 @@ def _onnx_file(path: Path, model: nn.Module, info: ModelInfo) -> Path:
     return cached
 
 
-def _onnx_backends(path: str, keys: list[Key], threads: int | None, device: torch.device) -> dict[Key, Backend]:
+def _onnx_backends(path: str, keys: list[Key], threads: int | None, device: str) -> dict[Key, Backend]:
     """ONNX Runtime and/or OpenVINO over an ONNX file or an OpenVINO IR."""
     return {key: OnnxRuntimeBackend(path, threads, device, key[1]) if key[0] == "onnxruntime"
             else OpenVinoBackend(path, threads, key[1]) for key in keys}

@@ -1,6 +1,7 @@
 """Remembered runtime choices: ``auto`` times every runtime and precision once per model file and machine,
-then reuses the answer. The key is the file's content, the hardware line, the installed runtimes' versions
-and what was asked for, so a new file, machine, thread count or runtime version chooses again.
+then reuses the answer. The key is the file's content, the machine, the installed runtimes' versions and
+what was asked for (device, threads, precision), so a new file, machine, thread count or runtime version
+chooses again. Nothing here imports torch: a remembered ONNX Runtime or OpenVINO choice runs without it.
 
 Kept in ``paths.cache_root()/choices.json``; deleting it (or ``RESLAB_CACHE`` elsewhere) forgets them all.
 """
@@ -13,26 +14,26 @@ import json
 from importlib import metadata
 from pathlib import Path
 
-import torch
-
 from ..atomic import write_text_atomic
 from ..formats import model_digest
-from ..hardware import hardware_line
+from ..hardware import machine_identity
 from ..paths import cache_root
 
 RUNTIMES = ("torch", "onnxruntime", "openvino")
 
 
-def _version(package: str) -> str | None:
+def runtime_version(package: str) -> str | None:
+    """An installed package's version, read from its metadata without importing it."""
     try:
         return metadata.version(package)
     except metadata.PackageNotFoundError:
         return None
 
 
-def choice_key(path: Path, backend: str, precision: str, device: torch.device, images: list[Path]) -> str:
-    identity = [model_digest(path), backend, precision, str(device),
-                hardware_line(device), [_version(r) for r in RUNTIMES], [str(p) for p in images]]
+def choice_key(path: Path, backend: str, precision: str, device: str, threads: int | None,
+               images: list[Path]) -> str:
+    identity = [model_digest(path), backend, precision, device, threads, machine_identity(),
+                [runtime_version(r) for r in RUNTIMES], [str(p) for p in images]]
     return hashlib.sha256(json.dumps(identity).encode()).hexdigest()[:24]
 
 

@@ -3,7 +3,8 @@
 Split as TorchServe's handlers are: ``preprocess`` (decode + the shared ``Preprocess``),
 ``inference`` (one batched call of the backend) and ``postprocess`` (softmax, top-k, class names).
 The backend is PyTorch, ONNX Runtime or OpenVINO (``infer.backends``); the file's own metadata
-says how to preprocess and what the classes are called.
+says how to preprocess and what the classes are called. Preprocessing is NumPy and Pillow: with an ONNX
+or OpenVINO file, nothing here imports torch.
 """
 
 from __future__ import annotations
@@ -16,12 +17,11 @@ from pathlib import Path
 from typing import TypeVar
 
 import numpy as np
-import torch
 from PIL import Image
 
 from ..data.images import UnreadableImageError, is_image_file, normalize_mode
 from ..modelfile import ModelInfo
-from ..models.pretrained import resolve_model
+from ..names import is_plain_file
 from .backends import Backend
 from .selection import Selection, load_backend
 
@@ -76,7 +76,7 @@ class Predictor:
         return list(self._pool.map(fn, items))
 
     @classmethod
-    def from_file(cls, path: str | Path, backend: str = "auto", device: str | torch.device = "cpu",
+    def from_file(cls, path: str | Path, backend: str = "auto", device: object = "cpu",
                   threads: int | None = None, decode_threads: int | None = None,
                   max_pixels: int | None = None, precision: str = "auto",
                   weights: str | Path | None = None) -> Predictor:
@@ -84,7 +84,11 @@ class Predictor:
         (``resnet50``, ``resnet50:IMAGENET1K_V2``, ``hf:microsoft/resnet-50``, see ``models.pretrained``), with
         ``weights`` a local checkpoint instead of the download. ``backend`` and ``precision`` may be ``auto``
         (see ``infer.selection``)."""
-        selection = load_backend(resolve_model(path, weights), backend, device, threads, precision=precision)
+        if not is_plain_file(path, weights):
+            from ..models.pretrained import resolve_model  # downloads and converts with torch
+
+            path = resolve_model(path, weights)
+        selection = load_backend(path, backend, device, threads, precision=precision)
         return cls(selection.backend, selection.info, decode_threads, max_pixels, selection)
 
     @property
@@ -100,8 +104,8 @@ class Predictor:
         return self.backend.precision
 
     @property
-    def device(self) -> torch.device:
-        return getattr(self.backend, "device", torch.device("cpu"))
+    def device(self) -> str:
+        return getattr(self.backend, "device", "cpu")
 
     @property
     def choice(self) -> str:
@@ -118,9 +122,8 @@ class Predictor:
     def preprocess(self, images: Sequence[ImageInput], names: Sequence[str] | None = None) -> np.ndarray:
         """Decode and resize/crop each image, then normalise the whole uint8 batch at once."""
         pre = self.info.preprocess
-        geometry = pre.geometry()
         named = list(zip(images, names or [None] * len(images)))
-        return pre.normalize(torch.stack(self._map(lambda item: geometry(self.decode(*item)), named))).numpy()
+        return pre.normalize(np.stack(self._map(lambda item: pre.geometry(self.decode(*item)), named)))
 
     def inference(self, batch: np.ndarray) -> np.ndarray:
         """Probabilities (N, classes) of a preprocessed batch."""

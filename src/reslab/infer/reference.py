@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..data.transforms import Preprocess
+from ..data.preprocess import Preprocess
 
 SAMPLES = Path(__file__).resolve().parents[3] / "samples"
 
@@ -20,5 +20,5 @@ def reference_batch(pre: Preprocess, images: list[Path]) -> np.ndarray:
     """The images with their horizontal mirrors, preprocessed as the model file says."""
     if not images:
         raise ValueError("no images to verify with: pass --verify-images")
-    batch = np.stack([pre(pre.open(p)).numpy() for p in images])
+    batch = pre.batch([pre.open(p) for p in images])
     return np.concatenate([batch, batch[..., ::-1]]).copy()

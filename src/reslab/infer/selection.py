@@ -14,12 +14,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from ..formats import model_format, read_info
-from ..hardware import resolve_device
+from ..hardware import cuda_possible, resolve_device, runtime_device
 from ..modelfile import ModelFileError, ModelInfo
-from ..models import weighted_layers
 from ..precision import Agreement, VerificationError, bf16_rtol, check, check_choice, compare
 from ..timing import timed_calls
 from .backends import Backend, Key, choose_backend, open_backends, precision_refusal
@@ -52,7 +50,18 @@ def _precisions(path: Path, info: ModelInfo, requested: str) -> list[str]:
     return ["fp32", "bf16"] if requested == "auto" else [requested]
 
 
-def candidates(path: Path, info: ModelInfo, backend: str, precision: str, device: torch.device) -> list[Key]:
+def inference_device(path: Path, backend: str, device: object) -> str:
+    """The device as a string. ONNX and OpenVINO files, and a model file run by another runtime than
+    torch on a machine without a GPU, get theirs without importing torch."""
+    fmt = model_format(path)
+    if fmt in ("onnx", "openvino"):
+        return runtime_device(device)
+    if fmt == "reslab" and backend != "torch" and str(device) in ("auto", "cpu") and not cuda_possible():
+        return "cpu"
+    return str(resolve_device(device))
+
+
+def candidates(path: Path, info: ModelInfo, backend: str, precision: str, device: str) -> list[Key]:
     """The (runtime, precision) pairs to consider; an explicit precision that none can run is refused."""
     names = choose_backend(path, backend, device)
     keys, refused = [], []
@@ -70,6 +79,8 @@ def candidates(path: Path, info: ModelInfo, backend: str, precision: str, device
 
 def verify(candidate: Backend, fp32: Backend, batch: np.ndarray, info: ModelInfo) -> Agreement:
     """A bf16 runtime against the same runtime in fp32, on real images."""
+    from ..models import weighted_layers
+
     return compare(fp32.run(batch), candidate.run(batch), bf16_rtol(weighted_layers(info.spec)), candidate.precision)
 
 
@@ -80,31 +91,39 @@ def _median_ms(backend: Backend, info: ModelInfo, batch: int = 8) -> float:
     return 1000 * statistics.median(timed_calls(lambda: backend.run(x), seconds=0.3, warmup=0.1))
 
 
+def _torch_threads(keys: list[Key], threads: int | None) -> None:
+    if threads and any(b == "torch" for b, _ in keys):
+        import torch
+
+        torch.set_num_threads(threads)
+
+
 def load_backend(
-    path: str | Path, backend: str = "auto", device: str | torch.device = "cpu", threads: int | None = None,
+    path: str | Path, backend: str = "auto", device: object = "cpu", threads: int | None = None,
     channels_last: bool = True, precision: str = "auto", verify_images: list[Path] | None = None,
 ) -> Selection:
-    """Open ``path`` with ``backend`` in ``precision`` (each may be ``auto``)."""
+    """Open ``path`` with ``backend`` in ``precision`` (each may be ``auto``); ``device``: a name or torch device."""
     path = Path(path)
-    device = resolve_device(device)
     check_choice(precision)
     model_format(path)
     if not path.exists():
         raise ModelFileError(f"{path}: no such model file")
-    info = read_info(path)
-    keys = candidates(path, info, backend, precision, device)
+    device = inference_device(path, backend, device)
     images = verify_images if verify_images is not None else default_images()
-    if precision == "auto" and not images:  # nothing to check bf16 on: it is not considered
-        keys = [k for k in keys if k[1] != "bf16"]
-    if threads and any(b == "torch" for b, _ in keys):
-        torch.set_num_threads(threads)
-    memory = choice_key(path, backend, precision, device, images) if len(keys) > 1 else None
+    # a choice made here before (same file, machine, runtimes, request) is reopened without timing or torch
+    memory = choice_key(path, backend, precision, device, threads, images) if "auto" in (backend, precision) else None
     remembered = recall(memory) if memory else None
-    if remembered and tuple(remembered["key"]) in keys:  # timed and checked here before: open that one alone
+    if remembered:
         key = tuple(remembered["key"])
+        _torch_threads([key], threads)
         opened, info = open_backends(path, [key], device, threads, channels_last)
         return Selection(opened[key], info, f"{remembered['reason']} (remembered for this file and machine)", None,
                          remembered["timings_ms"])
+    info = read_info(path)
+    keys = candidates(path, info, backend, precision, device)
+    if precision == "auto" and not images:  # nothing to check bf16 on: it is not considered
+        keys = [k for k in keys if k[1] != "bf16"]
+    _torch_threads(keys, threads)
     references = [(b, "fp32") for b, p in keys if p == "bf16" and (b, "fp32") not in keys]
     opened, info = open_backends(path, keys + references, device, threads, channels_last)
     timings = {f"{b} {p}": _median_ms(opened[(b, p)], info) for b, p in keys} if len(keys) > 1 else {}
@@ -122,7 +141,7 @@ def load_backend(
                 rejected.append(f"{key[0]} bf16 failed the check ({agreement.line()})")
                 continue
         reason = _reason(key, precision, backend, timings, rejected, agreement)
-        if memory:
+        if memory and len(keys) > 1:
             remember(memory, {"key": list(key), "reason": reason, "timings_ms": timings})
         return Selection(opened[key], info, reason, agreement, timings)
     raise VerificationError("no runtime passed the check against fp32: " + "; ".join(rejected))

@@ -11,12 +11,12 @@ command (predict, serve, export, eval, quantize) then works on an ordinary model
 from __future__ import annotations
 
 import json
-import re
 import warnings
 from pathlib import Path
 
-from ..data.transforms import IMAGENET_MEAN, IMAGENET_STD, Preprocess
+from ..data.preprocess import IMAGENET_MEAN, IMAGENET_STD, PIL_RESAMPLE, Preprocess
 from ..modelfile import ModelInfo, ModelSpec, read_model_info, save_model_file
+from ..names import HF_PREFIX, TORCHVISION_NAME, TORCHVISION_SUFFIXES
 from ..paths import cache_root, file_digest
 from .registry import ARCHITECTURES, build_model
 from .resnet import Bottleneck
@@ -32,20 +32,7 @@ from .weights import (
     torchvision_weights,
 )
 
-TORCHVISION_NAME = re.compile(r"(resnet\d+)(?::(\w+))?")
-HF_PREFIX = "hf:"
-TORCHVISION_SUFFIXES = (".pth", ".pt")
 NAMES_HELP = "a model file, a torchvision name (resnet18 ... resnet152, optionally :WEIGHTS_TAG) or hf:ORG/NAME"
-
-
-def is_model_name(source: str | Path) -> bool:
-    text = str(source)
-    return text.startswith(HF_PREFIX) or TORCHVISION_NAME.fullmatch(text) is not None
-
-
-def output_stem(source: str) -> str:
-    """A file name for what is made from a named model: ``resnet50``, ``resnet50-IMAGENET1K_V2``, ``resnet-50``."""
-    return str(source).removeprefix(HF_PREFIX).partition("@")[0].rstrip("/").split("/")[-1].replace(":", "-")
 
 
 def resolve_model(source: str | Path, weights: str | Path | None = None) -> Path:
@@ -139,7 +126,6 @@ def hf_architecture(config: dict) -> str:
                        f"torchvision-layout equivalent (ResNet-18/34/50/101/152)")
 
 
-PIL_RESAMPLE = {0: "nearest", 2: "bilinear", 3: "bicubic"}  # image processors' ``resample`` codes
 
 
 def hf_preprocess(folder: Path) -> Preprocess:

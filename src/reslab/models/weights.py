@@ -13,7 +13,7 @@ from urllib.parse import urlparse
 import torch
 from torch import Tensor, nn
 
-from ..data.transforms import IMAGENET_MEAN, IMAGENET_STD, Preprocess
+from ..data.preprocess import IMAGENET_MEAN, IMAGENET_STD, Preprocess
 from ..modelfile import ModelFileError, read_model_file, read_model_info
 
 StateDict = dict[str, Tensor]

@@ -9,8 +9,7 @@ from pathlib import Path
 import uvicorn
 
 from ..formats import read_info
-from ..hardware import resolve_device
-from ..infer.selection import candidates
+from ..infer.selection import candidates, inference_device
 from .app import create_app
 from .auth import exposure_warning
 from .settings import ENV_VAR, ServeConfig
@@ -19,7 +18,7 @@ from .settings import ENV_VAR, ServeConfig
 def serve(config: ServeConfig) -> None:
     # a missing or damaged file, an absent device or an impossible precision fails here, before any port opens
     info = read_info(Path(config.model))
-    device = resolve_device(config.device)
+    device = inference_device(Path(config.model), config.backend, config.device)
     candidates(Path(config.model), info, config.backend, config.precision, device)
     warning = exposure_warning(config.host, config.api_keys)
     if warning:

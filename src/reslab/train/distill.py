@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..data.transforms import Preprocess
+from ..data.preprocess import Preprocess
 from ..models import load_model_file
 
 

@@ -1,0 +1,84 @@
+"""The ``reslab bench ...`` flags, apart from the benchmarks themselves so that building the command line
+imports none of them (nor torch)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ..precision import CHOICES
+
+ROOT = Path(__file__).resolve().parents[3]
+DEFAULT_RECIPE = ROOT / "configs" / "cifar10-resnet18-fast.yaml"
+JPEG_COPY = ROOT.parent / "shared" / "data" / "cifar10" / "cifar10-jpeg.npz"
+
+
+def add_bench_train_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data", help="a CIFAR-style image folder (train/<class>/...); default: the shipped sample")
+    parser.add_argument("--model", default="resnet18")
+    parser.add_argument("--stem", default="cifar")
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--images", type=int, default=1280, help="images per epoch")
+    parser.add_argument("--epochs", type=int, default=3, help="epochs per side; the first is warm-up")
+    parser.add_argument("--workers", type=int, default=2, help="the baseline DataLoader's workers")
+    parser.add_argument("--device", default="auto", help="cpu: reslab's loop against the tutorial loop; "
+                        "cuda: training steps of --model at 32 px (CIFAR stem) and 224 px in each of --modes")
+    parser.add_argument("--modes", help="eager,channels_last+amp,compiled (the default on a GPU): time these "
+                        "modes side by side instead of the CPU comparison")
+    parser.add_argument("--mode-batch-sizes", default="512,256", help="batch sizes of the 32 px and 224 px rows")
+    parser.add_argument("--rounds", type=int, default=5, help="alternating rounds per mode (the median is kept)")
+    parser.add_argument("--steps", type=int, default=10, help="steps per round of the mode timing")
+    parser.add_argument("--json", action="store_true")
+
+
+def add_bench_infer_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--images", nargs="+", help="image files or folders (default: the shipped photos)")
+    parser.add_argument("--model", default="resnet18", help="an ImageNet-family architecture")
+    parser.add_argument("--image-size", type=int, default=224)
+    parser.add_argument("--batch-sizes", default="1,8,32")
+    parser.add_argument("--seconds", type=float, default=3.0, help="timing per row and batch size")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds the timing is spread over")
+    parser.add_argument("--skip", nargs="*", default=[], help="rows to leave out (e.g. openvino-int8)")
+    parser.add_argument("--phone", action=argparse.BooleanOptionalAction, default=True,
+                        help="also time the photos re-encoded as 12-megapixel phone-camera JPEGs")
+    parser.add_argument("--stages", help="the path whose time is split by stage (default: the fastest network)")
+    parser.add_argument("--precision", default="auto", choices=CHOICES,
+                        help="rows of this precision only (and the baseline); auto: every precision this CPU runs")
+    parser.add_argument("--device", default="auto", help="cpu: the table above; cuda: networks alone at "
+                        "--gpu-batch in each of --modes, and ONNX Runtime's CUDA provider where installed")
+    parser.add_argument("--modes", help="eager,channels_last+amp,compiled (the default on a GPU): time these modes "
+                        "of --gpu-models side by side instead of the CPU comparison")
+    parser.add_argument("--gpu-models", default="resnet18,resnet50")
+    parser.add_argument("--gpu-batch", type=int, default=256)
+    parser.add_argument("--steps", type=int, default=10, help="calls per round of the mode timing")
+    parser.add_argument("--json", action="store_true")
+
+
+def add_time_to_accuracy_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", default=str(DEFAULT_RECIPE), help="the recipe (a training YAML)")
+    parser.add_argument("--data", help="CIFAR-10: an .npz (JPEG pack or uint8 arrays), a folder with train/ and "
+                                       "test/, or cifar10 (the original, downloaded); default: the JPEG copy in "
+                                       f"{JPEG_COPY.parent} when present, else cifar10")
+    parser.add_argument("--targets", default="94,95", help="test accuracies to time, in percent")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--epochs", type=int, help="override the recipe's epochs")
+    parser.add_argument("--amp", action=argparse.BooleanOptionalAction,
+                        help="override the recipe's mixed precision (default: the device's, see `reslab env`)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out-dir", help="keep the run folder here (default: a temporary folder)")
+    parser.add_argument("--json", action="store_true")
+
+
+def add_bench_serve_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model-file", help="a model file to serve (default: ResNet-18 224, random weights, "
+                                             "static INT8 ONNX)")
+    parser.add_argument("--backend", default="onnxruntime", choices=["onnxruntime", "openvino"],
+                        help="reslab's backend; the baseline server always runs ONNX Runtime")
+    parser.add_argument("--images", nargs="+", help="photos to post, as JPEG (default: the shipped photos)")
+    parser.add_argument("--concurrency", default="1,8,32")
+    parser.add_argument("--requests", type=int, default=240, help="requests per concurrency level")
+    parser.add_argument("--time-limit", type=float, default=60.0, help="seconds per concurrency level at most")
+    parser.add_argument("--port", type=int, default=8790)
+    parser.add_argument("--serve-flags", default="", help="more `reslab serve` flags, e.g. \"--decode-threads 1\"")
+    parser.add_argument("--skip-baseline", action="store_true")
+    parser.add_argument("--json", action="store_true")
