@@ -79,6 +79,8 @@ def test_a_name_downloads_once_and_predicts_as_torchvision_does(caches, weights_
     with torch.no_grad():
         x = weights.transforms()(Image.open(photos["grace_hopper"]).convert("RGB")).unsqueeze(0)
         expected = torch.softmax(reference(x).double(), 1)[0]
+    ours = Predictor.from_file("resnet18", backend="torch", precision="fp32").preprocess([photos["grace_hopper"]])
+    assert np.allclose(ours[0], x[0].numpy(), rtol=0, atol=1e-5)  # torchvision's own preprocessing, to fp32 rounding
     top = expected.argsort(descending=True)[:5]
     assert [p["label"] for p in answer] == [weights.meta["categories"][i] for i in top]
     assert np.allclose([p["probability"] for p in answer], expected[top].numpy(), atol=1e-4)
