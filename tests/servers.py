@@ -20,12 +20,14 @@ class RunningServer:
     """``verify``: the CA file for an HTTPS server (``--ssl-certfile``); ``env``: extra environment."""
 
     def __init__(self, model, *flags: str, verify: str | None = None, env: dict[str, str] | None = None) -> None:
+        """``model``: one model argument, or a list of them (several models in one server)."""
+        models = [str(m) for m in model] if isinstance(model, list) else [str(model)]
         self.port = free_port()
         self.url = f"{'https' if verify else 'http'}://127.0.0.1:{self.port}"
         tls = ssl.create_default_context(cafile=verify) if verify else True
         self.client = httpx.Client(base_url=self.url, verify=tls, timeout=30)
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "reslab", "serve", str(model), "--port", str(self.port), *flags],
+            [sys.executable, "-m", "reslab", "serve", *models, "--port", str(self.port), *flags],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env={**os.environ, **(env or {})})
         self.wait_ready()
 

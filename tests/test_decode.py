@@ -30,9 +30,8 @@ def test_eval_predict_serve_and_export_check_see_the_same_tensor(model_224, phot
     predicted = predictor.preprocess([jpeg])[0]
     loader = make_loader(FileSplit([jpeg], [0]), info.preprocess, 1, torch.device("cpu"), SkipLog(), workers=0)
     evaluated = next(iter(loader))[0][0].numpy()
-    server = Server(ServeConfig(model=str(path), backend="torch", precision="fp32"))
-    server.predictor = server._load()
-    served = server._preprocess(jpeg.read_bytes(), jpeg.name)
+    served_predictor = Server(ServeConfig(models=[str(path)], backend="torch", precision="fp32")).slots[0]._load()
+    served = served_predictor.preprocess([jpeg.read_bytes()], [jpeg.name])[0]
     checked = reference_batch(info.preprocess, [jpeg])[0]
     for other in (evaluated, served, checked):
         assert np.array_equal(predicted, other)

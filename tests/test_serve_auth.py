@@ -36,7 +36,8 @@ def secure_server(trained_model, certificate, tmp_path_factory):
     assert FILE_KEY not in log and ENV_KEY not in log  # keys are never logged
 
 
-PROTECTED = [("GET", "/info"), ("GET", "/metrics"), ("POST", "/predict"), ("POST", "/predict/batch"),
+PROTECTED = [("GET", "/info"), ("GET", "/models"), ("GET", "/metrics"), ("POST", "/predict"),
+             ("POST", "/predict/batch"),
              ("GET", "/v2/models/resnet20"), ("GET", "/v2/models/resnet20/ready"),
              ("POST", "/v2/models/resnet20/infer")]
 

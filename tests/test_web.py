@@ -6,6 +6,8 @@ import shutil
 import pytest
 
 from reslab.infer.predictor import Predictor
+from reslab.modelfile import save_model_file
+from reslab.models import load_model_file
 
 from .servers import RunningServer, stopped_cleanly
 
@@ -77,6 +79,29 @@ def test_page_asks_for_the_api_key_and_keeps_it_for_the_tab(browser, trained_mod
         page.reload()  # the key lasts as long as the tab
         page.wait_for_function("document.getElementById('model').textContent.includes('resnet20')")
         assert page.locator("#keyform").is_hidden()
+        page.close()
+    finally:
+        assert stopped_cleanly(running.stop())
+
+
+@pytest.mark.slow
+def test_page_offers_the_models_of_the_server(browser, trained_model, photos, tmp_path):
+    renamed = tmp_path / "renamed.safetensors"
+    network, info = load_model_file(trained_model)
+    info.classes = [f"{c}-renamed" for c in info.classes]
+    save_model_file(renamed, network, info)
+    running = RunningServer([trained_model, renamed], "--backend", "torch", "--precision", "fp32")
+    try:
+        page = browser.new_page()
+        page.goto(f"{running.url}/")
+        page.wait_for_selector("#choice", state="visible")
+        assert page.locator("#choice option").all_inner_texts() == [trained_model.stem, "renamed"]
+        page.select_option("#choice", "renamed")
+        page.wait_for_function("document.getElementById('model').textContent.startsWith('renamed')")
+        page.set_input_files("#picker", [str(photos["chelsea"])])
+        page.wait_for_selector(".card.done .bar")
+        assert page.locator(".card.done").get_attribute("data-model") == "renamed"
+        assert page.locator(".card.done .bar").first.get_attribute("data-label").endswith("-renamed")
         page.close()
     finally:
         assert stopped_cleanly(running.stop())

@@ -177,13 +177,18 @@ def cmd_prune(args: argparse.Namespace) -> None:
 def cmd_serve(args: argparse.Namespace) -> None:
     from .serve.auth import collect_api_keys
     from .serve.run import serve
-    from .serve.settings import ServeConfig
+    from .serve.settings import ServeConfig, split_model_arguments
 
+    pairs = split_model_arguments(args.models, args.name)
+    if args.weights is not None and len(pairs) > 1:
+        raise ValueError("--weights goes with a single model name; serve that model on its own")
+    files = [str(model_path(argparse.Namespace(model=source, weights=args.weights))) for _, source in pairs]
     serve(ServeConfig(
-        model=str(model_path(args)), host=args.host, port=args.port, backend=args.backend, workers=args.workers,
+        models=files, names=[label for label, _ in pairs], host=args.host, port=args.port, backend=args.backend,
+        workers=args.workers,
         max_batch=args.max_batch, max_wait_ms=args.max_wait_ms, max_upload_mb=args.max_upload_mb,
         max_pixels=args.max_pixels, cache_size=args.cache_size, max_queue=args.max_queue, timeout_s=args.timeout_s,
-        threads=args.threads, decode_threads=args.decode_threads, name=args.name, device=args.device,
+        threads=args.threads, decode_threads=args.decode_threads, device=args.device,
         precision=args.precision, api_keys=collect_api_keys(args.api_key, args.api_key_file),
         ssl_certfile=args.ssl_certfile, ssl_keyfile=args.ssl_keyfile,
     ))
@@ -248,8 +253,12 @@ def add_device_flags(parser: argparse.ArgumentParser, precision_default: str = "
         "fastest precision here that passes that check"))
 
 
-def add_model_argument(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("model", help=MODEL_HELP)
+def add_model_argument(parser: argparse.ArgumentParser, several: bool = False) -> None:
+    if several:
+        parser.add_argument("models", nargs="+", metavar="MODEL", help=MODEL_HELP + ". Several are served side by "
+                            "side, each under its name (its file's stem, or NAME=MODEL); the first is the default")
+    else:
+        parser.add_argument("model", help=MODEL_HELP)
     parser.add_argument("--weights", metavar="FILE", help="with a torchvision name: its checkpoint (.pth) from a "
                         "local file instead of the download, e.g. resnet50 --weights resnet50-11ad3fa6.pth")
 
@@ -340,8 +349,8 @@ def build_parser() -> argparse.ArgumentParser:
     pn.add_argument("--json", action="store_true")
     pn.set_defaults(func=cmd_prune)
 
-    sv = sub.add_parser("serve", help="REST API, v2 inference protocol and a web page for a model")
-    add_model_argument(sv)
+    sv = sub.add_parser("serve", help="REST API, v2 inference protocol and a web page for one model or several")
+    add_model_argument(sv, several=True)
     sv.add_argument("--host", default="127.0.0.1")
     sv.add_argument("--port", type=int, default=8000)
     sv.add_argument("--backend", default="auto", choices=["auto", *BACKENDS])
@@ -355,7 +364,7 @@ def build_parser() -> argparse.ArgumentParser:
     sv.add_argument("--timeout-s", type=float, default=30.0, help="a request without an answer by then gets 504")
     sv.add_argument("--threads", type=int, help="inference threads per worker (default: cores / workers)")
     sv.add_argument("--decode-threads", type=int, help="decoding threads per worker (default: cores / workers)")
-    sv.add_argument("--name", help="the model's name in answers and v2 URLs (default: its architecture)")
+    sv.add_argument("--name", help="a single model's name in answers and v2 URLs (default: its architecture)")
     sv.add_argument("--api-key", action="append", metavar="KEY", help="require Authorization: Bearer KEY for "
                     "predictions, model metadata, /info and /metrics (repeatable; also RESLAB_API_KEY=K1,K2)")
     sv.add_argument("--api-key-file", metavar="FILE", help="accepted API keys, one per line")

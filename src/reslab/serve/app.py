@@ -1,9 +1,10 @@
 """The FastAPI app of ``reslab serve``.
 
 Requests are decoded in a thread pool (in parallel), their images micro-batched into one inference
-call (``batching``), and answered from a bounded cache when the same bytes come again. The model
-loads in the background after start-up: ``/healthz`` answers at once, ``/readyz`` and the
-prediction endpoints only once a warm-up inference has run.
+call (``batching``), and answered from a bounded cache when the same bytes come again. Several models
+may be served side by side (``slots``), each under its name (``?model=NAME``, ``/v2/models/NAME``); the
+first is the default. Models load in the background after start-up: ``/healthz`` answers at once,
+``/readyz`` once every model has run a warm-up inference, and each model's endpoints once it has.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ import logging
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from importlib import resources
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -23,27 +23,28 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.datastructures import UploadFile
 
 from ..data.images import EmptyImageError, ImageTooLargeError, NotAnImageError, UnreadableImageError
-from ..formats import model_digest
-from ..infer.predictor import Predictor, softmax
+from ..infer.predictor import softmax
 from ..version import __version__
 from .auth import ApiKeys, UnauthorizedError
-from .batching import MicroBatcher, QueueFullError
+from .batching import QueueFullError
 from .cache import AnswerCache, content_key
 from .limits import BodyLimit, UploadTooLargeError
 from .metrics import Metrics, RequestMetrics
 from .settings import ServeConfig
+from .slots import ModelSlot, NotReadyError
 from .v2 import HEADER_LENGTH, V2Error, infer_response, model_metadata, parse_infer_request
 
 log = logging.getLogger("reslab.serve")
 
 
-class NotReadyError(RuntimeError):
+class UnknownModelError(LookupError):
     pass
 
 
 ERROR_STATUS: list[tuple[type[Exception], int]] = [
-    (EmptyImageError, 400), (ImageTooLargeError, 413), (NotAnImageError, 415), (UnreadableImageError, 422),
-    (UploadTooLargeError, 413), (QueueFullError, 503), (NotReadyError, 503), (TimeoutError, 504),
+    (EmptyImageError, 400), (UnknownModelError, 404), (ImageTooLargeError, 413), (NotAnImageError, 415),
+    (UnreadableImageError, 422), (UploadTooLargeError, 413), (QueueFullError, 503), (NotReadyError, 503),
+    (TimeoutError, 504),
 ]
 
 
@@ -53,6 +54,7 @@ def _error(message: str) -> dict:
 
 PREDICT_ERRORS = {
     400: _error("empty body, or no file in a multipart upload"),
+    404: _error("no model of that name on this server (see GET /models)"),
     413: _error("body larger than --max-upload-mb, or an image with more pixels than --max-pixels"),
     415: _error("not an image (format not recognised)"),
     422: _error("an image that cannot be decoded (truncated or damaged)"),
@@ -69,15 +71,12 @@ BATCH_BODY = {"requestBody": {"required": True, "content": {"multipart/form-data
     "type": "object", "required": ["files"],
     "properties": {"files": {"type": "array", "minItems": 1, "items": {"type": "string", "format": "binary"}}}}}}}}
 UNAUTHORIZED = {401: _error("no API key, or a wrong one: send Authorization: Bearer KEY")}
-
-
-def file_version(path: Path) -> str:
-    """The model's version in answers: the start of its files' SHA-256 (changes when they do)."""
-    return model_digest(path, length=12)
+MODEL_QUERY = Query(None, description="the model to ask, by its name (GET /models); default: the first one served")
 
 
 class Server:
-    """What the endpoints share: the predictor, the batcher, the cache, the metrics."""
+    """What the endpoints share: one slot per model, the decoding pool, the answer cache, the metrics.
+    The first model is the default one, asked when a request names none."""
 
     def __init__(self, config: ServeConfig) -> None:
         self.config = config
@@ -85,73 +84,49 @@ class Server:
         self.cache = AnswerCache(config.cache_size)
         cores = config.cores_per_worker()
         self.decode_pool = ThreadPoolExecutor(config.decode_threads or cores, thread_name_prefix="reslab-decode")
-        self.predictor: Predictor | None = None
-        self.batcher: MicroBatcher | None = None
-        self.name = config.name or ""
-        self.version = ""
-        self.load_error: str | None = None
-
-    # ---- life cycle ----
-    def _load(self) -> Predictor:
-        c = self.config
-        predictor = Predictor.from_file(c.model, backend=c.backend, device=c.device, precision=c.precision,
-                                        threads=c.threads or c.cores_per_worker(), decode_threads=1,
-                                        max_pixels=c.max_pixels)
-        self.version = file_version(Path(c.model))
-        self.name = c.name or predictor.info.spec.arch
-        return predictor
+        threads = config.threads or cores
+        self.slots = [ModelSlot(path, name, config, self.metrics, threads)
+                      for path, name in zip(config.models, config.names)]
 
     async def start(self) -> None:
-        loop = asyncio.get_running_loop()
-        try:
-            predictor = await loop.run_in_executor(None, self._load)
-            batcher = MicroBatcher(predictor.backend.run, self.config.max_batch, self.config.max_wait_ms / 1000,
-                                   self.config.max_queue, self.metrics.observe_batch)
-            batcher.start()
-            pre = predictor.info.preprocess
-            await batcher.submit(np.zeros((pre.in_chans, pre.image_size, pre.image_size), np.float32))  # warm-up
-            self.predictor, self.batcher = predictor, batcher
-            self.metrics.model.info({"model": self.name, "version": self.version, "backend": predictor.backend_name,
-                                     "precision": predictor.precision, "device": str(predictor.device)})
-            log.info("model %s ready: %s %s (%s)", self.config.model, predictor.backend_name, predictor.precision,
-                     predictor.choice)
-        except Exception as e:  # shown by /readyz; the process stays up so the reason can be read
-            self.load_error = f"{type(e).__name__}: {e}"
-            log.error("model %s failed to load: %s", self.config.model, self.load_error)
+        await asyncio.gather(*(slot.start() for slot in self.slots))
 
     async def stop(self) -> None:
-        if self.batcher:
-            await self.batcher.stop()
+        await asyncio.gather(*(slot.stop() for slot in self.slots))
         self.decode_pool.shutdown(wait=False)
 
     @property
     def ready(self) -> bool:
-        return self.predictor is not None
+        return all(slot.ready for slot in self.slots)
 
-    def require_ready(self) -> Predictor:
-        if self.predictor is None:
-            raise NotReadyError(f"model failed to load: {self.load_error}" if self.load_error else
-                                "the model is still loading")
-        return self.predictor
+    def not_ready_reason(self) -> str:
+        return "; ".join(f"{slot.name or slot.path}: {slot.state()}" for slot in self.slots if not slot.ready)
+
+    def slot(self, name: str | None = None) -> ModelSlot:
+        """The model called ``name`` (the default one for None); 404 for a name not served here."""
+        if name is None:
+            return self.slots[0]
+        for slot in self.slots:
+            if slot.name == name:
+                return slot
+        raise UnknownModelError(f"unknown model {name!r}; this server serves "
+                                f"{', '.join(repr(s.name) for s in self.slots)}")
 
     # ---- work ----
-    def _preprocess(self, data: bytes, filename: str) -> np.ndarray:
-        return self.require_ready().preprocess([data], [filename])[0]
-
-    async def probabilities(self, data: bytes, filename: str) -> np.ndarray:
-        self.require_ready()
-        key = content_key(data)
+    async def probabilities(self, slot: ModelSlot, data: bytes, filename: str) -> np.ndarray:
+        predictor = slot.require_ready()
+        key = (slot.name, content_key(data))
         cached = self.cache.get(key)
         if cached is not None:
             self.metrics.cache_hits.inc()
             return cached
         self.metrics.cache_misses.inc()
-        assert self.batcher is not None
-        with self.batcher.incoming():
-            image = await asyncio.get_running_loop().run_in_executor(self.decode_pool, self._preprocess, data,
-                                                                     filename)
-        self.metrics.queue_depth.set(self.batcher.depth)
-        logits = await self.answer_within(self.batcher.submit(image))
+        assert slot.batcher is not None
+        with slot.batcher.incoming():
+            image = await asyncio.get_running_loop().run_in_executor(
+                self.decode_pool, lambda: predictor.preprocess([data], [filename])[0])
+        self.metrics.queue_depth.labels(slot.name).set(slot.batcher.depth)
+        logits = await self.answer_within(slot.batcher.submit(image))
         probs = softmax(logits[None].astype(np.float64))[0].astype(np.float32)
         self.cache.put(key, probs)
         return probs
@@ -161,30 +136,6 @@ class Server:
             return await asyncio.wait_for(awaitable, self.config.timeout_s)
         except asyncio.TimeoutError:  # noqa: UP041 (not the builtin before Python 3.11)
             raise TimeoutError(f"no answer within {self.config.timeout_s:g} s (--timeout-s)") from None
-
-    def top(self, probs: np.ndarray, topk: int) -> list[dict[str, Any]]:
-        predictor = self.require_ready()
-        order = np.argsort(-probs, kind="stable")[:topk]
-        return [{"index": int(i), "label": predictor.classes[int(i)], "probability": float(probs[i])} for i in order]
-
-    def info(self) -> dict[str, Any]:
-        predictor = self.require_ready()
-        pre = predictor.info.preprocess
-        return {
-            "model": self.name, "version": self.version, "file": str(self.config.model),
-            "architecture": predictor.info.spec.arch, "classes": predictor.classes,
-            "num_classes": len(predictor.classes),
-            "input": {"shape": [pre.in_chans, pre.image_size, pre.image_size], "resize_size": pre.resize_size,
-                      "mean": list(pre.mean), "std": list(pre.std), "interpolation": pre.interpolation},
-            "backend": predictor.backend_name, "precision": predictor.precision,
-            "precision_choice": predictor.choice, "device": str(predictor.device), "reslab": __version__,
-            "batching": {"max_batch": self.config.max_batch, "max_wait_ms": self.config.max_wait_ms},
-            "limits": {"max_upload_mb": self.config.max_upload_mb, "max_pixels": self.config.max_pixels},
-        }
-
-    def chw(self) -> tuple[int, int, int]:
-        pre = self.require_ready().info.preprocess
-        return pre.in_chans, pre.image_size, pre.image_size
 
 
 async def read_upload(request: Request) -> tuple[bytes, str]:
@@ -250,19 +201,22 @@ def create_app(config: ServeConfig) -> FastAPI:
 
     @app.post("/predict", responses={**PREDICT_ERRORS, **denied}, openapi_extra=UPLOAD_BODY, **protected,
               summary="Classify one image (multipart `file`, or the raw body)")
-    async def predict(request: Request, topk: int = Query(5, ge=1, le=1000)) -> dict[str, Any]:
-        server.require_ready()
+    async def predict(request: Request, topk: int = Query(5, ge=1, le=1000),
+                      model: str | None = MODEL_QUERY) -> dict[str, Any]:
+        slot = server.slot(model)
+        slot.require_ready()
         data, filename = await read_upload(request)
         if not data:
             raise EmptyImageError(f"{filename}: empty body")
-        probs = await server.probabilities(data, filename)
-        return {"model": server.name, "version": server.version, "file": filename,
-                "predictions": server.top(probs, topk)}
+        probs = await server.probabilities(slot, data, filename)
+        return {"model": slot.name, "version": slot.version, "file": filename, "predictions": slot.top(probs, topk)}
 
     @app.post("/predict/batch", responses={**PREDICT_ERRORS, **denied}, openapi_extra=BATCH_BODY, **protected,
               summary="Classify several images (multipart `files`); each gets its answer or its error")
-    async def predict_batch(request: Request, topk: int = Query(5, ge=1, le=1000)) -> dict[str, Any]:
-        server.require_ready()
+    async def predict_batch(request: Request, topk: int = Query(5, ge=1, le=1000),
+                            model: str | None = MODEL_QUERY) -> dict[str, Any]:
+        slot = server.slot(model)
+        slot.require_ready()
         if not request.headers.get("content-type", "").startswith("multipart/form-data"):
             raise EmptyImageError("send the images as multipart/form-data parts named 'files'")
         form = await request.form(max_files=256)
@@ -276,41 +230,49 @@ def create_app(config: ServeConfig) -> FastAPI:
                 data = await upload.read()
                 if not data:
                     raise EmptyImageError(f"{name}: empty file")
-                return {"file": name, "predictions": server.top(await server.probabilities(data, name), topk)}
+                return {"file": name, "predictions": slot.top(await server.probabilities(slot, data, name), topk)}
             except (UnreadableImageError, QueueFullError, TimeoutError) as e:
                 status = next(s for t, s in ERROR_STATUS if isinstance(e, t))
                 return {"file": name, "error": str(e) or type(e).__name__, "status": status}
 
         results = await asyncio.gather(*(one(u) for u in uploads))
-        return {"model": server.name, "version": server.version, "results": list(results)}
+        return {"model": slot.name, "version": slot.version, "results": list(results)}
 
     @app.get("/healthz", summary="Liveness: the process answers")
     def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.get("/readyz", summary="Readiness: model loaded and warmed up", responses={503: _error("not ready")})
+    @app.get("/readyz", summary="Readiness: every model loaded and warmed up", responses={503: _error("not ready")})
     def readyz() -> JSONResponse:
         if server.ready:
             return JSONResponse({"ready": True})
-        return JSONResponse({"ready": False, "reason": server.load_error or "loading"}, status_code=503,
+        return JSONResponse({"ready": False, "reason": server.not_ready_reason()}, status_code=503,
                             headers={"Retry-After": "1"})
 
-    @app.get("/info", summary="Model, classes, input size, backend, versions",
-             responses={503: _error("not ready"), **denied}, **protected)
-    def info() -> dict[str, Any]:
-        return server.info()
+    @app.get("/models", summary="The models served, the default one first", responses=denied, **protected)
+    def models() -> dict[str, Any]:
+        return {"default": server.slots[0].name, "models": [slot.summary() for slot in server.slots]}
+
+    @app.get("/info", summary="A model's classes, input size, backend and versions (default: the first model)",
+             responses={404: PREDICT_ERRORS[404], 503: _error("not ready"), **denied}, **protected)
+    def info(model: str | None = MODEL_QUERY) -> dict[str, Any]:
+        return {**server.slot(model).info(), "models": [slot.name for slot in server.slots]}
 
     @app.get("/metrics", summary="Prometheus metrics", response_class=Response, responses=denied, **protected)
     def metrics() -> Response:
-        if server.batcher:
-            server.metrics.queue_depth.set(server.batcher.depth)
+        for slot in server.slots:
+            if slot.batcher:
+                server.metrics.queue_depth.labels(slot.name).set(slot.batcher.depth)
         return Response(server.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
 
     # ---- the open inference protocol (v2) ----
-    def model_or_404(name: str) -> None:
-        server.require_ready()
-        if name != server.name:
-            raise V2Error(404, f"unknown model {name!r}; this server serves {server.name!r}")
+    def ready_slot(name: str) -> ModelSlot:
+        try:
+            slot = server.slot(name)
+        except UnknownModelError as e:
+            raise V2Error(404, str(e)) from None
+        slot.require_ready()
+        return slot
 
     @app.get("/v2", summary="v2: server metadata")
     def v2_server() -> dict[str, Any]:
@@ -328,15 +290,14 @@ def create_app(config: ServeConfig) -> FastAPI:
              **protected)
     @app.get("/v2/models/{name}/versions/{version}", include_in_schema=False, **protected)
     def v2_model(name: str, version: str | None = None) -> dict[str, Any]:
-        model_or_404(name)
-        assert server.predictor is not None
-        return model_metadata(server.name, server.version, server.predictor.backend_name, server.chw(),
-                              len(server.predictor.classes))
+        slot = ready_slot(name)
+        predictor = slot.require_ready()
+        return model_metadata(slot.name, slot.version, predictor.backend_name, slot.chw(), len(predictor.classes))
 
     @app.get("/v2/models/{name}/ready", summary="v2: model readiness", responses={404: _error("unknown"), **denied},
              **protected)
     def v2_model_ready(name: str) -> dict[str, Any]:
-        model_or_404(name)
+        ready_slot(name)
         return {"name": name, "ready": True}
 
     @app.post("/v2/models/{name}/infer", summary="v2: inference on a preprocessed FP32 tensor [N, C, H, W]",
@@ -345,11 +306,11 @@ def create_app(config: ServeConfig) -> FastAPI:
               **protected)
     @app.post("/v2/models/{name}/versions/{version}/infer", include_in_schema=False, **protected)
     async def v2_infer(name: str, request: Request, version: str | None = None) -> Response:
-        model_or_404(name)
-        parsed = parse_infer_request(await request.body(), request.headers.get(HEADER_LENGTH), server.chw())
-        assert server.batcher is not None
-        rows = await server.answer_within(asyncio.gather(*(server.batcher.submit(x) for x in parsed.tensor)))
-        body, headers = infer_response(server.name, server.version, parsed, np.stack(rows))
+        slot = ready_slot(name)
+        parsed = parse_infer_request(await request.body(), request.headers.get(HEADER_LENGTH), slot.chw())
+        assert slot.batcher is not None
+        rows = await server.answer_within(asyncio.gather(*(slot.batcher.submit(x) for x in parsed.tensor)))
+        body, headers = infer_response(slot.name, slot.version, parsed, np.stack(rows))
         return Response(body, headers=headers)
 
     return app

@@ -1,9 +1,10 @@
-"""A bounded LRU cache of answers, keyed by the SHA-256 of the uploaded bytes."""
+"""A bounded LRU cache of answers, keyed by the model and the SHA-256 of the uploaded bytes."""
 
 from __future__ import annotations
 
 import hashlib
 from collections import OrderedDict
+from collections.abc import Hashable
 
 import numpy as np
 
@@ -17,15 +18,15 @@ class AnswerCache:
 
     def __init__(self, size: int) -> None:
         self.size = size
-        self.entries: OrderedDict[str, np.ndarray] = OrderedDict()
+        self.entries: OrderedDict[Hashable, np.ndarray] = OrderedDict()
 
-    def get(self, key: str) -> np.ndarray | None:
+    def get(self, key: Hashable) -> np.ndarray | None:
         value = self.entries.get(key)
         if value is not None:
             self.entries.move_to_end(key)
         return value
 
-    def put(self, key: str, value: np.ndarray) -> None:
+    def put(self, key: Hashable, value: np.ndarray) -> None:
         if self.size <= 0:
             return
         self.entries[key] = value

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, generate_latest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -19,20 +20,27 @@ class Metrics:
                                 registry=r)
         self.latency = Histogram("reslab_request_seconds", "HTTP request latency", ["endpoint"],
                                  buckets=LATENCY_BUCKETS, registry=r)
-        self.batch_size = Histogram("reslab_batch_size", "images per inference call", buckets=BATCH_BUCKETS,
-                                    registry=r)
-        self.inference = Histogram("reslab_inference_seconds", "time of one batched inference call",
+        self.batch_size = Histogram("reslab_batch_size", "images per inference call", ["model"],
+                                    buckets=BATCH_BUCKETS, registry=r)
+        self.inference = Histogram("reslab_inference_seconds", "time of one batched inference call", ["model"],
                                    buckets=LATENCY_BUCKETS, registry=r)
-        self.queue_depth = Gauge("reslab_queue_depth", "images waiting for inference", registry=r)
+        self.queue_depth = Gauge("reslab_queue_depth", "images waiting for inference", ["model"], registry=r)
         self.cache_hits = Counter("reslab_cache_hits", "answers served from the cache", registry=r)
         self.cache_misses = Counter("reslab_cache_misses", "answers that needed inference", registry=r)
-        self.images = Counter("reslab_images", "images classified", registry=r)
-        self.model = Info("reslab_model", "the model served: name, runtime, precision, device", registry=r)
+        self.images = Counter("reslab_images", "images classified", ["model"], registry=r)
+        self.model = Info("reslab_model", "each model served: version, runtime, precision, device", ["model"],
+                          registry=r)
 
-    def observe_batch(self, size: int, seconds: float) -> None:
-        self.batch_size.observe(size)
-        self.inference.observe(seconds)
-        self.images.inc(size)
+    def batch_observer(self, model: str) -> Callable[[int, float], None]:
+        """What a model's micro-batcher reports each inference call to."""
+        batch_size, inference, images = (m.labels(model) for m in (self.batch_size, self.inference, self.images))
+
+        def observe(size: int, seconds: float) -> None:
+            batch_size.observe(size)
+            inference.observe(seconds)
+            images.inc(size)
+
+        return observe
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

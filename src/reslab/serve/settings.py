@@ -5,15 +5,43 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
+
+from ..names import is_model_name, output_stem
 
 ENV_VAR = "RESLAB_SERVE_CONFIG"  # how the config reaches uvicorn's worker processes
 
 
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")  # a model name that is a URL path segment as it is
+
+
+def split_model_arguments(arguments: list[str], name: str | None = None) -> list[tuple[str | None, str]]:
+    """``MODEL`` or ``NAME=MODEL`` each, as (name, model). One model keeps ``name`` (``--name``); several are
+    named by their file's stem (``a.onnx``: ``a``) or model name (``resnet50``) unless named."""
+    pairs = []
+    for argument in arguments:
+        label, sep, source = argument.partition("=")
+        named = bool(sep) and NAME.fullmatch(label) is not None and not Path(argument).exists()
+        pairs.append((label, source) if named else (None, argument))
+    if len(pairs) == 1:
+        if name is not None and pairs[0][0] is not None:
+            raise ValueError("name the model either with --name or with NAME=MODEL, not both")
+        return [(name or pairs[0][0], pairs[0][1])]
+    if name is not None:
+        raise ValueError("--name names a single model; with several, name each as NAME=MODEL")
+    return [(label or stem(source), source) for label, source in pairs]
+
+
+def stem(source: str) -> str:
+    """A model's default name among several: its file's stem, or its model name made file-like."""
+    return output_stem(source) if is_model_name(source) else Path(source.rstrip("/")).stem
+
+
 @dataclass
 class ServeConfig:
-    model: str
+    models: list[str]  # model files; the first is the default
     host: str = "127.0.0.1"
     port: int = 8000
     backend: str = "auto"  # auto | torch | onnxruntime | openvino
@@ -27,7 +55,8 @@ class ServeConfig:
     timeout_s: float = 30.0
     threads: int | None = None  # inference threads per worker (default: the cores, shared among workers)
     decode_threads: int | None = None  # decoding threads per worker
-    name: str | None = None  # the model's name in the API (default: its architecture)
+    # each model's name in the API; None (one model, unnamed): its architecture, once the file is read
+    names: list[str | None] = dataclasses.field(default_factory=list)
     device: str = "auto"
     precision: str = "auto"  # auto | fp32 | bf16 | int8
     api_keys: list[str] = dataclasses.field(default_factory=list, repr=False)  # empty: no key needed
@@ -35,6 +64,20 @@ class ServeConfig:
     ssl_keyfile: str | None = None
 
     def __post_init__(self) -> None:
+        if not self.models:
+            raise ValueError("serve needs at least one model")
+        self.names = list(self.names) or [None] * len(self.models)
+        if len(self.names) != len(self.models):
+            raise ValueError(f"{len(self.names)} names for {len(self.models)} models")
+        given = [n for n in self.names if n is not None]
+        for name in given:
+            if not NAME.fullmatch(name):
+                raise ValueError(f"model name {name!r}: use letters, digits, '_', '.' and '-' (it goes into URLs)")
+        if len(self.models) > 1 and len(given) < len(self.models):
+            raise ValueError("several models each need a name")
+        repeated = sorted({n for n in given if given.count(n) > 1})
+        if repeated:
+            raise ValueError(f"model name {repeated[0]!r} is given to several models: name them NAME=MODEL")
         for field in ("port", "workers", "max_batch", "max_queue"):
             if getattr(self, field) < 1:
                 raise ValueError(f"serve option {field!r} must be at least 1, got {getattr(self, field)}")

@@ -1,0 +1,121 @@
+"""One served model: its predictor, its micro-batcher, its version and whether it has loaded.
+
+A server holds one ``ModelSlot`` per model it serves (``reslab serve a.onnx b.safetensors resnet50``);
+each loads in the background, batches its own requests and answers under its own name.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..formats import model_digest
+from ..infer.predictor import Predictor
+from ..version import __version__
+from .batching import MicroBatcher
+from .metrics import Metrics
+from .settings import ServeConfig
+
+log = logging.getLogger("reslab.serve")
+
+
+class NotReadyError(RuntimeError):
+    pass
+
+
+def file_version(path: Path) -> str:
+    """The model's version in answers: the start of its files' SHA-256 (changes when they do)."""
+    return model_digest(path, length=12)
+
+
+class ModelSlot:
+    def __init__(self, path: str, name: str | None, config: ServeConfig, metrics: Metrics, threads: int) -> None:
+        self.path = path
+        self.name = name or ""  # None: the architecture, once the model file is read
+        self.config = config
+        self.metrics = metrics
+        self.threads = threads
+        self.predictor: Predictor | None = None
+        self.batcher: MicroBatcher | None = None
+        self.version = ""
+        self.load_error: str | None = None
+
+    def _load(self) -> Predictor:
+        c = self.config
+        predictor = Predictor.from_file(self.path, backend=c.backend, device=c.device, precision=c.precision,
+                                        threads=self.threads, decode_threads=1, max_pixels=c.max_pixels)
+        self.version = file_version(Path(self.path))
+        self.name = self.name or predictor.info.spec.arch
+        return predictor
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            predictor = await loop.run_in_executor(None, self._load)
+            batcher = MicroBatcher(predictor.backend.run, self.config.max_batch, self.config.max_wait_ms / 1000,
+                                   self.config.max_queue, self.metrics.batch_observer(self.name))
+            batcher.start()
+            pre = predictor.info.preprocess
+            await batcher.submit(np.zeros((pre.in_chans, pre.image_size, pre.image_size), np.float32))  # warm-up
+            self.predictor, self.batcher = predictor, batcher
+            self.metrics.model.labels(self.name).info({
+                "version": self.version, "backend": predictor.backend_name, "precision": predictor.precision,
+                "device": str(predictor.device)})
+            log.info("model %s (%s) ready: %s %s (%s)", self.name, self.path, predictor.backend_name,
+                     predictor.precision, predictor.choice)
+        except Exception as e:  # shown by /readyz; the process stays up so the reason can be read
+            self.load_error = f"{type(e).__name__}: {e}"
+            log.error("model %s failed to load: %s", self.path, self.load_error)
+
+    async def stop(self) -> None:
+        if self.batcher:
+            await self.batcher.stop()
+
+    @property
+    def ready(self) -> bool:
+        return self.predictor is not None
+
+    def state(self) -> str:
+        return "ready" if self.ready else f"failed: {self.load_error}" if self.load_error else "loading"
+
+    def require_ready(self) -> Predictor:
+        if self.predictor is None:
+            what = f"model {self.name or self.path}"
+            raise NotReadyError(f"{what} failed to load: {self.load_error}" if self.load_error else
+                                f"{what} is still loading")
+        return self.predictor
+
+    def top(self, probs: np.ndarray, topk: int) -> list[dict[str, Any]]:
+        classes = self.require_ready().classes
+        order = np.argsort(-probs, kind="stable")[:topk]
+        return [{"index": int(i), "label": classes[int(i)], "probability": float(probs[i])} for i in order]
+
+    def chw(self) -> tuple[int, int, int]:
+        pre = self.require_ready().info.preprocess
+        return pre.in_chans, pre.image_size, pre.image_size
+
+    def info(self) -> dict[str, Any]:
+        predictor = self.require_ready()
+        pre = predictor.info.preprocess
+        return {
+            "model": self.name, "version": self.version, "file": self.path,
+            "architecture": predictor.info.spec.arch, "classes": predictor.classes,
+            "num_classes": len(predictor.classes),
+            "input": {"shape": list(self.chw()), "resize_size": pre.resize_size,
+                      "mean": list(pre.mean), "std": list(pre.std), "interpolation": pre.interpolation},
+            "backend": predictor.backend_name, "precision": predictor.precision,
+            "precision_choice": predictor.choice, "device": str(predictor.device), "reslab": __version__,
+            "batching": {"max_batch": self.config.max_batch, "max_wait_ms": self.config.max_wait_ms},
+            "limits": {"max_upload_mb": self.config.max_upload_mb, "max_pixels": self.config.max_pixels},
+        }
+
+    def summary(self) -> dict[str, Any]:
+        """A line of ``GET /models``."""
+        predictor = self.predictor
+        return {"name": self.name, "file": self.path, "version": self.version, "state": self.state(),
+                "backend": predictor.backend_name if predictor else None,
+                "precision": predictor.precision if predictor else None}
