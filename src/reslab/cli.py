@@ -16,7 +16,7 @@ from .precision import CHOICES
 # the packages an extra brings, for the message when one is missing
 EXTRAS = {"torch": "torch", "torchvision": "torch", "matplotlib": "torch", "tensorboard": "torch",
           "fastapi": "serve", "uvicorn": "serve", "prometheus_client": "serve", "onnxruntime": "serve",
-          "onnx": "deploy", "openvino": "deploy", "torch_pruning": "deploy", "transformers": "hf", "datasets": "hf",
+          "onnx": "serve", "openvino": "deploy", "torch_pruning": "deploy", "transformers": "hf", "datasets": "hf",
           "huggingface_hub": "hf"}
 MODEL_HELP = ("a model file (.safetensors, .onnx, .xml, .torchscript, .pt2), a Hugging Face ResNet folder, a "
               "torchvision name with its ImageNet weights (resnet18 ... resnet152, or resnet50:IMAGENET1K_V2) or "
