@@ -8,7 +8,6 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
-import torch
 
 from reslab.cli import main
 from reslab.export.run import export_model
@@ -108,8 +107,8 @@ def test_backend_choice_and_clear_errors(export, tmp_path):
     out, _ = export("onnx")
     export("torchscript")
     export("torch-export")
-    assert choose_backend(out / "m.onnx", "auto", torch.device("cpu")) == ["onnxruntime", "openvino"]
-    assert choose_backend(out / "m.pt2", "auto", torch.device("cpu")) == ["torch"]
+    assert choose_backend(out / "m.onnx", "auto", "cpu") == ["onnxruntime", "openvino"]
+    assert choose_backend(out / "m.pt2", "auto", "cpu") == ["torch"]
     chosen = load_backend(out / "m.onnx", "auto", precision="fp32")
     assert chosen.backend.name in ("openvino", "onnxruntime") and len(chosen.timings_ms) == 2  # the faster, timed
     with pytest.raises(ValueError, match="cannot run a torchscript file"):

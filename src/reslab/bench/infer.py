@@ -131,7 +131,7 @@ def onnxruntime_cuda_step(arch: str, x: torch.Tensor) -> Callable[[], None] | No
     info = ModelInfo(ModelSpec(arch, 1000), [str(i) for i in range(1000)],
                      Preprocess(x.shape[-1], x.shape[-1], IMAGENET_MEAN, IMAGENET_STD))
     graph = to_onnx_proto(create_model(arch, 1000).eval(), info).SerializeToString()
-    backend = OnnxRuntimeBackend(graph, device=x.device)
+    backend = OnnxRuntimeBackend(graph, device=str(x.device))
     batch = x.cpu().numpy()
     return lambda: backend.run(batch)
 
@@ -177,7 +177,7 @@ def open_rows(files: dict[str, Path], skip: list[str], only: str = "auto") -> tu
     installed = available_backends()
     opened, left_out = {}, {}
     for name, file, runtime, precision in ROWS:
-        refusal = precision_refusal(runtime, precision, torch.device("cpu"))
+        refusal = precision_refusal(runtime, precision, "cpu")
         if name in skip or only not in ("auto", precision):
             continue
         elif runtime not in installed or file not in files:
@@ -186,7 +186,7 @@ def open_rows(files: dict[str, Path], skip: list[str], only: str = "auto") -> tu
             left_out[name] = refusal
         else:
             key = (runtime, precision)
-            backends, info = open_backends(files[file], [key], torch.device("cpu"), None, channels_last=True)
+            backends, info = open_backends(files[file], [key], "cpu", None, channels_last=True)
             opened[name] = Predictor(backends[key], info)
     return opened, left_out
 

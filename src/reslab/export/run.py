@@ -86,7 +86,7 @@ def export_precision(fmt: str, requested: str) -> str:
         raise ValueError(f"--precision bf16: a {fmt} export is fp32 (run it in bf16 with `reslab predict --precision "
                          f"bf16`); only --format openvino writes a bf16 IR")
     if requested == "auto":
-        return "bf16" if fmt == "openvino" and precision_refusal("openvino", "bf16", torch.device("cpu")) is None \
+        return "bf16" if fmt == "openvino" and precision_refusal("openvino", "bf16", "cpu") is None \
             else "fp32"
     return requested
 
