@@ -27,7 +27,7 @@ import numpy as np
 
 from ..atomic import atomic_path
 from ..formats import model_format, read_info
-from ..hardware import bf16_refusal, onednn_bf16_refusal, openvino_capabilities, openvino_config
+from ..hardware import bf16_refusal, onednn_bf16_refusal, onnxruntime_providers, openvino_capabilities, openvino_config
 from ..modelfile import ModelInfo
 from ..paths import cache_root, file_digest
 from .memory import runtime_version
@@ -120,7 +120,7 @@ class OnnxRuntimeBackend:
         if threads:
             options.intra_op_num_threads = threads
         providers = ["CPUExecutionProvider"]
-        if device.startswith("cuda") and "CUDAExecutionProvider" in ort.get_available_providers():
+        if device.startswith("cuda") and "CUDAExecutionProvider" in onnxruntime_providers():
             providers.insert(0, "CUDAExecutionProvider")
         self.session = ort.InferenceSession(model, options, providers=providers)
         self.input_name = self.session.get_inputs()[0].name
@@ -172,9 +172,10 @@ def precision_refusal(backend: str, precision: str, device: str) -> str | None:
 Key = tuple[str, str]  # (backend, precision)
 
 
-def open_backends(path: Path, keys: list[Key], device: str, threads: int | None,
-                  channels_last: bool) -> tuple[dict[Key, Backend], ModelInfo]:
-    """Each (backend, precision) over the file at ``path``; a model file is loaded (and exported) once."""
+def open_backends(path: Path, keys: list[Key], device: str, threads: int | None, channels_last: bool,
+                  info: ModelInfo | None = None) -> tuple[dict[Key, Backend], ModelInfo]:
+    """Each (backend, precision) over the file at ``path``; a model file is loaded (and exported) once.
+    ``info``: the file's metadata where the caller has read it already."""
     fmt = model_format(path)
     if fmt in ("torchscript", "pt2"):
         from ..formats.archives import load_archive
@@ -186,7 +187,7 @@ def open_backends(path: Path, keys: list[Key], device: str, threads: int | None,
         onnx_keys = [k for k in keys if k[0] != "torch"]
         graph = _cached_onnx(path)
         if len(onnx_keys) == len(keys) and graph.is_file():  # its ONNX graph is there: no torch needed
-            return _onnx_backends(str(graph), keys, threads, device), read_info(path)
+            return _onnx_backends(str(graph), keys, threads, device), info or read_info(path)
         import torch
 
         from ..models import load_model_file
@@ -198,7 +199,7 @@ def open_backends(path: Path, keys: list[Key], device: str, threads: int | None,
         model = model.to(device, memory_format=layout)
         opened.update({k: TorchBackend(model, device, channels_last, k[1]) for k in keys if k[0] == "torch"})
         return opened, info
-    return _onnx_backends(str(path), keys, threads, device), read_info(path)
+    return _onnx_backends(str(path), keys, threads, device), info or read_info(path)
 
 
 def _cached_onnx(path: Path) -> Path:

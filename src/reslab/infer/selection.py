@@ -56,7 +56,8 @@ def inference_device(path: Path, backend: str, device: object) -> str:
     fmt = model_format(path)
     if fmt in ("onnx", "openvino"):
         return runtime_device(device)
-    if fmt == "reslab" and backend != "torch" and str(device) in ("auto", "cpu") and not cuda_possible():
+    if str(device) == "cpu" or (str(device) == "auto" and fmt == "reslab" and backend != "torch"
+                                and not cuda_possible()):
         return "cpu"
     return str(resolve_device(device))
 
@@ -125,7 +126,7 @@ def load_backend(
         keys = [k for k in keys if k[1] != "bf16"]
     _torch_threads(keys, threads)
     references = [(b, "fp32") for b, p in keys if p == "bf16" and (b, "fp32") not in keys]
-    opened, info = open_backends(path, keys + references, device, threads, channels_last)
+    opened, info = open_backends(path, keys + references, device, threads, channels_last, info)
     timings = {f"{b} {p}": _median_ms(opened[(b, p)], info) for b, p in keys} if len(keys) > 1 else {}
     order = sorted(keys, key=lambda k: timings.get(f"{k[0]} {k[1]}", 0.0))
     rejected = []
