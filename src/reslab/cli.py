@@ -280,7 +280,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--out", help="report folder (default: beside the model, eval-<split>/)")
     ev.add_argument("--feature-maps", metavar="IMAGE", help="also draw conv1's feature maps for IMAGE")
     ev.add_argument("--batch-size", type=int, default=256)
-    ev.add_argument("--workers", type=int, default=2)
+    ev.add_argument("--workers", type=int, help="data-loading processes (default: from the cores)")
     add_device_flags(ev, precision_default="fp32", precisions=("auto", "fp32", "bf16"),
                      precision_help="bf16: also evaluates in fp32 and reports the change; auto: bf16 where native "
                      "and checked on real images")

@@ -43,7 +43,8 @@ class TrainConfig:
     std: list[float] | None = None
     eval_split: str = "val"  # val | test
     in_memory: bool | None = None  # default: yes for images of 64 px or less
-    workers: int = 2
+    workers: int | None = None  # default: from the cores (see hardware.default_workers)
+    decode: str = "auto"  # auto | gpu | cpu
     # model
     model: str = "resnet18"
     stem: str | None = None  # imagenet | cifar; default: cifar for images of 64 px or less
@@ -152,7 +153,10 @@ HELP = {
     "eval_split": "split evaluated each epoch and picking the best model: val (10%% of train held out "
                   "where the dataset has no val) | test (train on all training images, report test accuracy)",
     "in_memory": "decode once into memory and augment whole batches (default: for images <= 64 px)",
-    "workers": "DataLoader worker processes for images read from disk",
+    "workers": "data-loading processes for images read from disk (default: every core but one on a GPU, "
+               "half of them on a CPU)",
+    "decode": "where JPEGs from disk are decoded and augmented: gpu (nvJPEG, batch augmentation), cpu "
+              "(reduced-scale decoding in workers), auto (gpu when training on one)",
     "model": "architecture (see `reslab models`)",
     "stem": "imagenet (7x7/2 + max-pool) | cifar (3x3/1) for ResNet-18..152",
     "in_chans": "input channels: 3, or 1 for grayscale",

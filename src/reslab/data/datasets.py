@@ -28,6 +28,59 @@ class FileSplit:
     def __len__(self) -> int:
         return len(self.paths)
 
+    def source(self, i: int) -> Path:
+        return self.paths[i]
+
+
+class PackSplit:
+    """Encoded images in a pack (``reslab pack``): bytes end to end in a file, memory-mapped in each
+    process that reads them (worker processes open their own map; nothing is copied to them)."""
+
+    def __init__(self, file: Path, key: str, starts: np.ndarray, ends: np.ndarray, labels: list[int],
+                 names: list[str]) -> None:
+        self.file, self.key = file, key
+        self.starts, self.ends, self.labels, self.names = starts, ends, labels, names
+        self._blob: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    @property
+    def paths(self) -> list[Path]:
+        """Where each image came from, relative to the packed folder (for reports and skip messages)."""
+        return [Path(n) for n in self.names]
+
+    def source(self, i: int) -> bytes:
+        if self._blob is None:
+            self._blob = npz_member_map(self.file, self.key)
+        return self._blob[self.starts[i] : self.ends[i]].tobytes()
+
+    def take(self, indices: list[int]) -> PackSplit:
+        return PackSplit(self.file, self.key, self.starts[indices], self.ends[indices],
+                         [self.labels[i] for i in indices], [self.names[i] for i in indices])
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_blob": None}
+
+
+def npz_member_map(path: Path, key: str) -> np.ndarray:
+    """A memory map of one array stored uncompressed in an ``.npz`` (``np.savez``): nothing is read until used."""
+    import struct
+    import zipfile
+
+    with zipfile.ZipFile(path) as archive:
+        info = archive.getinfo(f"{key}.npy")
+    if info.compress_type != zipfile.ZIP_STORED:
+        return np.load(path)[key]
+    with open(path, "rb") as f:
+        f.seek(info.header_offset + 26)
+        name_length, extra_length = struct.unpack("<HH", f.read(4))
+        f.seek(info.header_offset + 30 + name_length + extra_length)
+        version = np.lib.format.read_magic(f)
+        read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, _, dtype = read_header(f)
+        return np.memmap(path, dtype=dtype, mode="r", offset=f.tell(), shape=shape)
+
 
 @dataclass
 class ArraySplit:
@@ -40,7 +93,8 @@ class ArraySplit:
         return len(self.labels)
 
 
-Split = FileSplit | ArraySplit
+Split = FileSplit | ArraySplit | PackSplit
+EncodedSplit = FileSplit | PackSplit  # images still to be decoded: each one's ``source(i)``
 
 
 @dataclass
@@ -51,6 +105,7 @@ class Dataset:
     val: Split
     test: Split | None
     split_file: dict | None = None  # the generated 70/20/10 split, to be written into the run
+    packed_from: dict | None = None  # a pack's record: the folder it was made from, and how
 
 
 def _class_dirs(root: Path) -> list[Path]:
@@ -102,6 +157,8 @@ def stratified_split(labels: list[int], seed: int, fractions=SPLIT_FRACTIONS) ->
 
 
 def subset(split: Split, indices: list[int]) -> Split:
+    if isinstance(split, PackSplit):
+        return split.take(indices)
     if isinstance(split, ArraySplit):
         return ArraySplit(split.images[indices], split.labels[indices])
     return FileSplit([split.paths[i] for i in indices], [split.labels[i] for i in indices])
@@ -194,6 +251,10 @@ def load_arrays(path: Path, seed: int = 0, hold_out: bool = True) -> Dataset:
         arrays = np.load(path, allow_pickle=False)
     except (OSError, ValueError) as e:
         raise ValueError(f"{path}: not a readable .npz file ({e})") from None
+    from .pack import is_pack, load_pack
+
+    if is_pack(arrays):
+        return load_pack(path, arrays, seed, hold_out)
 
     def split(name: str) -> ArraySplit | None:
         if f"{name}_jpeg" in arrays.files and f"{name}_offsets" in arrays.files:

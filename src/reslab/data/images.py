@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
+SWAPPING_ORIENTATIONS = (5, 6, 7, 8)  # EXIF orientations that turn the image by 90 degrees
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 
 
@@ -56,12 +58,21 @@ def normalize_mode(img: Image.Image, channels: int = 3) -> Image.Image:
     return img if img.mode == target else img.convert(target)
 
 
+def oriented_size(img: Image.Image) -> tuple[int, int]:
+    """(width, height) as the image is shown, after its EXIF orientation."""
+    turned = img.getexif().get(ExifTags.Base.Orientation) in SWAPPING_ORIENTATIONS
+    return (img.height, img.width) if turned else img.size
+
+
 def open_image(source: str | Path | bytes, channels: int = 3, min_size: int | None = None,
-               max_pixels: int | None = None, name: str | None = None) -> Image.Image:
+               max_pixels: int | None = None, name: str | None = None,
+               reduction: Callable[[int, int], int] | None = None) -> Image.Image:
     """Decode an image fully, apply its EXIF orientation and convert it to 8-bit RGB or L.
 
     ``min_size`` lets a JPEG decode at a reduced scale (1/2, 1/4, 1/8: libjpeg's DCT scaling) while
     both sides stay at least ``min_size``: much less work when the image is resized down anyway.
+    ``reduction`` does the same per image: given the shown (width, height) it returns the DCT reduction
+    (1, 2, 4 or 8) to decode a JPEG at.
     ``max_pixels`` refuses larger images (decompression bombs) from their header alone.
     Raises ``UnreadableImageError`` (or a subclass naming the kind) for empty, too large, truncated
     or non-image files; messages start with ``name`` (default: the path, or ``<bytes>``).
@@ -81,6 +92,10 @@ def open_image(source: str | Path | bytes, channels: int = 3, min_size: int | No
                                      f"more than the {max_pixels:,} allowed")
         if min_size and img.format == "JPEG":
             img.draft(img.mode, (min_size, min_size))
+        elif reduction is not None:
+            factor = reduction(*oriented_size(img))
+            if factor > 1 and img.format == "JPEG":
+                img.draft(img.mode, (-(-img.width // factor), -(-img.height // factor)))
         img.load()
         img = ImageOps.exif_transpose(img) or img
         return normalize_mode(img, channels)

@@ -21,7 +21,7 @@ from PIL import Image
 from torch import Tensor
 from torch.utils.data import DataLoader, Sampler
 
-from .datasets import ArraySplit, FileSplit
+from .datasets import ArraySplit, EncodedSplit
 from .images import UnreadableImageError
 from .preprocess import Preprocess
 from .transforms import BatchAugment
@@ -72,16 +72,17 @@ class SkipLog:
         return len(self.files)
 
 
-def decode_split(split: FileSplit, pre: Preprocess, skipped: SkipLog, threads: int = 4) -> ArraySplit:
+def decode_split(split: EncodedSplit, pre: Preprocess, skipped: SkipLog, threads: int = 4) -> ArraySplit:
     """Decode every image once to uint8 (C, H, W) at the preprocessing's size; skip unreadable ones."""
-    def decode(path: Path) -> np.ndarray | str:
+    def decode(i: int) -> np.ndarray | str:
+        source = split.source(i)
         try:
-            return pre.geometry(pre.open(path))
+            return pre.geometry(pre.open(source, name=str(split.paths[i]) if isinstance(source, bytes) else None))
         except UnreadableImageError as e:
             return str(e)
 
     with ThreadPoolExecutor(max_workers=threads) as pool:
-        results = list(pool.map(decode, split.paths))
+        results = list(pool.map(decode, range(len(split))))
     images, labels = [], []
     for path, label, result in zip(split.paths, split.labels, results):
         if isinstance(result, str):
@@ -139,7 +140,8 @@ class TensorLoader:
 
 
 class _ImageFiles(torch.utils.data.Dataset):
-    def __init__(self, split: FileSplit, transform: Callable, decode: Callable[[Path], Image.Image]) -> None:
+    def __init__(self, split: EncodedSplit, transform: Callable, decode: Callable[[Path | bytes], Image.Image]
+                 ) -> None:
         self.split, self.transform, self.decode = split, transform, decode
 
     def __len__(self) -> int:
@@ -148,7 +150,7 @@ class _ImageFiles(torch.utils.data.Dataset):
     def __getitem__(self, i: int) -> tuple[Tensor | np.ndarray | str, int, int]:
         """The transformed image, or the reason it cannot be decoded."""
         try:
-            return self.transform(self.decode(self.split.paths[i])), self.split.labels[i], i
+            return self.transform(self.decode(self.split.source(i))), self.split.labels[i], i
         except UnreadableImageError as e:
             return str(e), self.split.labels[i], i
 
@@ -181,9 +183,9 @@ class _EpochSampler(Sampler[int]):
 class FileLoader:
     def __init__(
         self,
-        split: FileSplit,
+        split: EncodedSplit,
         transform: Callable,
-        decode: Callable[[Path], Image.Image],
+        decode: Callable[[Path | bytes], Image.Image],
         batch_size: int,
         skipped: SkipLog,
         workers: int = 2,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import io
 import statistics
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,14 +12,18 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .datasets import ArraySplit, Dataset, FileSplit, Split, load_dataset, subset
+from ..hardware import default_workers, gpu_decode_refusal
+from .datasets import ArraySplit, Dataset, EncodedSplit, FileSplit, PackSplit, Split, load_dataset, subset
+from .decoding import DeviceCrops, EvalGeometry, NormalizeBatch, ReadEncoded, TrainCrops
 from .images import open_image
 from .loaders import FileLoader, SkipLog, TensorLoader, decode_split
 from .preprocess import DATASET_STATS, Preprocess, eval_resize_size
+from .streams import StreamLoader
 from .transforms import AugmentOptions, BatchAugment, train_transform
 
 SMALL_IMAGE = 64  # images this size or smaller train from memory with the CIFAR preset
-Loader = TensorLoader | FileLoader
+DECODE_CHOICES = ("auto", "gpu", "cpu")
+Loader = TensorLoader | FileLoader | StreamLoader
 
 
 @dataclass
@@ -34,6 +39,7 @@ class DataOptions:
     std: tuple[float, ...] | None
     in_memory: bool | None
     reference: Preprocess | None = None  # what the starting weights were trained with: keep its statistics
+    decode: str = "auto"  # auto | gpu | cpu: where JPEGs from disk are decoded (auto: on the GPU when training on one)
 
 
 @dataclass
@@ -44,6 +50,7 @@ class DataBundle:
     val: Loader
     in_memory: bool
     skipped: SkipLog
+    path: str = "memory"  # memory | gpu | cpu | per-image: how training images are decoded and augmented
 
 
 def probe_image_size(split: Split, count: int = 32) -> int:
@@ -51,9 +58,10 @@ def probe_image_size(split: Split, count: int = 32) -> int:
     if isinstance(split, ArraySplit):
         return int(min(split.images.shape[2:]))
     sides = []
-    for path in split.paths[:count]:
+    for i in range(min(count, len(split))):
+        source = split.source(i)
         try:
-            with Image.open(path) as img:
+            with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as img:
                 sides.append(min(img.size))
         except OSError:
             continue
@@ -97,9 +105,29 @@ def resize_for(image_size: int, reference: Preprocess | None) -> int:
 def _stats_sample(split: Split, pre: Preprocess, count: int = 500) -> np.ndarray:
     if isinstance(split, ArraySplit):
         return split.images[:: max(1, len(split) // count)]
-    step = max(1, len(split) // count)
-    sub = FileSplit(split.paths[::step], split.labels[::step])
+    sub = subset(split, list(range(0, len(split), max(1, len(split) // count))))
     return decode_split(sub, pre, SkipLog()).images
+
+
+def training_path(decode: str, device: torch.device, augment: AugmentOptions) -> str:
+    """How images from disk are decoded and augmented for training: ``gpu`` (nvJPEG and batch
+    operations on the GPU), ``cpu`` (reduced-scale decoding and Pillow crops in workers, batch
+    normalisation), or ``per-image`` (torchvision transforms per image: the CIFAR preset and the
+    per-image policies RandAugment, TrivialAugment and random erasing)."""
+    if decode not in DECODE_CHOICES:
+        raise ValueError(f"config field 'decode': {decode!r}, expected one of {', '.join(DECODE_CHOICES)}")
+    policies = [name for name, on in (("auto_augment", augment.auto_augment != "none"),
+                                      ("random_erasing", augment.random_erasing > 0),
+                                      ("preset cifar", augment.preset != "imagenet")) if on]
+    if policies:
+        if decode == "gpu":
+            raise ValueError(f"--decode gpu does RandomResizedCrop, flip and colour jitter; {', '.join(policies)} "
+                             f"run per image on the CPU: use --decode cpu, or leave them out")
+        return "per-image"
+    refusal = gpu_decode_refusal(device)
+    if decode == "gpu" and refusal:
+        raise ValueError(f"--decode gpu: {refusal}")
+    return ("cpu" if refusal else "gpu") if decode == "auto" else decode
 
 
 def make_loader(
@@ -108,23 +136,46 @@ def make_loader(
     batch_size: int,
     device: torch.device,
     skipped: SkipLog,
-    workers: int = 2,
+    workers: int | None = None,
     in_memory: bool = False,
     seed: int = 0,
     rank: int = 0,
     world_size: int = 1,
+    on_gpu: bool = False,
 ) -> Loader:
-    """An evaluation loader: no augmentation, the given order, every image once."""
+    """An evaluation loader: no augmentation, the given order, every image once. ``on_gpu``: decoded,
+    resized and centre-cropped on the GPU (close to, not bit-equal with, the model's ``Preprocess``)."""
     if in_memory:
-        if isinstance(split, FileSplit):
+        if not isinstance(split, ArraySplit):
             split = decode_split(split, pre, skipped)
         return TensorLoader(split, pre, batch_size, device, seed=seed, rank=rank, world_size=world_size)
     if isinstance(split, ArraySplit):
         raise ValueError("an in-memory dataset needs in_memory=True")
-    return FileLoader(
-        split, pre, pre.open, batch_size, skipped, workers=workers, seed=seed, rank=rank,
-        world_size=world_size, pin_memory=device.type == "cuda",
-    )
+    workers = default_workers(device, world_size) if workers is None else workers
+    if on_gpu:
+        return StreamLoader(split, ReadEncoded(pre.in_chans), DeviceCrops(pre, device, train=False), batch_size,
+                            skipped, device, workers, seed=seed, rank=rank, world_size=world_size, stack=False,
+                            background=True)
+    return StreamLoader(split, EvalGeometry(pre), NormalizeBatch(pre, device), batch_size, skipped, device, workers,
+                        seed=seed, rank=rank, world_size=world_size)
+
+
+def training_loader(split: EncodedSplit, path: str, pre: Preprocess, augment: AugmentOptions, opts: DataOptions,
+                    device: torch.device, skipped: SkipLog, drop_last: bool, rank: int, world_size: int) -> Loader:
+    workers = default_workers(device, world_size) if opts.workers is None else opts.workers
+    common = dict(workers=workers, shuffle=True, drop_last=drop_last, seed=opts.seed, rank=rank, world_size=world_size)
+    if path == "gpu":
+        finish = DeviceCrops(pre, device, train=True, jitter=augment.color_jitter, seed=opts.seed)
+        return StreamLoader(split, ReadEncoded(pre.in_chans), finish, opts.batch_size, skipped, device, stack=False,
+                            background=True, **common)
+    if path == "cpu":
+        crops = TrainCrops(pre.image_size, pre.in_chans, pre.interpolation, opts.seed)
+        finish = NormalizeBatch(pre, device, augment.color_jitter, opts.seed)
+        return StreamLoader(split, crops, finish, opts.batch_size, skipped, device, **common)
+    # per image: decoded at full size, random crops may zoom into a small part of the image
+    full_decode = functools.partial(open_image, channels=pre.in_chans)
+    return FileLoader(split, train_transform(augment, pre), full_decode, opts.batch_size, skipped,
+                      pin_memory=device.type == "cuda", **common)
 
 
 def build_data(
@@ -154,31 +205,33 @@ def build_data(
     interpolation = opts.reference.interpolation if opts.reference else "bilinear"
     pre = Preprocess(image_size, resize_for(image_size, opts.reference), mean, std, opts.in_chans, interpolation)
 
-    common = dict(seed=opts.seed, rank=rank, world_size=world_size)
     global_batch = opts.batch_size * world_size
     if world_size > 1 and len(train_split) < global_batch:
         raise ValueError(f"the training split has {len(train_split)} images, fewer than one global batch "
                          f"({opts.batch_size} per process x {world_size} processes): lower --batch-size")
     drop_last = len(train_split) > global_batch if world_size == 1 else True
+    common = dict(seed=opts.seed, rank=rank, world_size=world_size)
     if in_memory:
         assert isinstance(train_split, ArraySplit)
+        path = "memory"
         train: Loader = TensorLoader(train_split, pre, opts.batch_size, device, augment=BatchAugment(augment, pre),
                                      shuffle=True, drop_last=drop_last, **common)
     else:
-        assert isinstance(train_split, FileSplit)
-        # training decodes at full size: random crops may zoom into a small part of the image
-        full_decode = functools.partial(open_image, channels=pre.in_chans)
-        train = FileLoader(train_split, train_transform(augment, pre), full_decode, opts.batch_size, skipped,
-                           workers=opts.workers, shuffle=True, drop_last=drop_last,
-                           pin_memory=device.type == "cuda", **common)
-    val = make_loader(val_split, pre, opts.batch_size, device, skipped, opts.workers, in_memory, **common)
-    return DataBundle(dataset, pre, train, val, in_memory, skipped)
+        assert isinstance(train_split, FileSplit | PackSplit)
+        path = training_path(opts.decode, device, augment)
+        train = training_loader(train_split, path, pre, augment, opts, device, skipped, drop_last, rank, world_size)
+    val = make_loader(val_split, pre, opts.batch_size, device, skipped, opts.workers, in_memory,
+                      on_gpu=path == "gpu", **common)
+    return DataBundle(dataset, pre, train, val, in_memory, skipped, path)
 
 
 def describe(bundle: DataBundle) -> str:
     ds = bundle.dataset
     test = f", test {len(ds.test)}" if ds.test is not None else ""
-    where = "in memory, batch augmentation" if bundle.in_memory else "from disk"
+    where = {"memory": "in memory, batch augmentation", "gpu": "decoded and augmented on the GPU",
+             "cpu": "reduced-scale decoding in workers", "per-image": "per-image transforms"}[bundle.path]
+    if bundle.dataset.packed_from:
+        where += f", from a pack of {bundle.dataset.packed_from['source']}"
     val = "evaluating the test split" if ds.val is ds.test else f"val {len(ds.val)}"
     return (f"data {ds.name}: {len(ds.classes)} classes, train {len(ds.train)}, {val}{test}; "
             f"{bundle.preprocess.image_size}px, {where}")

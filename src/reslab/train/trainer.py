@@ -138,6 +138,7 @@ class Trainer:
             in_chans=cfg.in_chans, batch_size=cfg.batch_size, workers=cfg.workers, seed=cfg.seed, augment=augment,
             mean=tuple(cfg.mean) if cfg.mean else None, std=tuple(cfg.std) if cfg.std else None,
             in_memory=cfg.in_memory, reference=weights_preprocess(cfg.model, cfg.pretrained, cfg.weights),
+            decode=cfg.decode,
         ), self.rt.device, self.rt.rank, self.rt.world_size)
 
     def _build_model(self) -> tuple[ModelSpec, nn.Module]:
@@ -197,6 +198,7 @@ class Trainer:
             "best_epoch": self.best_epoch,
             "val_top1": self.best_top1, "seed": self.cfg.seed, "skipped_images": len(self.data.skipped),
             "reslab": __version__,
+            **({"packed_from": self.data.dataset.packed_from} if self.data.dataset.packed_from else {}),
             **({"distilled_from": {"teacher": str(Path(self.cfg.teacher).resolve()), "alpha": self.cfg.kd_alpha,
                                    "temperature": self.cfg.kd_temperature}} if self.cfg.teacher else {}),
             "torch": torch.__version__, "python": platform.python_version(),

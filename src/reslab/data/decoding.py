@@ -1,0 +1,194 @@
+"""The per-sample and per-batch steps of the two fast paths (``StreamLoader``'s ``read`` and ``finish``).
+
+CPU path: a worker decodes each JPEG at the smallest libjpeg scale that still gives its crop box
+enough pixels (the box is drawn on the full size, then mapped), crops, resizes and flips with Pillow,
+and hands over uint8; the main process normalises whole batches (and jitters their colours).
+
+GPU path: a worker only reads the file's bytes (and its EXIF orientation from the header); the main
+process decodes the batch's JPEGs with nvJPEG (``torchvision.io.decode_jpeg(..., device="cuda")``),
+then crops, flips, jitters and normalises the whole batch on the GPU. Files nvJPEG cannot take
+(PNG, GIF, WebP, CMYK or 16-bit JPEGs...) are decoded on the CPU by the worker, as ``open_image`` does.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import ExifTags, Image
+from torch import Tensor
+
+from .batch_ops import color_jitter, flip_where, orient, resized_crops
+from .crops import CropDraw, center_box, jitter_factors, jpeg_reduction, scale_box, train_draw
+from .images import UnreadableImageError, open_image
+from .preprocess import RESAMPLE, Preprocess
+from .streams import RawBatch
+
+Source = Path | bytes
+NVJPEG_MODES = ("RGB", "L")  # what nvJPEG decodes as such; CMYK, YCCK and 12/16-bit go to the CPU
+_JPEG_MAGIC = b"\xff\xd8"
+
+
+def _array(img: Image.Image) -> np.ndarray:
+    array = np.asarray(img)
+    return np.ascontiguousarray((array[:, :, None] if array.ndim == 2 else array).transpose(2, 0, 1))
+
+
+@dataclass
+class TrainCrops:
+    """A worker's training sample on the CPU: RandomResizedCrop + flip -> uint8 (C, size, size)."""
+
+    image_size: int
+    channels: int
+    interpolation: str
+    seed: int
+
+    def __call__(self, source: Source, index: int, epoch: int) -> np.ndarray:
+        drawn: list[tuple[tuple[int, int], CropDraw]] = []
+
+        def reduction(width: int, height: int) -> int:
+            draw = train_draw(width, height, self.seed, epoch, index)
+            drawn.append(((width, height), draw))
+            return jpeg_reduction(draw.box, self.image_size)
+
+        img = open_image(source, self.channels, reduction=reduction, name=_name(source, index))
+        full, draw = drawn[0]
+        left, top, w, h = scale_box(draw.box, full, img.size)
+        out = img.resize((self.image_size, self.image_size), RESAMPLE[self.interpolation],
+                         box=(left, top, left + w, top + h))
+        if draw.flip:
+            out = out.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+        return _array(out)
+
+
+@dataclass
+class EvalGeometry:
+    """A worker's evaluation sample on the CPU: the model's own ``Preprocess`` geometry, uint8."""
+
+    pre: Preprocess
+
+    def __call__(self, source: Source, index: int, epoch: int) -> np.ndarray:
+        return self.pre.geometry(self.pre.open(source, name=_name(source, index)))
+
+
+def _name(source: Source, index: int) -> str:
+    return str(source) if isinstance(source, Path) else f"image {index}"
+
+
+@dataclass
+class EncodedJpeg:
+    data: Tensor  # the file's bytes, uint8
+    orientation: int  # EXIF orientation, 1 when there is none
+
+
+@dataclass
+class ReadEncoded:
+    """A worker's sample on the GPU path: a JPEG's bytes for nvJPEG, or anything else decoded here."""
+
+    channels: int
+
+    def __call__(self, source: Source, index: int, epoch: int) -> EncodedJpeg | np.ndarray:
+        data = source.read_bytes() if isinstance(source, Path) else source
+        name = _name(source, index)
+        if data[:2] == _JPEG_MAGIC:
+            try:
+                with Image.open(io.BytesIO(data)) as header:
+                    if header.mode in NVJPEG_MODES:
+                        orientation = header.getexif().get(ExifTags.Base.Orientation, 1)
+                        return EncodedJpeg(torch.frombuffer(bytearray(data), dtype=torch.uint8), int(orientation))
+            except (OSError, SyntaxError, ValueError):
+                pass  # open_image below names the problem
+        return _array(open_image(data, self.channels, name=name))
+
+
+def decode_on_device(payloads: list[EncodedJpeg | np.ndarray], channels: int, device: torch.device
+                     ) -> tuple[list[Tensor | None], list[str | None]]:
+    """Upright uint8 (C, H, W) images on ``device``: JPEGs decoded there in one batched call, the rest
+    moved there. A JPEG the batched decoder refuses is tried alone, then on the CPU; one that nothing
+    decodes comes back as ``None`` with its reason."""
+    from torchvision.io import ImageReadMode, decode_jpeg
+
+    mode = ImageReadMode.RGB if channels == 3 else ImageReadMode.GRAY
+    images: list[Tensor | None] = [None] * len(payloads)
+    reasons: list[str | None] = [None] * len(payloads)
+    jpegs = [k for k, p in enumerate(payloads) if isinstance(p, EncodedJpeg)]
+    decoded: list[Tensor | None]
+    try:
+        decoded = list(decode_jpeg([payloads[k].data for k in jpegs], mode=mode, device=device)) if jpegs else []
+    except RuntimeError:
+        decoded = [None] * len(jpegs)
+    for k, image in zip(jpegs, decoded):
+        payload = payloads[k]
+        assert isinstance(payload, EncodedJpeg)
+        if image is None:
+            try:
+                image = decode_jpeg(payload.data, mode=mode, device=device)
+            except RuntimeError:
+                try:
+                    image = torch.from_numpy(_array(open_image(payload.data.numpy().tobytes(), channels))).to(device)
+                except UnreadableImageError as e:
+                    reasons[k] = str(e)
+                    continue
+        images[k] = orient(image, payload.orientation)
+    for k, p in enumerate(payloads):
+        if isinstance(p, np.ndarray):
+            images[k] = torch.from_numpy(p).to(device, non_blocking=True)
+    return images, reasons
+
+
+@dataclass
+class NormalizeBatch:
+    """The CPU path's ``finish``: uint8 crops -> (colour jitter) -> normalised float32 on the device."""
+
+    pre: Preprocess
+    device: torch.device
+    jitter: float = 0.0
+    seed: int = 0
+
+    def __call__(self, batch: RawBatch, epoch: int) -> Tensor:
+        assert isinstance(batch.payloads, Tensor)
+        x = batch.payloads.to(self.device, non_blocking=True)
+        if self.jitter > 0:
+            x = color_jitter(x.float(), torch.from_numpy(jitter_factors(self.seed, epoch, batch.indices,
+                                                                        self.jitter)))
+        return self.pre.normalize(x)
+
+
+@dataclass
+class DeviceCrops:
+    """The GPU path's ``finish``: decode on the device (dropping from ``batch`` what cannot be decoded),
+    then crop (training: each sample's random box and flip, the same draws as ``TrainCrops``; evaluation:
+    resize and centre crop), jitter, normalise."""
+
+    pre: Preprocess
+    device: torch.device
+    train: bool
+    jitter: float = 0.0
+    seed: int = 0
+
+    def boxes(self, images: list, indices: list[int], epoch: int) -> tuple[list, Tensor | None]:
+        if not self.train:
+            boxes = [center_box(t.shape[-1], t.shape[-2], self.pre.resize_size, self.pre.image_size) for t in images]
+            return boxes, None
+        draws = [train_draw(t.shape[-1], t.shape[-2], self.seed, epoch, i) for t, i in zip(images, indices)]
+        return [d.box for d in draws], torch.tensor([d.flip for d in draws])
+
+    def __call__(self, batch: RawBatch, epoch: int) -> Tensor:
+        assert isinstance(batch.payloads, list)
+        decoded, reasons = decode_on_device(batch.payloads, self.pre.in_chans, self.device)
+        keep = [k for k, reason in enumerate(reasons) if reason is None]
+        batch.failed += [(batch.indices[k], reason) for k, reason in enumerate(reasons) if reason is not None]
+        batch.indices, batch.labels = [batch.indices[k] for k in keep], batch.labels[keep]
+        images = [decoded[k] for k in keep]
+        if not images:
+            return torch.empty(0, device=self.device)
+        boxes, flips = self.boxes(images, batch.indices, epoch)
+        x = resized_crops(images, boxes, self.pre.image_size)
+        if flips is not None:
+            x = flip_where(x, flips)
+        if self.jitter > 0:
+            x = color_jitter(x, torch.from_numpy(jitter_factors(self.seed, epoch, batch.indices, self.jitter)))
+        return self.pre.normalize(x)
