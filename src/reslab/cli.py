@@ -221,6 +221,20 @@ def cmd_check_data(args: argparse.Namespace) -> None:
     print(json.dumps(report, indent=1) if args.json else format_report(report))
 
 
+def cmd_pack(args: argparse.Namespace) -> None:
+    from .data.pack import pack_folder
+
+    report = pack_folder(args.data, args.out, short_side=args.short_side, quality=args.quality, seed=args.seed,
+                         split_file=Path(args.split_file) if args.split_file else None, threads=args.threads)
+    print(json.dumps(report.as_dict(), indent=1) if args.json else report.summary())
+
+
+def cmd_bench_data(args: argparse.Namespace) -> None:
+    from .bench.data import run_data_bench
+
+    run_data_bench(args)
+
+
 def cmd_bench_train(args: argparse.Namespace) -> None:
     from .bench.train import run_train_bench
 
@@ -387,12 +401,32 @@ def build_parser() -> argparse.ArgumentParser:
     cd.add_argument("--json", action="store_true")
     cd.set_defaults(func=cmd_check_data)
 
-    from .bench.args import add_bench_infer_args, add_bench_serve_args, add_bench_train_args, add_time_to_accuracy_args
+    pk = sub.add_parser("pack", help="a folder dataset as one file of pre-resized JPEGs (train with --data OUT.npz)")
+    pk.add_argument("data", help="an image folder (train/ + val/ [+ test/], or one folder split 70/20/10)")
+    pk.add_argument("out", help="the pack to write, e.g. photos.npz")
+    pk.add_argument("--short-side", type=int, default=256, help="images are brought down to this short side")
+    pk.add_argument("--quality", type=int, default=90, help="JPEG quality of the re-encoded images")
+    pk.add_argument("--seed", type=int, default=0, help="the seed of the 70/20/10 split of a single folder")
+    pk.add_argument("--split-file", help="a run's split.json: pack exactly that split")
+    pk.add_argument("--threads", type=int, default=4)
+    pk.add_argument("--json", action="store_true")
+    pk.set_defaults(func=cmd_pack)
+
+    from .bench.args import (
+        add_bench_data_args,
+        add_bench_infer_args,
+        add_bench_serve_args,
+        add_bench_train_args,
+        add_time_to_accuracy_args,
+    )
 
     bench = sub.add_parser("bench", help="benchmarks").add_subparsers(dest="bench", required=True)
     bt = bench.add_parser("train", help="training images/s: reslab's path against a plain baseline")
     add_bench_train_args(bt)
     bt.set_defaults(func=cmd_bench_train)
+    bd = bench.add_parser("data", help="the data loader alone: images/s of each decoding path side by side")
+    add_bench_data_args(bd)
+    bd.set_defaults(func=cmd_bench_data)
     bi = bench.add_parser("infer", help="CPU inference of real images: the tutorial baseline against each backend")
     add_bench_infer_args(bi)
     bi.set_defaults(func=cmd_bench_infer)

@@ -31,6 +31,26 @@ def add_bench_train_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true")
 
 
+def add_bench_data_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data", required=True, help="an image folder, or a pack (.npz from reslab pack)")
+    parser.add_argument("--device", default="auto", help="auto | cpu | cuda: the GPU path's rows need a GPU")
+    parser.add_argument("--image-size", type=int, default=224)
+    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--workers", type=int, help="worker processes of every path (default: on a GPU reslab's "
+                        "default, on a CPU one per core)")
+    parser.add_argument("--epochs", type=int, default=3, help="epochs per path; the first is start-up, not counted")
+    parser.add_argument("--repeat", type=int, default=1, help="the training images repeated this many times per "
+                                                               "epoch (a longer steady state)")
+    parser.add_argument("--twelve-mp", type=int, metavar="N", help="measure N of the images re-encoded as "
+                        "12-megapixel camera JPEGs (written to a temporary folder)")
+    parser.add_argument("--photos", nargs="*", default=[], help="more photos to re-encode with --twelve-mp")
+    parser.add_argument("--short-side", type=int, help="the pack's short side (default: the evaluation resize of "
+                                                         "--image-size, 256 for 224)")
+    parser.add_argument("--paths", default="fileloader,cpu,gpu,pack-cpu,pack-gpu",
+                        help="the rows to run (GPU rows only on a GPU)")
+    parser.add_argument("--json", action="store_true")
+
+
 def add_bench_infer_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--images", nargs="+", help="image files or folders (default: the shipped photos)")
     parser.add_argument("--model", default="resnet18", help="an ImageNet-family architecture")

@@ -34,6 +34,10 @@ class PackReport:
     bytes_before: int = 0
     bytes_after: int = 0
 
+    def as_dict(self) -> dict:
+        return {"out": str(self.out), "counts": self.counts, "skipped": self.skipped,
+                "bytes_before": self.bytes_before, "bytes_after": self.bytes_after}
+
     def summary(self) -> str:
         counts = ", ".join(f"{name} {n}" for name, n in self.counts.items())
         lines = [f"packed {counts} images into {self.out}: {self.bytes_before / 1e6:.1f} MB of files -> "

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import queue
 import threading
+import weakref
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -37,7 +38,7 @@ class RawBatch:
 
 class _EpochKeys(Sampler[tuple[int, int]]):
     def __init__(self, loader: StreamLoader) -> None:
-        self.loader = loader
+        self.loader = weakref.proxy(loader)  # no cycle: a loader let go of stops its workers at once
 
     def __iter__(self) -> Iterator[tuple[int, int]]:
         ld = self.loader
