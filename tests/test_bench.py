@@ -120,3 +120,41 @@ def test_mode_comparison_runs_each_mode_side_by_side(kind, capsys):
         eager, amp = table["rows"]
         assert eager["vs_first"] == 1.0 and amp["vs_first"] == amp["images_per_s"] / eager["images_per_s"]
         assert all(r["images_per_s"] > 0 and r["warmup_s"] > 0 for r in table["rows"])
+
+
+@pytest.mark.slow
+def test_bench_data_times_each_path_side_by_side(tmp_path, photos):
+    folder = tmp_path / "photos"
+    for c, name in (("a", "chelsea"), ("b", "camera")):
+        (folder / c).mkdir(parents=True)
+        (folder / c / photos[name].name).write_bytes(photos[name].read_bytes())
+    out = subprocess.run([sys.executable, "-m", "reslab", "bench", "data", "--data", str(folder), "--twelve-mp", "4",
+                          "--photos", str(photos["grace_hopper"]), "--batch-size", "2", "--epochs", "2",
+                          "--image-size", "64", "--device", "cpu", "--json"],
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    result = json.loads(out.stdout[out.stdout.index("{"):])
+    rows = {r["path"]: r for r in result["rows"]}
+    assert set(rows) == {"fileloader", "cpu", "pack-cpu"} and set(result["left_out"]) == {"gpu", "pack-gpu"}
+    for r in rows.values():
+        assert r["images"] == 3 and len(r["epochs"]) == 2 and r["images_per_s"] > 0
+        assert r["vs_fileloader"] == r["images_per_s"] / rows["fileloader"]["images_per_s"]
+    assert result["pack"]["bytes_after"] < result["pack"]["bytes_before"]
+
+
+@pytest.mark.slow
+def test_bench_train_against_raw_steps(tmp_path, photos):
+    folder = tmp_path / "photos"
+    for c, names in (("a", ["chelsea", "camera"]), ("b", ["grace_hopper"])):
+        (folder / "train" / c).mkdir(parents=True)
+        for k in range(8):
+            name = names[k % len(names)]
+            (folder / "train" / c / f"{name}{k}{photos[name].suffix}").write_bytes(photos[name].read_bytes())
+    out = subprocess.run([sys.executable, "-m", "reslab", "bench", "train", "--data", str(folder), "--vs-steps",
+                          "--model", "resnet18", "--image-size", "72", "--batch-size", "4", "--epochs", "2",
+                          "--rounds", "1", "--steps", "2", "--device", "cpu", "--json"],
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    result = json.loads(out.stdout[out.stdout.index("{"):])
+    assert result["path"] == "cpu" and len(result["epochs"]) == 2
+    assert result["ratio"] == result["trainer_images_per_s"] / result["raw_steps_images_per_s"]

@@ -234,3 +234,35 @@ def test_nvjpeg_decodes_as_the_cpu_does(big_photo, photos):
     for g, c in zip(on_gpu, on_cpu):
         assert g.is_cuda and g.shape == c.shape
         assert (g.cpu().float() - c.float()).abs().mean() < 1.0  # IDCT implementations differ by rounding
+
+
+def test_training_from_a_pack_records_the_folder(tmp_path, photos, capsys):
+    from reslab.cli import main
+    from reslab.config import TrainConfig
+    from reslab.modelfile import read_model_info
+    from reslab.train.trainer import Trainer
+
+    root = _folder(tmp_path, photos)
+    main(["pack", str(root), str(tmp_path / "p.npz"), "--short-side", "80"])
+    assert "skipped 1 unreadable file" in capsys.readouterr().out
+    cfg = TrainConfig(data=str(tmp_path / "p.npz"), model="resnet18", image_size=72, in_memory=False, workers=1,
+                      epochs=1, batch_size=4, out_dir=str(tmp_path / "runs"), name="r", device="cpu", amp=False,
+                      color_jitter=0.2)
+    trainer = Trainer(cfg)
+    assert trainer.data.path == "cpu" and isinstance(trainer.data.train.split, PackSplit)
+    trainer.fit()
+    info = read_model_info(tmp_path / "runs" / "r" / "best.safetensors")
+    assert info.training["packed_from"]["source"] == str(root)
+    assert info.training["packed_from"]["short_side"] == 80
+
+
+def test_decode_gpu_is_refused_with_the_reason(tmp_path, photos):
+    from reslab.data.pipeline import training_path
+    from reslab.data.transforms import AugmentOptions
+
+    with pytest.raises(ValueError, match="--decode gpu: JPEGs are decoded on the GPU only when training on one"):
+        training_path("gpu", torch.device("cpu"), AugmentOptions(preset="imagenet"))
+    with pytest.raises(ValueError, match="auto_augment run per image on the CPU"):
+        training_path("gpu", torch.device("cpu"), AugmentOptions(preset="imagenet", auto_augment="randaugment"))
+    assert training_path("auto", torch.device("cpu"), AugmentOptions(preset="imagenet")) == "cpu"
+    assert training_path("cpu", torch.device("cpu"), AugmentOptions(preset="cifar")) == "per-image"

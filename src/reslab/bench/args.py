@@ -14,13 +14,20 @@ JPEG_COPY = ROOT.parent / "shared" / "data" / "cifar10" / "cifar10-jpeg.npz"
 
 
 def add_bench_train_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--data", help="a CIFAR-style image folder (train/<class>/...); default: the shipped sample")
+    parser.add_argument("--data", help="a CIFAR-style image folder (train/<class>/...) for the CPU comparison; "
+                        "default: the shipped sample. With --vs-steps (the default on a GPU): a folder or pack "
+                        "of photos to train from, measured against raw steps")
+    parser.add_argument("--vs-steps", action=argparse.BooleanOptionalAction, default=None,
+                        help="reslab train on --data against raw training steps on data already on the device")
+    parser.add_argument("--image-size", type=int, default=224, help="--vs-steps: the training size")
+    parser.add_argument("--decode", default="auto", choices=["auto", "gpu", "cpu"], help="--vs-steps: the data path")
     parser.add_argument("--model", default="resnet18")
     parser.add_argument("--stem", default="cifar")
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--images", type=int, default=1280, help="images per epoch")
     parser.add_argument("--epochs", type=int, default=3, help="epochs per side; the first is warm-up")
-    parser.add_argument("--workers", type=int, default=2, help="the baseline DataLoader's workers")
+    parser.add_argument("--workers", type=int, help="data-loading workers (the CPU comparison's baseline: 2; "
+                        "--vs-steps: reslab's default)")
     parser.add_argument("--device", default="auto", help="cpu: reslab's loop against the tutorial loop; "
                         "cuda: training steps of --model at 32 px (CIFAR stem) and 224 px in each of --modes")
     parser.add_argument("--modes", help="eager,channels_last+amp,compiled (the default on a GPU): time these "

@@ -101,8 +101,47 @@ def run_modes_bench(args: argparse.Namespace, device: torch.device) -> dict:
     return result
 
 
+def run_data_ratio_bench(args: argparse.Namespace, device: torch.device) -> dict:
+    """``reslab train`` on the images of ``--data`` (a folder or a pack) against raw training steps on a
+    batch already on the device, in the same mode (channels_last, the device's mixed precision)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg = TrainConfig(data=args.data, model=args.model, image_size=args.image_size, batch_size=args.batch_size,
+                          epochs=args.epochs, lr=0.1, out_dir=tmp, name="bench-data", device=str(device),
+                          in_memory=False, preset="imagenet", workers=args.workers, decode=args.decode)
+        trainer = Trainer(cfg)
+        start = time.perf_counter()
+        epochs = [trainer.train_one_epoch()]
+        first_epoch_s = time.perf_counter() - start
+        epochs += [trainer.train_one_epoch() for _ in range(args.epochs - 1)]
+        path, classes, amp = trainer.data.path, len(trainer.classes), trainer.amp
+        del trainer
+    steady = statistics.median(e["images_per_s"] for e in epochs[1:]) if len(epochs) > 1 else epochs[0]["images_per_s"]
+    x, y = sample_batch(args.batch_size, args.image_size, device)
+    mode = "channels_last+amp" if amp else "channels_last"
+    raw = compare_modes(lambda: create_model(args.model, num_classes=classes, stem="imagenet"), x, y % classes,
+                        [mode] if amp else ["eager"], rounds=args.rounds, steps_per_round=args.steps)[0]
+    result = {"hardware": hardware_line(device), "model": args.model, "data": args.data, "path": path,
+              "image_size": args.image_size, "batch_size": args.batch_size, "amp": amp,
+              "trainer_images_per_s": steady, "raw_steps_images_per_s": raw["images_per_s"],
+              "ratio": steady / raw["images_per_s"], "first_epoch_s": first_epoch_s,
+              "epochs": [e["images_per_s"] for e in epochs]}
+    if args.json:
+        print(json.dumps(result, indent=1))
+        return result
+    print(f"\n{result['hardware']}")
+    print(f"{args.model}, {args.image_size} px, batch {args.batch_size}, {'mixed precision' if amp else 'fp32'}, "
+          f"channels_last; data {args.data} through the {path} path")
+    print(f"reslab train on the data: {steady:,.0f} images/s (median of epochs 2..{args.epochs}; first epoch "
+          f"{first_epoch_s:.1f} s)")
+    print(f"raw training steps, data on the device: {raw['images_per_s']:,.0f} images/s")
+    print(f"ratio: {result['ratio']:.2f}")
+    return result
+
+
 def run_train_bench(args: argparse.Namespace) -> dict:
     device = resolve_device(args.device)
+    if args.data and (args.vs_steps if args.vs_steps is not None else device.type == "cuda"):
+        return run_data_ratio_bench(args, device)
     if device.type == "cuda" or args.modes:
         return run_modes_bench(args, device)
     threads = torch.get_num_threads()
@@ -112,7 +151,7 @@ def run_train_bench(args: argparse.Namespace) -> dict:
         folder = _subset_folder(source, args.images, tmp_path / "subset")
         peak_before = measure_gemm_peak()
         macs = count_macs(create_model(args.model, num_classes=10, stem=args.stem), 32)
-        base = baseline_epochs(folder, args.model, args.stem, args.batch_size, args.epochs, args.workers)
+        base = baseline_epochs(folder, args.model, args.stem, args.batch_size, args.epochs, args.workers or 2)
         ours = reslab_epochs(folder, args.model, args.stem, args.batch_size, args.epochs, tmp_path / "runs")
         bf16_refused = bf16_refusal(torch.device("cpu"))
         ours_bf16 = None if bf16_refused else reslab_epochs(folder, args.model, args.stem, args.batch_size,
