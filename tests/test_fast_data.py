@@ -266,3 +266,11 @@ def test_decode_gpu_is_refused_with_the_reason(tmp_path, photos):
         training_path("gpu", torch.device("cpu"), AugmentOptions(preset="imagenet", auto_augment="randaugment"))
     assert training_path("auto", torch.device("cpu"), AugmentOptions(preset="imagenet")) == "cpu"
     assert training_path("cpu", torch.device("cpu"), AugmentOptions(preset="cifar")) == "per-image"
+
+
+def test_pack_keeps_small_jpegs_as_they_are(tmp_path, photos):
+    root = _folder(tmp_path, photos)
+    pack_folder(root, tmp_path / "p.npz", short_side=4096)
+    dataset = load_dataset(str(tmp_path / "p.npz"), tmp_path / "cache")
+    for i, name in enumerate(dataset.train.names):
+        assert dataset.train.source(i) == (root / name).read_bytes()

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
+from PIL import ExifTags, Image
 
 from ..atomic import atomic_path
 from .datasets import Dataset, FileSplit, PackSplit, holdout_validation, load_folder
@@ -50,8 +50,13 @@ class PackReport:
 
 def encode_resized(path: Path, short_side: int, quality: int) -> bytes:
     """An image decoded upright (EXIF applied), its short side brought down to ``short_side`` (never up),
-    re-encoded as an RGB or grayscale JPEG."""
-    img = open_image(path, channels=3, min_size=short_side)
+    re-encoded as an RGB or grayscale JPEG. A JPEG that needs none of this keeps its own bytes (once
+    checked to decode): re-encoding would only lose quality."""
+    img = open_image(path, channels=3, min_size=short_side)  # first: it names what is wrong with a file
+    with Image.open(path) as header:
+        if (header.format == "JPEG" and header.mode in ("RGB", "L") and min(header.size) <= short_side
+                and header.getexif().get(ExifTags.Base.Orientation, 1) == 1):
+            return path.read_bytes()
     if img.getbands() == ("R", "G", "B") and _is_gray(img):
         img = img.convert("L")
     if min(img.size) > short_side:
