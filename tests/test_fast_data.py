@@ -274,3 +274,18 @@ def test_pack_keeps_small_jpegs_as_they_are(tmp_path, photos):
     dataset = load_dataset(str(tmp_path / "p.npz"), tmp_path / "cache")
     for i, name in enumerate(dataset.train.names):
         assert dataset.train.source(i) == (root / name).read_bytes()
+
+
+@pytest.mark.parametrize("orientation", [1, 6])
+def test_small_jpegs_crop_with_torchvision_as_with_pillow(orientation, tmp_path, photos):
+    """Crops that need every pixel are decoded by torchvision: the same box and flip as Pillow's path."""
+    path = tmp_path / "small.jpg"
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    Image.open(photos["grace_hopper"]).convert("RGB").resize((200, 150)).save(path, quality=92, exif=exif)
+    crops = TrainCrops(224, 3, "bilinear", seed=0)
+    data = path.read_bytes()
+    for i in range(6):
+        fast = crops._full_scale_jpeg(data, i, 0)
+        assert fast is not None and fast.shape == (3, 224, 224)
+        assert np.abs(fast.astype(np.float32) - crops._pillow(data, i, 0, "small.jpg")).mean() < SAME_BOX_LEVELS
