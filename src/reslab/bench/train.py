@@ -6,6 +6,10 @@ in one run; each runs ``--epochs`` epochs and the first is discarded as warm-up.
   eager NCHW, fp32.
 - reslab: ``reslab train``'s own ``Trainer`` (images decoded once into memory, augmented a batch
   at a time, channels_last).
+
+``--vs-steps`` (the default on a GPU with ``--data``): ``reslab train`` on a folder or pack of photos
+against raw training steps of the same network on a batch already on the device: the fraction of the
+model's speed the data path lets through.
 """
 
 from __future__ import annotations
@@ -117,12 +121,12 @@ def run_data_ratio_bench(args: argparse.Namespace, device: torch.device) -> dict
         del trainer
     steady = statistics.median(e["images_per_s"] for e in epochs[1:]) if len(epochs) > 1 else epochs[0]["images_per_s"]
     x, y = sample_batch(args.batch_size, args.image_size, device)
-    mode = "channels_last+amp" if amp else "channels_last"
+    mode = "channels_last+amp" if amp else "eager"  # the trainer's own mode (fp32: its steps against plain ones)
     raw = compare_modes(lambda: create_model(args.model, num_classes=classes, stem="imagenet"), x, y % classes,
-                        [mode] if amp else ["eager"], rounds=args.rounds, steps_per_round=args.steps)[0]
+                        [mode], rounds=args.rounds, steps_per_round=args.steps)[0]
     result = {"hardware": hardware_line(device), "model": args.model, "data": args.data, "path": path,
               "image_size": args.image_size, "batch_size": args.batch_size, "amp": amp,
-              "trainer_images_per_s": steady, "raw_steps_images_per_s": raw["images_per_s"],
+              "trainer_images_per_s": steady, "raw_steps_images_per_s": raw["images_per_s"], "raw_mode": mode,
               "ratio": steady / raw["images_per_s"], "first_epoch_s": first_epoch_s,
               "epochs": [e["images_per_s"] for e in epochs]}
     if args.json:
@@ -133,7 +137,7 @@ def run_data_ratio_bench(args: argparse.Namespace, device: torch.device) -> dict
           f"channels_last; data {args.data} through the {path} path")
     print(f"reslab train on the data: {steady:,.0f} images/s (median of epochs 2..{args.epochs}; first epoch "
           f"{first_epoch_s:.1f} s)")
-    print(f"raw training steps, data on the device: {raw['images_per_s']:,.0f} images/s")
+    print(f"raw training steps ({mode}), data on the device: {raw['images_per_s']:,.0f} images/s")
     print(f"ratio: {result['ratio']:.2f}")
     return result
 
