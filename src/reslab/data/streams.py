@@ -35,6 +35,11 @@ class RawBatch:
     indices: list[int]
     failed: list[tuple[int, str]]
 
+    def pin_memory(self) -> RawBatch:
+        """Called by the DataLoader's pinning thread (on a GPU): stacked payloads and labels into pinned memory."""
+        payloads = self.payloads.pin_memory() if isinstance(self.payloads, Tensor) else self.payloads
+        return RawBatch(payloads, self.labels.pin_memory(), self.indices, self.failed)
+
 
 class _EpochKeys(Sampler[tuple[int, int]]):
     def __init__(self, loader: StreamLoader) -> None:
@@ -134,6 +139,7 @@ def ahead(batches: Iterator[tuple[Tensor, Tensor]], device: torch.device, depth:
     slots: queue.Queue = queue.Queue(depth)
     stop = threading.Event()
     stream = torch.cuda.Stream(device) if device.type == "cuda" else None
+    gpu = (device.index if device.index is not None else torch.cuda.current_device()) if stream is not None else None
 
     def put(item: Any) -> bool:
         while not stop.is_set():
@@ -144,6 +150,8 @@ def ahead(batches: Iterator[tuple[Tensor, Tensor]], device: torch.device, depth:
 
     def produce() -> None:
         try:
+            if gpu is not None:
+                torch.cuda.set_device(gpu)  # a new thread starts on the first GPU, not on this process's
             with torch.cuda.stream(stream) if stream is not None else contextlib.nullcontext():
                 for x, y in batches:
                     event = None
