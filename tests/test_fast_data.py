@@ -289,3 +289,14 @@ def test_small_jpegs_crop_with_torchvision_as_with_pillow(orientation, tmp_path,
         fast = crops._full_scale_jpeg(data, i, 0)
         assert fast is not None and fast.shape == (3, 224, 224)
         assert np.abs(fast.astype(np.float32) - crops._pillow(data, i, 0, "small.jpg")).mean() < SAME_BOX_LEVELS
+
+
+def test_a_pack_of_small_images_trains_from_memory(tmp_path, tiny_folder):
+    from reslab.config import TrainConfig
+    from reslab.train.trainer import Trainer
+
+    pack_folder(tiny_folder, tmp_path / "tiny.npz")
+    trainer = Trainer(TrainConfig(data=str(tmp_path / "tiny.npz"), model="resnet20", epochs=1, batch_size=32,
+                                  out_dir=str(tmp_path / "runs"), name="t", device="cpu", amp=False))
+    assert trainer.data.in_memory and trainer.data.path == "memory"
+    assert len(trainer.data.train) * 32 >= 150 and trainer.train_one_epoch()["images_per_s"] > 0

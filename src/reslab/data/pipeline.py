@@ -196,9 +196,9 @@ def build_data(
     train_split, val_split = dataset.train, dataset.val
     if in_memory:
         # decoded once at the evaluation geometry; normalisation happens per batch
-        if isinstance(train_split, FileSplit):
+        if not isinstance(train_split, ArraySplit):
             train_split = decode_split(train_split, placeholder, skipped)
-        if isinstance(val_split, FileSplit):
+        if not isinstance(val_split, ArraySplit):
             val_split = decode_split(val_split, placeholder, skipped)
     sample = _stats_sample(train_split, placeholder) if known_stats(dataset, opts) is None else None
     mean, std = resolve_stats(dataset, opts, sample)
