@@ -300,3 +300,13 @@ def test_a_pack_of_small_images_trains_from_memory(tmp_path, tiny_folder):
                                   out_dir=str(tmp_path / "runs"), name="t", device="cpu", amp=False))
     assert trainer.data.in_memory and trainer.data.path == "memory"
     assert len(trainer.data.train) * 32 >= 150 and trainer.train_one_epoch()["images_per_s"] > 0
+
+
+def test_pack_of_train_and_test_folders_keeps_test_apart(tmp_path, photos):
+    """Without val/, the test split is packed as test (never as val): training holds out part of train."""
+    root = _folder(tmp_path, photos)
+    (root / "val").rename(root / "test")
+    pack_folder(root, tmp_path / "p.npz", short_side=64)
+    dataset = load_dataset(str(tmp_path / "p.npz"), tmp_path / "cache")
+    assert [n.split("/")[0] for n in dataset.test.names] == ["test", "test"]
+    assert all(n.startswith("train/") for n in dataset.val.names + dataset.train.names)

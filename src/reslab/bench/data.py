@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import json
 import statistics
 import tempfile
 import time
@@ -30,6 +29,7 @@ from ..data.pipeline import DataOptions, training_loader
 from ..data.preprocess import IMAGENET_MEAN, IMAGENET_STD, Preprocess, eval_resize_size
 from ..data.transforms import AugmentOptions
 from ..hardware import cpu_info, default_workers, gpu_decode_refusal, hardware_line, resolve_device
+from .output import printed_as_json
 
 TWELVE_MP = 12_000_000
 PATHS = ("fileloader", "cpu", "gpu", "pack-cpu", "pack-gpu")
@@ -126,8 +126,7 @@ def run_data_bench(args: argparse.Namespace) -> dict:
               "image_size": args.image_size, "batch_size": args.batch_size,
               "workers": workers, "rows": rows, "left_out": left_out,
               "pack": pack_info}
-    if args.json:
-        print(json.dumps(result, indent=1))
+    if printed_as_json(result, args.json):
         return result
     print(f"\n{result['hardware']}")
     what = f"{args.twelve_mp} images re-encoded as 12 MP JPEGs" if args.twelve_mp else args.data

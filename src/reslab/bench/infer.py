@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import io
-import json
 import statistics
 import tempfile
 from collections.abc import Callable
@@ -38,6 +37,7 @@ from ..modelfile import ModelInfo, ModelSpec, save_model_file
 from ..models import count_macs, create_model
 from ..timing import timed_calls
 from .modes import MODES, compare_modes, print_modes_table, sample_batch
+from .output import printed_as_json
 from .peak import measure_gemm_peak
 from .stages import phone_camera_jpegs, print_stage_table, stage_times
 
@@ -151,8 +151,7 @@ def run_gpu_infer_bench(args: argparse.Namespace, device: torch.device) -> dict[
         tables.append({"model": arch, "batch": args.gpu_batch, "rows": rows})
     result = {"device": hardware_line(device), "torch": torch.__version__, "image_size": args.image_size,
               "tables": tables}
-    if args.json:
-        print(json.dumps(result, indent=1))
+    if printed_as_json(result, args.json):
         return result
     print(f"\ninference, networks alone on a batch of real images in device memory, {args.image_size}x"
           f"{args.image_size}, {result['device']}, torch {result['torch']}")
@@ -239,9 +238,7 @@ def run_infer_bench(args: argparse.Namespace) -> dict[str, Any]:
         "precisions": {name: p.precision for name, p in paths.items()}, "left_out": left_out,
         "stage_path": stage_path, "stage_batch": largest, "stages_ms_per_image": stages, "auto_choice": auto,
     }
-    if args.json:
-        print(json.dumps(result, indent=1))
-    else:
+    if not printed_as_json(result, args.json):
         print_infer_table(result)
     return result
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import io
-import json
 import shlex
 import subprocess
 import sys
@@ -28,6 +27,7 @@ from ..infer.predictor import Predictor
 from ..timing import images_per_second
 from .infer import load_images, prepare_models
 from .loadgen import multipart_request, run_load
+from .output import printed_as_json
 
 HOST = "127.0.0.1"
 
@@ -119,9 +119,7 @@ def run_serve_bench(args: argparse.Namespace) -> dict[str, Any]:
         "p99_over_p50_at_8": (mid["p99_ms"] / mid["p50_ms"]) if mid and mid["p50_ms"] else None,
         "errors": sum(r["errors"] for r in ours),
     }
-    if args.json:
-        print(json.dumps(result, indent=1))
-    else:
+    if not printed_as_json(result, args.json):
         print_serve_table(result)
     return result
 

@@ -11,7 +11,6 @@ the best accuracy and its time are printed instead.
 from __future__ import annotations
 
 import argparse
-import json
 import tempfile
 import time
 from pathlib import Path
@@ -20,6 +19,7 @@ from ..config import config_from_dict, load_yaml
 from ..hardware import hardware_line
 from ..train.trainer import Trainer
 from .args import JPEG_COPY
+from .output import printed_as_json
 
 
 def describe_copy(data: str) -> str:
@@ -66,8 +66,7 @@ def run_time_to_accuracy(args: argparse.Namespace) -> dict:
                        for r in history],
         "targets": time_to_targets(history, targets),
     }
-    if args.json:
-        print(json.dumps(result, indent=1))
+    if printed_as_json(result, args.json):
         return result
     print(f"\n{result['hardware']}")
     print(f"time to accuracy: {result['recipe']} ({cfg.model}, {cfg.epochs} epochs, {result['precision']}) on "

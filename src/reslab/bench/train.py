@@ -15,7 +15,6 @@ model's speed the data path lets through.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import tempfile
 import time
@@ -33,6 +32,7 @@ from ..hardware import bf16_refusal, default_amp, hardware_line, resolve_device
 from ..models import count_macs, create_model
 from ..train.trainer import Trainer
 from .modes import MODES, compare_modes, print_modes_table, sample_batch
+from .output import printed_as_json
 from .peak import measure_gemm_peak
 
 
@@ -96,8 +96,7 @@ def run_modes_bench(args: argparse.Namespace, device: torch.device) -> dict:
                              rounds=args.rounds, steps_per_round=args.steps)
         tables.append({"image_size": size, "stem": stem, "batch": batch, "rows": rows})
     result = {"model": args.model, "device": hardware_line(device), "torch": torch.__version__, "tables": tables}
-    if args.json:
-        print(json.dumps(result, indent=1))
+    if printed_as_json(result, args.json):
         return result
     print(f"\ntraining steps (forward, backward, SGD) of {args.model}, {result['device']}, torch {result['torch']}")
     for t in tables:
@@ -129,8 +128,7 @@ def run_data_ratio_bench(args: argparse.Namespace, device: torch.device) -> dict
               "trainer_images_per_s": steady, "raw_steps_images_per_s": raw["images_per_s"], "raw_mode": mode,
               "ratio": steady / raw["images_per_s"], "first_epoch_s": first_epoch_s,
               "epochs": [e["images_per_s"] for e in epochs]}
-    if args.json:
-        print(json.dumps(result, indent=1))
+    if printed_as_json(result, args.json):
         return result
     print(f"\n{result['hardware']}")
     print(f"{args.model}, {args.image_size} px, batch {args.batch_size}, {'mixed precision' if amp else 'fp32'}, "
@@ -179,8 +177,7 @@ def run_train_bench(args: argparse.Namespace) -> dict:
         "bf16_vs_fp32": rows[2]["images_per_s"] / rows[1]["images_per_s"] if ours_bf16 is not None else None,
         "bf16_left_out": bf16_refused, "default_amp": default_amp(torch.device("cpu")),
     }
-    if args.json:
-        print(json.dumps(result, indent=1))
+    if printed_as_json(result, args.json):
         return result
     print(f"\n{result['hardware']}")
     print(f"{result['model']}; {threads} threads; measured fp32 GEMM peak {peak:.1f} GFLOP/s; "

@@ -40,15 +40,11 @@ class PackSplit:
                  names: list[str]) -> None:
         self.file, self.key = file, key
         self.starts, self.ends, self.labels, self.names = starts, ends, labels, names
+        self.paths = [Path(n) for n in names]  # where each image came from, relative to the packed folder
         self._blob: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.labels)
-
-    @property
-    def paths(self) -> list[Path]:
-        """Where each image came from, relative to the packed folder (for reports and skip messages)."""
-        return [Path(n) for n in self.names]
 
     def source(self, i: int) -> bytes:
         if self._blob is None:

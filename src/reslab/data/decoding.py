@@ -24,17 +24,12 @@ from torch import Tensor
 from .batch_ops import color_jitter, flip_where, orient, resized_crops
 from .crops import CropDraw, center_box, jitter_factors, jpeg_reduction, scale_box, train_draw
 from .images import UnreadableImageError, open_image, oriented_size
-from .preprocess import RESAMPLE, Preprocess
+from .preprocess import RESAMPLE, Preprocess, to_chw
 from .streams import RawBatch
 
 Source = Path | bytes
 NVJPEG_MODES = ("RGB", "L")  # what nvJPEG decodes as such; CMYK, YCCK and 12/16-bit go to the CPU
 _JPEG_MAGIC = b"\xff\xd8"
-
-
-def _array(img: Image.Image) -> np.ndarray:
-    array = np.asarray(img)
-    return np.ascontiguousarray((array[:, :, None] if array.ndim == 2 else array).transpose(2, 0, 1))
 
 
 @dataclass
@@ -102,7 +97,7 @@ class TrainCrops:
                          box=(left, top, left + w, top + h))
         if draw.flip:
             out = out.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
-        return _array(out)
+        return to_chw(out)
 
 
 @dataclass
@@ -142,7 +137,7 @@ class ReadEncoded:
                         return EncodedJpeg(torch.frombuffer(bytearray(data), dtype=torch.uint8), int(orientation))
             except (OSError, SyntaxError, ValueError):
                 pass  # open_image below names the problem
-        return _array(open_image(data, self.channels, name=name))
+        return to_chw(open_image(data, self.channels, name=name))
 
 
 def decode_on_device(payloads: list[EncodedJpeg | np.ndarray], channels: int, device: torch.device
@@ -156,28 +151,40 @@ def decode_on_device(payloads: list[EncodedJpeg | np.ndarray], channels: int, de
     images: list[Tensor | None] = [None] * len(payloads)
     reasons: list[str | None] = [None] * len(payloads)
     jpegs = [k for k, p in enumerate(payloads) if isinstance(p, EncodedJpeg)]
-    decoded: list[Tensor | None]
     try:
-        decoded = list(decode_jpeg([payloads[k].data for k in jpegs], mode=mode, device=device)) if jpegs else []
-    except RuntimeError:
+        decoded = decode_jpeg([payloads[k].data for k in jpegs], mode=mode, device=device) if jpegs else []
+    except RuntimeError:  # one refused image fails the whole batch: each is tried alone below
         decoded = [None] * len(jpegs)
     for k, image in zip(jpegs, decoded):
         payload = payloads[k]
         assert isinstance(payload, EncodedJpeg)
-        if image is None:
-            try:
-                image = decode_jpeg(payload.data, mode=mode, device=device)
-            except RuntimeError:
-                try:
-                    image = torch.from_numpy(_array(open_image(payload.data.numpy().tobytes(), channels))).to(device)
-                except UnreadableImageError as e:
-                    reasons[k] = str(e)
-                    continue
+        try:
+            image = _decode_alone(payload.data, mode, channels, device) if image is None else image
+        except UnreadableImageError as e:
+            reasons[k] = str(e)
+            continue
         images[k] = orient(image, payload.orientation)
     for k, p in enumerate(payloads):
         if isinstance(p, np.ndarray):
             images[k] = torch.from_numpy(p).to(device, non_blocking=True)
     return images, reasons
+
+
+def _decode_alone(data: Tensor, mode, channels: int, device: torch.device) -> Tensor:
+    """One JPEG on ``device``, or on the CPU by ``open_image`` where the device's decoder refuses it."""
+    from torchvision.io import decode_jpeg
+
+    try:
+        return decode_jpeg(data, mode=mode, device=device)
+    except RuntimeError:
+        return torch.from_numpy(to_chw(open_image(data.numpy().tobytes(), channels))).to(device)
+
+
+def _jittered(x: Tensor, strength: float, seed: int, epoch: int, indices: list[int]) -> Tensor:
+    """Colour jitter of a batch of 0..255 floats with each sample's own factors (none at strength 0)."""
+    if strength <= 0:
+        return x
+    return color_jitter(x, torch.from_numpy(jitter_factors(seed, epoch, indices, strength)))
 
 
 @dataclass
@@ -191,11 +198,8 @@ class NormalizeBatch:
 
     def __call__(self, batch: RawBatch, epoch: int) -> Tensor:
         assert isinstance(batch.payloads, Tensor)
-        x = batch.payloads.to(self.device, non_blocking=True)
-        if self.jitter > 0:
-            x = color_jitter(x.float(), torch.from_numpy(jitter_factors(self.seed, epoch, batch.indices,
-                                                                        self.jitter)))
-        return self.pre.normalize(x)
+        x = batch.payloads.to(self.device, non_blocking=True).float()
+        return self.pre.normalize(_jittered(x, self.jitter, self.seed, epoch, batch.indices))
 
 
 @dataclass
@@ -230,6 +234,4 @@ class DeviceCrops:
         x = resized_crops(images, boxes, self.pre.image_size)
         if flips is not None:
             x = flip_where(x, flips)
-        if self.jitter > 0:
-            x = color_jitter(x, torch.from_numpy(jitter_factors(self.seed, epoch, batch.indices, self.jitter)))
-        return self.pre.normalize(x)
+        return self.pre.normalize(_jittered(x, self.jitter, self.seed, epoch, batch.indices))

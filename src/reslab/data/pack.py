@@ -107,14 +107,14 @@ def pack_folder(data: str | Path, out: str | Path, short_side: int = 256, qualit
     if not 1 <= quality <= 100:
         raise ValueError(f"--quality {quality}: expected 1..100")
     dataset = load_folder(root, seed=seed, split_file=split_file, hold_out=False)
-    splits = {"train": dataset.train, "val": dataset.val, "test": dataset.test}
+    # without a val/ folder, load_folder hands the test split as val: pack it once, as test
+    val = dataset.val if dataset.val is not dataset.test else None
+    splits = {"train": dataset.train, "val": val, "test": dataset.test}
     report = PackReport(out, {})
     arrays: dict[str, np.ndarray] = {"classes": np.asarray(dataset.classes, dtype=str)}
-    seen: set[int] = set()
     for name, split in splits.items():
-        if split is None or id(split) in seen:  # val may be test itself when the folder has no val/
+        if split is None:
             continue
-        seen.add(id(split))
         assert isinstance(split, FileSplit)
         encoded = _encode_split(split, root, short_side, quality, threads, report)
         report.counts[name] = len(encoded["labels"])

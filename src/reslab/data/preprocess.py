@@ -43,6 +43,12 @@ def resize_short_side(image: Image.Image, size: int, interpolation: str) -> Imag
     return image if new == (w, h) else image.resize(new, RESAMPLE[interpolation])
 
 
+def to_chw(image: Image.Image | np.ndarray) -> np.ndarray:
+    """A PIL image or (H, W[, C]) array -> contiguous uint8 (C, H, W)."""
+    array = np.asarray(image)
+    return np.ascontiguousarray((array[:, :, None] if array.ndim == 2 else array).transpose(2, 0, 1))
+
+
 def center_crop(array: np.ndarray, size: int) -> np.ndarray:
     """(H, W, C) -> (size, size, C), padded with zeros where the image is smaller (as torchvision's)."""
     h, w = array.shape[:2]
@@ -90,8 +96,7 @@ class Preprocess:
     def geometry(self, image: Image.Image) -> np.ndarray:
         """PIL image -> uint8 array (C, image_size, image_size)."""
         array = np.asarray(resize_short_side(image, self.resize_size, self.interpolation))
-        array = array[:, :, None] if array.ndim == 2 else array
-        return np.ascontiguousarray(center_crop(array, self.image_size).transpose(2, 0, 1))
+        return to_chw(center_crop(array[:, :, None] if array.ndim == 2 else array, self.image_size))
 
     def normalize(self, batch: Any) -> Any:
         """uint8 (N, C, H, W) -> normalised float32: a NumPy array, or a torch tensor on any device.

@@ -9,6 +9,7 @@ across epochs without changing the training: the sampler hands every worker the 
 from __future__ import annotations
 
 import contextlib
+import functools
 import queue
 import threading
 import weakref
@@ -81,14 +82,6 @@ def _collate(items: list[tuple[Any, int, int]], stack: bool) -> RawBatch:
                     failed)
 
 
-def _stack_collate(items: list) -> RawBatch:
-    return _collate(items, stack=True)
-
-
-def _list_collate(items: list) -> RawBatch:
-    return _collate(items, stack=False)
-
-
 class StreamLoader:
     """One interface with ``TensorLoader`` and ``FileLoader``: ``set_epoch``, ``len``, iterate ``(x, y)``.
 
@@ -107,7 +100,7 @@ class StreamLoader:
         self.epoch = 0
         self.loader = DataLoader(
             _Samples(split, read), batch_size=batch_size, sampler=_EpochKeys(self), num_workers=workers,
-            collate_fn=_stack_collate if stack else _list_collate, drop_last=drop_last,
+            collate_fn=functools.partial(_collate, stack=stack), drop_last=drop_last,
             pin_memory=device.type == "cuda", persistent_workers=workers > 0,
             prefetch_factor=4 if workers > 0 else None,
         )
