@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from reslab.data.loaders import epoch_order, shard_size
+from reslab.data.sampling import epoch_order, shard_size
 from reslab.evaluate.report import run_eval
 
 from .test_train import read_metrics

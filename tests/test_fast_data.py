@@ -20,9 +20,10 @@ from reslab.data.batch_ops import color_jitter, orient, resized_crops
 from reslab.data.crops import center_box, jpeg_reduction, random_resized_box, train_draw
 from reslab.data.datasets import PackSplit, load_dataset
 from reslab.data.decoding import DeviceCrops, NormalizeBatch, ReadEncoded, TrainCrops, decode_on_device
-from reslab.data.loaders import SkipLog, epoch_order
+from reslab.data.loaders import SkipLog
 from reslab.data.pack import pack_folder
 from reslab.data.preprocess import Preprocess
+from reslab.data.sampling import epoch_order
 from reslab.data.streams import RawBatch, StreamLoader
 
 from .images import write_broken_images, write_odd_images

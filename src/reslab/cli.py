@@ -75,6 +75,8 @@ def cmd_eval(args: argparse.Namespace) -> None:
         return
     print(f"{args.split}: {report['count']} images  top-1 {report['top1']:.4f}  top-5 {report['top5']:.4f}  "
           f"loss {report['loss']:.4f}{'  (flip TTA)' if args.tta else ''}  [{report['device']}, {report['precision']}]")
+    print(f"balanced accuracy {report['balanced_accuracy']:.4f}  macro-F1 {report['macro_f1']:.4f}  "
+          f"(each class counted equally)")
     print(f"precision: {report['precision_choice']}")
     if "fp32" in report:
         fp32 = report["fp32"]
@@ -253,6 +255,12 @@ def cmd_bench_time_to_accuracy(args: argparse.Namespace) -> None:
     run_time_to_accuracy(args)
 
 
+def cmd_bench_imbalance(args: argparse.Namespace) -> None:
+    from .bench.imbalance import run_imbalance_bench
+
+    run_imbalance_bench(args)
+
+
 def cmd_bench_serve(args: argparse.Namespace) -> None:
     from .bench.serve import run_serve_bench
 
@@ -414,6 +422,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     from .bench.args import (
         add_bench_data_args,
+        add_bench_imbalance_args,
         add_bench_infer_args,
         add_bench_serve_args,
         add_bench_train_args,
@@ -433,6 +442,10 @@ def build_parser() -> argparse.ArgumentParser:
     ta = bench.add_parser("time-to-accuracy", help="train a recipe on CIFAR-10: wall time to each test accuracy")
     add_time_to_accuracy_args(ta)
     ta.set_defaults(func=cmd_bench_time_to_accuracy)
+    bm = bench.add_parser("imbalance", help="class weights and the balanced sampler on a 10:1 imbalanced set: "
+                          "balanced accuracy against none")
+    add_bench_imbalance_args(bm)
+    bm.set_defaults(func=cmd_bench_imbalance)
     bs = bench.add_parser("serve", help="reslab serve under load against offline throughput and a plain server")
     add_bench_serve_args(bs)
     bs.set_defaults(func=cmd_bench_serve)

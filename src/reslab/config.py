@@ -45,6 +45,7 @@ class TrainConfig:
     in_memory: bool | None = None  # default: yes for images of 64 px or less
     workers: int | None = None  # default: from the cores (see hardware.default_workers)
     decode: str = "auto"  # auto | gpu | cpu
+    sampler: str = "none"  # none | balanced
     # model
     model: str = "resnet18"
     stem: str | None = None  # imagenet | cifar; default: cifar for images of 64 px or less
@@ -70,6 +71,8 @@ class TrainConfig:
     milestones: list[int] = field(default_factory=list)
     gamma: float = 0.1
     label_smoothing: float = 0.0
+    class_weights: str = "none"  # none | balanced | effective
+    effective_beta: float = 0.999
     amp: bool | None = None  # default: on for CUDA
     amp_dtype: str = "bfloat16"  # bfloat16 | float16
     accumulate: int = 1
@@ -95,6 +98,8 @@ class TrainConfig:
             "schedule": ("cosine", "step", "multistep", "onecycle", "constant"),
             "amp_dtype": ("bfloat16", "float16"),
             "eval_split": ("val", "test"),
+            "sampler": ("none", "balanced"),
+            "class_weights": ("none", "balanced", "effective"),
         }
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
@@ -110,6 +115,9 @@ class TrainConfig:
             raise ValueError(f"config field 'kd_alpha' must be between 0 and 1, got {self.kd_alpha}")
         if self.kd_temperature <= 0:
             raise ValueError(f"config field 'kd_temperature' must be positive, got {self.kd_temperature}")
+        if not 0.0 < self.effective_beta < 1.0:
+            raise ValueError(f"config field 'effective_beta' must be between 0 and 1 (exclusive), "
+                             f"got {self.effective_beta}")
         if self.in_chans not in (1, 3):
             raise ValueError(f"config field 'in_chans' must be 1 or 3, got {self.in_chans}")
 
@@ -157,6 +165,8 @@ HELP = {
                "half of them on a CPU)",
     "decode": "where JPEGs from disk are decoded and augmented: gpu (nvJPEG, batch augmentation), cpu "
               "(reduced-scale decoding in workers), auto (gpu when training on one)",
+    "sampler": "none | balanced: draw training images with replacement so that each class comes up equally "
+               "often (seeded per epoch, sharded across processes)",
     "model": "architecture (see `reslab models`)",
     "stem": "imagenet (7x7/2 + max-pool) | cifar (3x3/1) for ResNet-18..152",
     "in_chans": "input channels: 3, or 1 for grayscale",
@@ -180,6 +190,9 @@ HELP = {
     "milestones": "epochs of lr drops for the multistep schedule, e.g. 30,60",
     "gamma": "lr factor at each drop",
     "label_smoothing": "label smoothing of the cross-entropy",
+    "class_weights": "loss weight per class for imbalanced data: none | balanced (inverse frequency) | "
+                     "effective (Cui et al.'s effective number of samples, see --effective-beta)",
+    "effective_beta": "beta of --class-weights effective: 0.9 is close to equal weights, 0.9999 to inverse frequency",
     "amp": "mixed precision (autocast); default: on for CUDA, off on CPUs",
     "amp_dtype": "bfloat16 | float16 (float16 uses a grad scaler; bfloat16 falls back to it on GPUs without bf16)",
     "accumulate": "micro-batches per optimizer step",

@@ -109,3 +109,18 @@ def add_bench_serve_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--serve-flags", default="", help="more `reslab serve` flags, e.g. \"--decode-threads 1\"")
     parser.add_argument("--skip-baseline", action="store_true")
     parser.add_argument("--json", action="store_true")
+
+
+def add_bench_imbalance_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data", help="a JPEG pack with train/val splits (default: the shipped CIFAR-10 sample)")
+    parser.add_argument("--ratio", type=int, default=10, help="keep 1 in RATIO training images of the second half "
+                        "of the classes")
+    parser.add_argument("--recipes", default="none,class-weights balanced,class-weights effective,sampler balanced",
+                        help="comma-separated: none, class-weights balanced, class-weights effective, sampler balanced")
+    parser.add_argument("--model", default="resnet20")
+    parser.add_argument("--epochs", type=int, default=15)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--lr", type=float, default=0.05)
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--json", action="store_true")

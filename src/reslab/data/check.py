@@ -56,6 +56,7 @@ def check_folder(root: Path) -> dict[str, Any]:
                 reason = str(e).removeprefix("<bytes>: ")
                 report["unreadable"].append({"file": str(path.relative_to(root)), "reason": reason})
     report["classes"] = classes or []
+    report["suggestions"] = imbalance_suggestions(report["splits"].get("train") or report["splits"].get("all"))
     report["duplicates"] = [group for group in by_hash.values() if len(group) > 1]
     if widths:
         report["sizes"] = {
@@ -64,6 +65,19 @@ def check_folder(root: Path) -> dict[str, Any]:
         }
     report["modes"] = dict(modes)
     return report
+
+
+IMBALANCE_TO_SUGGEST = 3.0  # max/min class ratio of the training images above which weighting is suggested
+
+
+def imbalance_suggestions(split: dict[str, Any] | None) -> list[str]:
+    """What to train with when the training classes are far from equal in size."""
+    if not split or not split["imbalance"] or split["imbalance"] < IMBALANCE_TO_SUGGEST:
+        return []
+    rare = min(split["per_class"], key=split["per_class"].get)
+    return [f"classes are imbalanced ({split['imbalance']}:1, rarest {rare!r} with {split['per_class'][rare]} "
+            f"images): train with --class-weights balanced (or effective) or --sampler balanced, and judge "
+            f"models by balanced accuracy and macro-F1, which `reslab eval` reports beside top-1"]
 
 
 def format_report(report: dict[str, Any]) -> str:
@@ -81,4 +95,5 @@ def format_report(report: dict[str, Any]) -> str:
     lines.append(f"  unreadable: {len(report['unreadable'])} files")
     for item in report["unreadable"]:
         lines.append(f"    {item['file']}: {item['reason']}")
+    lines.extend(f"  suggestion: {text}" for text in report["suggestions"])
     return "\n".join(lines)

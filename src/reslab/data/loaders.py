@@ -24,37 +24,8 @@ from torch.utils.data import DataLoader, Sampler
 from .datasets import ArraySplit, EncodedSplit
 from .images import UnreadableImageError
 from .preprocess import Preprocess
+from .sampling import epoch_generator, epoch_order, epoch_sequence, rank_positions, shard_size
 from .transforms import BatchAugment
-
-
-def epoch_generator(seed: int, epoch: int) -> torch.Generator:
-    return torch.Generator().manual_seed(seed * 100_003 + epoch)
-
-
-def epoch_order(n: int, seed: int, epoch: int, shuffle: bool, rank: int = 0, world_size: int = 1,
-                batch_size: int = 1, drop_last: bool = False) -> Tensor:
-    """This rank's sample indices for an epoch. A seeded permutation is cut into global batches of
-    ``batch_size * world_size``; rank r takes the r-th slice of each. The global batches, and so the
-    training, do not depend on the number of processes: N processes step like one process that
-    accumulates N batches. The tail that fills no global batch is dropped (``drop_last``) or shared
-    out in near-equal parts, so that each sample is seen exactly once."""
-    order = torch.randperm(n, generator=epoch_generator(seed, epoch)) if shuffle else torch.arange(n)
-    global_batch = batch_size * world_size
-    full = n // global_batch
-    head = order[: full * global_batch].view(full, world_size, batch_size)[:, rank].reshape(-1)
-    if drop_last:
-        return head
-    tail = order[full * global_batch :]
-    m = len(tail)
-    return torch.cat([head, tail[rank * m // world_size : (rank + 1) * m // world_size]])
-
-
-def shard_size(n: int, rank: int, world_size: int, batch_size: int = 1, drop_last: bool = False) -> int:
-    """How many of ``n`` samples ``epoch_order`` deals to ``rank``, without drawing the permutation."""
-    global_batch = batch_size * world_size
-    head = n // global_batch * batch_size
-    m = n % global_batch
-    return head if drop_last else head + (rank + 1) * m // world_size - rank * m // world_size
 
 
 class SkipLog:
@@ -108,34 +79,37 @@ class TensorLoader:
         seed: int = 0,
         rank: int = 0,
         world_size: int = 1,
+        weights: Tensor | None = None,
     ) -> None:
+        """``weights``: per-sample weights of a balanced sampler (draws with replacement)."""
         self.images = torch.from_numpy(split.images).to(device)
         self.labels = torch.from_numpy(np.asarray(split.labels, dtype=np.int64)).to(device)
         self.pre, self.augment = pre, augment
         self.batch_size, self.shuffle, self.drop_last = batch_size, shuffle, drop_last
         self.seed, self.rank, self.world_size = seed, rank, world_size
+        self.weights = weights
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
-
-    def _order(self) -> Tensor:
-        return epoch_order(len(self.labels), self.seed, self.epoch, self.shuffle, self.rank, self.world_size,
-                           self.batch_size, self.drop_last)
 
     def __len__(self) -> int:
         n = shard_size(len(self.labels), self.rank, self.world_size, self.batch_size, self.drop_last)
         return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
 
     def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
-        order = self._order()
-        # one draw per sample and epoch, so a sample's augmentation does not depend on the batching
+        n = len(self.labels)
+        sequence = epoch_sequence(n, self.seed, self.epoch, self.shuffle, self.weights)
+        positions = rank_positions(n, self.rank, self.world_size, self.batch_size, self.drop_last)
+        # one draw per position of the epoch's global sequence: a sample's augmentation does not depend on
+        # the batching or the number of processes, and a sample drawn twice (balanced sampler) gets two
         generator = epoch_generator(self.seed + 1, self.epoch)
-        draws = self.augment.draw(len(self.labels), generator) if self.augment else None
+        draws = self.augment.draw(n, generator) if self.augment else None
         for b in range(len(self)):
-            idx = order[b * self.batch_size : (b + 1) * self.batch_size]
+            slots = positions[b * self.batch_size : (b + 1) * self.batch_size]
+            idx = sequence[slots]
             batch = self.images[idx.to(self.images.device)]
-            x = self.augment(batch, draws[idx]) if draws is not None else self.pre.normalize(batch)
+            x = self.augment(batch, draws[slots]) if draws is not None else self.pre.normalize(batch)
             yield x, self.labels[idx.to(self.labels.device)]
 
 
@@ -173,7 +147,7 @@ class _EpochSampler(Sampler[int]):
     def __iter__(self) -> Iterator[int]:
         ld = self.loader
         return iter(epoch_order(len(ld.split), ld.seed, ld.epoch, ld.shuffle, ld.rank, ld.world_size,
-                                ld.batch_size, ld.drop_last).tolist())
+                                ld.batch_size, ld.drop_last, ld.weights).tolist())
 
     def __len__(self) -> int:
         ld = self.loader
@@ -195,8 +169,9 @@ class FileLoader:
         rank: int = 0,
         world_size: int = 1,
         pin_memory: bool = False,
+        weights: Tensor | None = None,
     ) -> None:
-        self.split, self.skipped = split, skipped
+        self.split, self.skipped, self.weights = split, skipped, weights
         self.shuffle, self.seed, self.rank, self.world_size = shuffle, seed, rank, world_size
         self.batch_size, self.drop_last = batch_size, drop_last
         self.epoch = 0

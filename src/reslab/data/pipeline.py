@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import io
 import statistics
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +18,7 @@ from .decoding import DeviceCrops, EvalGeometry, NormalizeBatch, ReadEncoded, Tr
 from .images import open_image
 from .loaders import FileLoader, SkipLog, TensorLoader, decode_split
 from .preprocess import DATASET_STATS, Preprocess, eval_resize_size
+from .sampling import SAMPLERS, balanced_weights
 from .streams import StreamLoader
 from .transforms import AugmentOptions, BatchAugment, train_transform
 
@@ -40,6 +41,7 @@ class DataOptions:
     in_memory: bool | None
     reference: Preprocess | None = None  # what the starting weights were trained with: keep its statistics
     decode: str = "auto"  # auto | gpu | cpu: where JPEGs from disk are decoded (auto: on the GPU when training on one)
+    sampler: str = "none"  # none | balanced: draw training images with replacement, each class equally often
 
 
 @dataclass
@@ -51,6 +53,7 @@ class DataBundle:
     in_memory: bool
     skipped: SkipLog
     path: str = "memory"  # memory | gpu | cpu | per-image: how training images are decoded and augmented
+    class_counts: list[int] = field(default_factory=list)  # training images per class
 
 
 def probe_image_size(split: Split, count: int = 32) -> int:
@@ -161,9 +164,11 @@ def make_loader(
 
 
 def training_loader(split: EncodedSplit, path: str, pre: Preprocess, augment: AugmentOptions, opts: DataOptions,
-                    device: torch.device, skipped: SkipLog, drop_last: bool, rank: int, world_size: int) -> Loader:
+                    device: torch.device, skipped: SkipLog, drop_last: bool, rank: int, world_size: int,
+                    weights: torch.Tensor | None = None) -> Loader:
     workers = default_workers(device, world_size) if opts.workers is None else opts.workers
-    common = dict(workers=workers, shuffle=True, drop_last=drop_last, seed=opts.seed, rank=rank, world_size=world_size)
+    common = dict(workers=workers, shuffle=True, drop_last=drop_last, seed=opts.seed, rank=rank, world_size=world_size,
+                  weights=weights)
     if path == "gpu":
         finish = DeviceCrops(pre, device, train=True, jitter=augment.color_jitter, seed=opts.seed)
         return StreamLoader(split, ReadEncoded(pre.in_chans), finish, opts.batch_size, skipped, device, stack=False,
@@ -210,19 +215,24 @@ def build_data(
         raise ValueError(f"the training split has {len(train_split)} images, fewer than one global batch "
                          f"({opts.batch_size} per process x {world_size} processes): lower --batch-size")
     drop_last = len(train_split) > global_batch if world_size == 1 else True
+    if opts.sampler not in SAMPLERS:
+        raise ValueError(f"config field 'sampler': {opts.sampler!r}, expected one of {', '.join(SAMPLERS)}")
+    counts = np.bincount(np.asarray(train_split.labels, dtype=np.int64), minlength=len(dataset.classes))
+    weights = balanced_weights(train_split.labels, len(dataset.classes)) if opts.sampler == "balanced" else None
     common = dict(seed=opts.seed, rank=rank, world_size=world_size)
     if in_memory:
         assert isinstance(train_split, ArraySplit)
         path = "memory"
         train: Loader = TensorLoader(train_split, pre, opts.batch_size, device, augment=BatchAugment(augment, pre),
-                                     shuffle=True, drop_last=drop_last, **common)
+                                     shuffle=True, drop_last=drop_last, weights=weights, **common)
     else:
         assert isinstance(train_split, FileSplit | PackSplit)
         path = training_path(opts.decode, device, augment)
-        train = training_loader(train_split, path, pre, augment, opts, device, skipped, drop_last, rank, world_size)
+        train = training_loader(train_split, path, pre, augment, opts, device, skipped, drop_last, rank, world_size,
+                                weights)
     val = make_loader(val_split, pre, opts.batch_size, device, skipped, opts.workers, in_memory,
                       on_gpu=path == "gpu", **common)
-    return DataBundle(dataset, pre, train, val, in_memory, skipped, path)
+    return DataBundle(dataset, pre, train, val, in_memory, skipped, path, counts.tolist())
 
 
 def describe(bundle: DataBundle) -> str:

@@ -24,7 +24,8 @@ from torch.utils.data import DataLoader, Sampler
 
 from .datasets import EncodedSplit
 from .images import UnreadableImageError
-from .loaders import SkipLog, epoch_order, shard_size
+from .loaders import SkipLog
+from .sampling import draw_keys, epoch_sequence, rank_positions, shard_size
 
 
 @dataclass
@@ -33,7 +34,7 @@ class RawBatch:
 
     payloads: Tensor | list[Any]
     labels: Tensor
-    indices: list[int]
+    indices: list[int]  # draw keys (``sampling.draw_keys``): each sample's index, unless it is a repeat
     failed: list[tuple[int, str]]
 
     def pin_memory(self) -> RawBatch:
@@ -48,9 +49,10 @@ class _EpochKeys(Sampler[tuple[int, int]]):
 
     def __iter__(self) -> Iterator[tuple[int, int]]:
         ld = self.loader
-        order = epoch_order(len(ld.split), ld.seed, ld.epoch, ld.shuffle, ld.rank, ld.world_size, ld.batch_size,
-                            ld.drop_last)
-        return ((i, ld.epoch) for i in order.tolist())
+        n = len(ld.split)
+        keys = draw_keys(epoch_sequence(n, ld.seed, ld.epoch, ld.shuffle, ld.weights), n)
+        return ((k, ld.epoch) for k in keys[rank_positions(n, ld.rank, ld.world_size, ld.batch_size,
+                                                             ld.drop_last)].tolist())
 
     def __len__(self) -> int:
         ld = self.loader
@@ -65,11 +67,14 @@ class _Samples(torch.utils.data.Dataset):
         return len(self.split)
 
     def __getitem__(self, key: tuple[int, int]) -> tuple[Any, int, int]:
-        i, epoch = key
+        """``key``: (draw key, epoch); the draw key is the sample's index, plus a multiple of the split's
+        length for a repeat within the epoch (``sampling.draw_keys``)."""
+        k, epoch = key
+        i = k % len(self.split)
         try:
-            return self.read(self.split.source(i), i, epoch), self.split.labels[i], i
+            return self.read(self.split.source(i), k, epoch), self.split.labels[i], k
         except UnreadableImageError as e:
-            return e, self.split.labels[i], i
+            return e, self.split.labels[i], k
 
 
 def _collate(items: list[tuple[Any, int, int]], stack: bool) -> RawBatch:
@@ -92,8 +97,11 @@ class StreamLoader:
     def __init__(self, split: EncodedSplit, read: Callable[[Any, int, int], Any],
                  finish: Callable[[RawBatch, int], Tensor], batch_size: int, skipped: SkipLog, device: torch.device,
                  workers: int = 2, shuffle: bool = False, drop_last: bool = False, seed: int = 0, rank: int = 0,
-                 world_size: int = 1, stack: bool = True, background: bool = False) -> None:
+                 world_size: int = 1, stack: bool = True, background: bool = False,
+                 weights: Tensor | None = None) -> None:
+        """``weights``: per-sample weights of a balanced sampler (draws with replacement)."""
         self.split, self.finish, self.skipped, self.device = split, finish, skipped, device
+        self.weights = weights
         self.batch_size, self.shuffle, self.drop_last = batch_size, shuffle, drop_last
         self.seed, self.rank, self.world_size = seed, rank, world_size
         self.background = background
@@ -115,8 +123,8 @@ class StreamLoader:
         epoch = self.epoch
         for batch in self.loader:
             x = self.finish(batch, epoch) if len(batch.labels) else None  # may drop what it cannot decode
-            for i, reason in batch.failed:
-                self.skipped.add(str(self.split.paths[i]), reason)
+            for k, reason in batch.failed:
+                self.skipped.add(str(self.split.paths[k % len(self.split)]), reason)
             if x is not None and len(batch.labels):
                 yield x, batch.labels.to(self.device, non_blocking=True)
 

@@ -24,8 +24,17 @@ class EvalResult:
     worst: list[tuple[float, int, int, Tensor]] = field(default_factory=list)  # (p_true, true, pred, image)
     predictions: Tensor | None = None  # top-1 of each image in order (one process)
 
+    @property
+    def balanced_accuracy(self) -> float:
+        return balanced_accuracy(self.confusion)
+
+    @property
+    def macro_f1(self) -> float:
+        return macro_f1(self.confusion)
+
     def summary(self) -> dict[str, float]:
-        return {"loss": self.loss, "top1": self.top1, "top5": self.top5, "count": self.count}
+        return {"loss": self.loss, "top1": self.top1, "top5": self.top5, "balanced_accuracy": self.balanced_accuracy,
+                "macro_f1": self.macro_f1, "count": self.count}
 
 
 def per_class_report(confusion: Tensor, classes: list[str]) -> list[dict]:
@@ -41,6 +50,25 @@ def per_class_report(confusion: Tensor, classes: list[str]) -> list[dict]:
         {"class": name, "precision": float(p), "recall": float(r), "f1": float(f), "support": int(s)}
         for name, p, r, f, s in zip(classes, precision, recall, f1, actual)
     ]
+
+
+def balanced_accuracy(confusion: Tensor) -> float:
+    """The mean of the recalls of the classes that occur: what top-1 would be with every class equally
+    frequent (scikit-learn's ``balanced_accuracy_score``)."""
+    c = confusion.double()
+    actual = c.sum(1)
+    present = actual > 0
+    return float((c.diag()[present] / actual[present]).mean()) if present.any() else 0.0
+
+
+def macro_f1(confusion: Tensor) -> float:
+    """The unweighted mean of the per-class F1 over the classes that occur or are predicted
+    (scikit-learn's ``f1_score(average="macro")``)."""
+    c = confusion.double()
+    tp, predicted, actual = c.diag(), c.sum(0), c.sum(1)
+    seen = (predicted > 0) | (actual > 0)
+    f1 = 2 * tp / (predicted + actual).clamp(min=1)
+    return float(f1[seen].mean()) if seen.any() else 0.0
 
 
 def autocast_context(device: torch.device, amp: bool, dtype: str = "bfloat16"):

@@ -19,8 +19,9 @@ from ..models import load_model_file
 
 
 def distillation_loss(student: Tensor, teacher: Tensor, labels: Tensor, alpha: float, temperature: float,
-                      label_smoothing: float = 0.0) -> Tensor:
-    hard = F.cross_entropy(student, labels, label_smoothing=label_smoothing)
+                      label_smoothing: float = 0.0, class_weights: Tensor | None = None) -> Tensor:
+    """``class_weights`` weigh the labels' term only; the teacher's soft targets carry its own view of the classes."""
+    hard = F.cross_entropy(student, labels, weight=class_weights, label_smoothing=label_smoothing)
     soft = F.kl_div(F.log_softmax(student / temperature, dim=1), F.log_softmax(teacher / temperature, dim=1),
                     reduction="batchmean", log_target=True)
     return (1 - alpha) * hard + alpha * temperature**2 * soft

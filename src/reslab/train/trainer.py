@@ -34,12 +34,13 @@ from ..models import architecture, create_model, set_train_mode
 from ..models.weights import weights_preprocess
 from ..version import __version__
 from .checkpoint import load_checkpoint, restore_rng_state, rng_state, save_checkpoint
+from .class_weights import class_weights
 from .distill import Teacher, distillation_loss
 from .distributed import Runtime
 from .optim import build_optimizer, build_scheduler
 
-METRIC_FIELDS = ["epoch", "train_loss", "train_top1", "val_loss", "val_top1", "val_top5", "lr", "seconds",
-                 "images_per_s", "image_size", "elapsed_s"]
+METRIC_FIELDS = ["epoch", "train_loss", "train_top1", "val_loss", "val_top1", "val_top5", "val_balanced_accuracy",
+                 "val_macro_f1", "lr", "seconds", "images_per_s", "image_size", "elapsed_s"]
 
 
 def resolve_amp(cfg: TrainConfig, device: torch.device) -> tuple[bool, str]:
@@ -91,6 +92,8 @@ class Trainer:
                                  f"{self.data.preprocess.image_size}")
         self.teacher = (Teacher(cfg.teacher, self.classes, self.data.preprocess, device, cfg.channels_last)
                         if cfg.teacher else None)
+        weights = class_weights(self.data.class_counts, cfg.class_weights, cfg.effective_beta)
+        self.class_weights = weights.to(device) if weights is not None else None
         self.steps_per_epoch = -(-len(self.data.train) // cfg.accumulate)
         self.optimizer = build_optimizer(self.model, cfg)
         self.scheduler = build_scheduler(self.optimizer, cfg, self.steps_per_epoch)
@@ -138,7 +141,7 @@ class Trainer:
             in_chans=cfg.in_chans, batch_size=cfg.batch_size, workers=cfg.workers, seed=cfg.seed, augment=augment,
             mean=tuple(cfg.mean) if cfg.mean else None, std=tuple(cfg.std) if cfg.std else None,
             in_memory=cfg.in_memory, reference=weights_preprocess(cfg.model, cfg.pretrained, cfg.weights),
-            decode=cfg.decode,
+            decode=cfg.decode, sampler=cfg.sampler,
         ), self.rt.device, self.rt.rank, self.rt.world_size)
 
     def _build_model(self) -> tuple[ModelSpec, nn.Module]:
@@ -196,7 +199,8 @@ class Trainer:
         return ModelInfo(self.spec, self.classes, self.data.preprocess, training={
             "dataset": self.data.dataset.name, "data": self.data_location(), "epochs": self.epoch,
             "best_epoch": self.best_epoch,
-            "val_top1": self.best_top1, "seed": self.cfg.seed, "skipped_images": len(self.data.skipped),
+            "val_top1": self.best_top1, "seed": self.cfg.seed,
+            **self.imbalance_record(), "skipped_images": len(self.data.skipped),
             "reslab": __version__,
             **({"packed_from": self.data.dataset.packed_from} if self.data.dataset.packed_from else {}),
             **({"distilled_from": {"teacher": str(Path(self.cfg.teacher).resolve()), "alpha": self.cfg.kd_alpha,
@@ -204,6 +208,17 @@ class Trainer:
             "torch": torch.__version__, "python": platform.python_version(),
             "device": str(self.rt.device), "precision": self.precision_label, "hardware": hardware_report(),
         })
+
+    def imbalance_record(self) -> dict[str, Any]:
+        """How training made up for unequal classes, for the model file and the summary."""
+        cfg = self.cfg
+        record: dict[str, Any] = {"class_counts": self.data.class_counts, "sampler": cfg.sampler,
+                                  "class_weights": cfg.class_weights}
+        if self.class_weights is not None:
+            record["class_weight_values"] = [round(w, 6) for w in self.class_weights.tolist()]
+            if cfg.class_weights == "effective":
+                record["effective_beta"] = cfg.effective_beta
+        return record
 
     def data_location(self) -> str:
         """The dataset as ``reslab eval`` can find it again: a name, or an absolute folder path."""
@@ -269,9 +284,9 @@ class Trainer:
     def _loss(self, logits: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         cfg = self.cfg
         if self.teacher is None:
-            return F.cross_entropy(logits, y, label_smoothing=cfg.label_smoothing)
+            return F.cross_entropy(logits, y, weight=self.class_weights, label_smoothing=cfg.label_smoothing)
         return distillation_loss(logits, self.teacher(x).float(), y, cfg.kd_alpha, cfg.kd_temperature,
-                                 cfg.label_smoothing)
+                                 cfg.label_smoothing, self.class_weights)
 
     def _optimizer_step(self) -> None:
         if self.cfg.clip_grad > 0:
@@ -309,7 +324,8 @@ class Trainer:
             improved = False
             if self.epoch % cfg.eval_every == 0 or self.epoch == cfg.epochs:
                 result = self.validate()
-                row.update(val_loss=result.loss, val_top1=result.top1, val_top5=result.top5)
+                row.update(val_loss=result.loss, val_top1=result.top1, val_top5=result.top5,
+                           val_balanced_accuracy=result.balanced_accuracy, val_macro_f1=result.macro_f1)
                 improved = result.top1 > self.best_top1
                 if improved:
                     self.best_top1, self.best_epoch, self.bad_epochs = result.top1, self.epoch, 0
@@ -340,15 +356,20 @@ class Trainer:
             if key in row:
                 self.writer.add_scalar(key, row[key], int(row["epoch"]))
         self.writer.flush()
-        val = (f"val loss {row['val_loss']:.4f} top-1 {row['val_top1']:.4f} top-5 {row['val_top5']:.4f}"
+        val = (f"val loss {row['val_loss']:.4f} top-1 {row['val_top1']:.4f} top-5 {row['val_top5']:.4f} "
+               f"balanced {row['val_balanced_accuracy']:.4f} macro-F1 {row['val_macro_f1']:.4f}"
                if "val_top1" in row else "not evaluated")
         print(f"epoch {int(row['epoch'])}/{self.cfg.epochs}  train loss {row['train_loss']:.4f} "
               f"top-1 {row['train_top1']:.4f}  {val}  lr {row['lr']:.4g}  {row['images_per_s']:.0f} img/s  "
               f"{row['seconds']:.1f}s{'  *best' if improved else ''}", flush=True)
 
     def _finish(self) -> dict[str, Any]:
+        best = next((row for row in self.history if row["epoch"] == self.best_epoch), {})
         summary = {"run_dir": str(self.run_dir), "epochs": self.epoch, "best_epoch": self.best_epoch,
-                   "best_val_top1": self.best_top1, "skipped_images": len(self.data.skipped),
+                   "best_val_top1": self.best_top1,
+                   "best_val_balanced_accuracy": best.get("val_balanced_accuracy"),
+                   "best_val_macro_f1": best.get("val_macro_f1"), **self.imbalance_record(),
+                   "skipped_images": len(self.data.skipped),
                    "skipped_files": sorted(self.data.skipped.files), "device": str(self.rt.device),
                    "precision": self.precision_label, "amp": self.amp, "hardware": hardware_report()}
         if self.rt.is_main:
@@ -358,6 +379,8 @@ class Trainer:
             write_text_atomic(self.run_dir / "summary.json", json.dumps(summary, indent=1))
             if self.writer:
                 self.writer.close()
-            print(f"done: best val top-1 {self.best_top1:.4f} at epoch {self.best_epoch}; "
+            balanced = (f" (balanced accuracy {best['val_balanced_accuracy']:.4f}, macro-F1 {best['val_macro_f1']:.4f})"
+                        if best.get("val_balanced_accuracy") is not None else "")
+            print(f"done: best val top-1 {self.best_top1:.4f}{balanced} at epoch {self.best_epoch}; "
                   f"model {self.run_dir / 'best.safetensors'}; skipped {len(self.data.skipped)} unreadable images")
         return summary
