@@ -174,3 +174,21 @@ def test_bad_imbalance_settings_are_refused_by_name():
         TrainConfig(sampler="weighted")
     with pytest.raises(ValueError, match="'effective_beta'"):
         TrainConfig(class_weights="effective", effective_beta=1.0)
+
+
+@pytest.mark.slow
+def test_weights_and_sampler_raise_balanced_accuracy_on_a_10_to_1_set():
+    """The shipped sample with half of the classes cut to a tenth of their training images (val balanced)."""
+    from argparse import Namespace
+
+    from reslab.bench.imbalance import run_imbalance_bench
+
+    result = run_imbalance_bench(Namespace(
+        data=None, ratio=10, recipes="none,class-weights balanced,sampler balanced", model="resnet20", epochs=10,
+        batch_size=64, lr=0.05, seeds=2, device="cpu", json=True))
+    assert result["train_counts"] == [300] * 5 + [30] * 5
+    scores = {name: [r["balanced_accuracy"] for r in result["rows"] if r["recipe"] == name]
+              for name in ("none", "class-weights balanced", "sampler balanced")}
+    # measured (3 seeds, 15 epochs): none 0.300, weights 0.348, sampler 0.373, spread over seeds <= 0.03
+    for name in ("class-weights balanced", "sampler balanced"):
+        assert min(scores[name]) > max(scores["none"]), scores

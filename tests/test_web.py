@@ -54,6 +54,16 @@ def test_page_uploads_photos_and_shows_topk_bars(browser, server, trained_model,
     percents = page.locator(".card.done .pct").all_inner_texts()
     assert len(percents) == 5 and all(t.endswith("%") for t in percents)
     assert "not an image" in page.locator(".card.failed .error").inner_text()
+    # "why?" swaps the thumbnail for the Grad-CAM overlay of the top class (224 px), and back
+    thumbnail = page.locator(".card.done img")
+    photo = thumbnail.get_attribute("src")
+    page.click(".card.done .why")
+    page.wait_for_selector(".card.done .why[aria-pressed='true']")
+    assert thumbnail.get_attribute("src") != photo
+    page.wait_for_function("document.querySelector('.card.done img').naturalWidth === 224")
+    page.click(".card.done .why")
+    assert thumbnail.get_attribute("src") == photo
+    assert page.locator(".card.failed .why").count() == 0
     assert page.evaluate("document.documentElement.scrollWidth") <= width  # nothing wider than the screen
     page.screenshot(path=str(tmp_path / f"page-{width}.png"), full_page=True)
     page.close()

@@ -17,7 +17,7 @@ from .precision import CHOICES
 EXTRAS = {"torch": "torch", "torchvision": "torch", "matplotlib": "torch", "tensorboard": "torch",
           "fastapi": "serve", "uvicorn": "serve", "prometheus_client": "serve", "onnxruntime": "serve",
           "onnx": "serve", "openvino": "deploy", "torch_pruning": "deploy", "transformers": "hf", "datasets": "hf",
-          "huggingface_hub": "hf"}
+          "huggingface_hub": "hf", "pytorch_grad_cam": "explain"}
 MODEL_HELP = ("a model file (.safetensors, .onnx, .xml, .torchscript, .pt2), a Hugging Face ResNet folder, a "
               "torchvision name with its ImageNet weights (resnet18 ... resnet152, or resnet50:IMAGENET1K_V2) or "
               "hf:ORG/NAME (e.g. hf:microsoft/resnet-50)")
@@ -69,7 +69,7 @@ def cmd_eval(args: argparse.Namespace) -> None:
     report = run_eval(model_path(args), args.data, out, split=args.split, tta=args.tta, batch_size=args.batch_size,
                       device=args.device, workers=args.workers, precision=args.precision,
                       split_file=Path(args.split_file) if args.split_file else None,
-                      feature_maps=Path(args.feature_maps) if args.feature_maps else None)
+                      feature_maps=Path(args.feature_maps) if args.feature_maps else None, explain=args.explain)
     if args.json:
         print(json.dumps(report, indent=1))
         return
@@ -216,6 +216,24 @@ def cmd_env(args: argparse.Namespace) -> None:
     print(json.dumps(report, indent=1) if args.json else format_report(report))
 
 
+def cmd_explain(args: argparse.Namespace) -> None:
+    from .evaluate.explain import Explainer, explain_files
+    from .hardware import resolve_device
+
+    explainer = Explainer.from_file(model_path(args), args.method, args.layer, resolve_device(args.device))
+    rows = explain_files(explainer, args.inputs, Path(args.out), args.class_name)
+    if args.json:
+        print(json.dumps(rows, indent=1))
+        return
+    for row in rows:
+        if "error" in row:
+            print(f"{row['file']}: skipped: {row['error']}")
+        else:
+            print(f"{row['file']}: {row['class']} ({row['probability']:.3f}) -> {row['overlay']}")
+    if not any("overlay" in row for row in rows):
+        raise ValueError("no image could be explained")
+
+
 def cmd_check_data(args: argparse.Namespace) -> None:
     from .data.check import check_folder, format_report
 
@@ -301,6 +319,9 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--tta", action="store_true", help="average with the horizontally flipped image")
     ev.add_argument("--out", help="report folder (default: beside the model, eval-<split>/)")
     ev.add_argument("--feature-maps", metavar="IMAGE", help="also draw conv1's feature maps for IMAGE")
+    ev.add_argument("--explain", nargs="?", const="gradcam", choices=["gradcam", "gradcam++", "scorecam"],
+                    help="also draw the worst images with Grad-CAM heat-maps of their predicted class "
+                    "(worst_explained.png; a .safetensors model file)")
     ev.add_argument("--batch-size", type=int, default=256)
     ev.add_argument("--workers", type=int, help="data-loading processes (default: from the cores)")
     add_device_flags(ev, precision_default="fp32", precisions=("auto", "fp32", "bf16"),
@@ -308,6 +329,19 @@ def build_parser() -> argparse.ArgumentParser:
                      "and checked on real images")
     ev.add_argument("--json", action="store_true")
     ev.set_defaults(func=cmd_eval)
+
+    xp = sub.add_parser("explain", help="Grad-CAM heat-maps: where in each image the model's answer comes from")
+    add_model_argument(xp)
+    xp.add_argument("inputs", nargs="+", help="image files or folders")
+    xp.add_argument("--class", dest="class_name", help="explain this class (default: each image's top class)")
+    xp.add_argument("--method", default="gradcam", choices=["gradcam", "gradcam++", "scorecam"],
+                    help="scorecam runs the network once per channel of the layer: slower, no gradients")
+    xp.add_argument("--layer", help="the module to take the heat-map from, e.g. layer4.1 (default: the last block "
+                    "of the last stage)")
+    xp.add_argument("--out", default="explanations", help="folder of the overlay PNGs")
+    xp.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N | auto")
+    xp.add_argument("--json", action="store_true")
+    xp.set_defaults(func=cmd_explain)
 
     pr = sub.add_parser("predict", help="classify images or folders of images")
     add_model_argument(pr)

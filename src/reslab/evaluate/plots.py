@@ -66,17 +66,21 @@ def denormalize(image: Tensor, mean: tuple[float, ...], std: tuple[float, ...]) 
     return (image * s + m).clamp(0, 1).permute(1, 2, 0)
 
 
-def plot_worst(worst: list[tuple[float, int, int, Tensor]], classes: list[str], mean, std, path: Path) -> Path:
+def plot_worst(worst: list[tuple[float, int, int, Tensor]], classes: list[str], mean, std, path: Path,
+               overlays: list | None = None) -> Path:
+    """The worst-classified images with their true and predicted classes; ``overlays``: pictures to show
+    instead of the images (Grad-CAM heat-maps of the predicted class)."""
     cols = min(8, max(1, len(worst)))
     rows = max(1, math.ceil(len(worst) / cols))
     fig, axes = plt.subplots(rows, cols, figsize=(2.2 * cols, 2.5 * rows), squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
-    for ax, (p_true, true, pred, image) in zip(axes.flat, worst):
-        shown = denormalize(image, mean, std).numpy()
+    for k, (ax, (p_true, true, pred, image)) in enumerate(zip(axes.flat, worst)):
+        shown = overlays[k] if overlays is not None else denormalize(image, mean, std).numpy()
         ax.imshow(shown[..., 0] if shown.shape[-1] == 1 else shown, cmap="gray")
         ax.set_title(f"true {classes[true]}\npred {classes[pred]}\np(true)={p_true:.2f}", fontsize=7)
-    fig.suptitle("Worst-classified images (lowest probability of the true class)")
+    why = ": Grad-CAM of the predicted class" if overlays is not None else ""
+    fig.suptitle(f"Worst-classified images (lowest probability of the true class){why}")
     return _save(fig, path)
 
 

@@ -17,6 +17,7 @@ from ..data.pipeline import SMALL_IMAGE, make_loader, model_split
 from ..hardware import resolve_device
 from ..infer.selection import load_backend
 from ..modelfile import ModelInfo
+from .explain import Explainer, explainable, worst_overlays
 from .metrics import evaluate, per_class_report
 from .plots import plot_confusion, plot_feature_maps, plot_worst
 
@@ -44,11 +45,15 @@ def run_eval(
     worst: int = 24,
     feature_maps: Path | None = None,
     precision: str = "fp32",
+    explain: str | None = None,
 ) -> dict[str, Any]:
     """Evaluate ``model_path`` on a split and write the report folder; ``feature_maps`` also
     draws conv1's activations for that image. ``precision`` other than fp32 (bf16, or auto where it picks
-    bf16) is checked against fp32 on real images first, and the split is evaluated in fp32 too."""
+    bf16) is checked against fp32 on real images first, and the split is evaluated in fp32 too. ``explain``
+    (a Grad-CAM method) also draws the worst images with the heat-maps of their predicted class."""
     torch_device = resolve_device(device)
+    if explain is not None:
+        explainable(model_path)
     selection = load_backend(model_path, "torch", torch_device, precision=precision)
     model, info = selection.backend.model, selection.info
     bf16 = selection.backend.precision == "bf16"
@@ -78,6 +83,10 @@ def run_eval(
         "confusion_png": plot_confusion(result.confusion, info.classes, out_dir / "confusion.png"),
         "worst_png": plot_worst(result.worst, info.classes, pre.mean, pre.std, out_dir / "worst.png"),
     }
+    if explain is not None:
+        files["worst_explained_png"] = plot_worst(result.worst, info.classes, pre.mean, pre.std,
+                                                  out_dir / "worst_explained.png",
+                                                  worst_overlays(Explainer(model, info, explain), result.worst))
     if feature_maps is not None:
         files["feature_maps"] = first_conv_feature_maps(model, info, feature_maps, out_dir / "feature_maps.png")
     write_text_atomic(files["confusion_csv"], confusion_csv(result.confusion, info.classes))

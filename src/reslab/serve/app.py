@@ -15,6 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from importlib import resources
 from typing import Any
+from urllib.parse import quote
 
 import numpy as np
 from fastapi import Depends, FastAPI, Query, Request
@@ -41,10 +42,18 @@ class UnknownModelError(LookupError):
     pass
 
 
+class BadQueryError(ValueError):
+    pass
+
+
+class CannotExplainError(RuntimeError):
+    pass
+
+
 ERROR_STATUS: list[tuple[type[Exception], int]] = [
     (EmptyImageError, 400), (UnknownModelError, 404), (ImageTooLargeError, 413), (NotAnImageError, 415),
     (UnreadableImageError, 422), (UploadTooLargeError, 413), (QueueFullError, 503), (NotReadyError, 503),
-    (TimeoutError, 504),
+    (TimeoutError, 504), (BadQueryError, 400), (CannotExplainError, 501),
 ]
 
 
@@ -237,6 +246,36 @@ def create_app(config: ServeConfig) -> FastAPI:
 
         results = await asyncio.gather(*(one(u) for u in uploads))
         return {"model": slot.name, "version": slot.version, "results": list(results)}
+
+    @app.post("/explain", response_class=Response, openapi_extra=UPLOAD_BODY, **protected,
+              summary="Grad-CAM: a PNG of the heat-map over the image as the model sees it (multipart `file`, or "
+                      "the raw body); the class (percent-encoded) and its probability in X-Class and X-Probability",
+              responses={200: {"content": {"image/png": {}}}, **PREDICT_ERRORS, **denied,
+                         400: _error("empty body, or a class the model does not have"),
+                         501: _error("the model file cannot give gradients (ONNX, OpenVINO...), or grad-cam is "
+                                     "not installed")})
+    async def explain(request: Request, model: str | None = MODEL_QUERY,
+                      class_name: str | None = Query(None, alias="class",
+                                                     description="the class to explain (default: the top one)"),
+                      method: str = Query("gradcam", pattern=r"^(gradcam|gradcam\+\+|scorecam)$",
+                                          description="gradcam | gradcam++ | scorecam (slower)")) -> Response:
+        slot = server.slot(model)
+        slot.require_ready()
+        refusal = slot.explain_refusal()
+        if refusal:
+            raise CannotExplainError(refusal)
+        data, filename = await read_upload(request)
+        if not data:
+            raise EmptyImageError(f"{filename}: empty body")
+        if class_name is not None and class_name not in slot.require_ready().classes:
+            raise BadQueryError(f"class {class_name!r} is not one of model {slot.name}'s classes (GET /info)")
+        loop = asyncio.get_running_loop()
+        explanation = await server.answer_within(
+            loop.run_in_executor(None, slot.explain, data, filename, class_name, method))
+        png = await loop.run_in_executor(server.decode_pool, explanation.png)
+        return Response(png, media_type="image/png", headers={
+            "X-Class": quote(explanation.class_name), "X-Probability": f"{explanation.probability:.6f}",
+            "X-Model": slot.name, "X-Version": slot.version})
 
     @app.get("/healthz", summary="Liveness: the process answers")
     def healthz() -> dict[str, str]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +44,8 @@ class ModelSlot:
         self.batcher: MicroBatcher | None = None
         self.version = ""
         self.load_error: str | None = None
+        self._explaining = threading.Lock()  # one heat-map at a time: Grad-CAM hooks the network it runs
+        self._explained_network: Any = None  # the network again, for gradients: loaded on the first /explain
 
     def _load(self) -> Predictor:
         c = self.config
@@ -89,6 +92,34 @@ class ModelSlot:
                                 f"{what} is still loading")
         return self.predictor
 
+    def explain_refusal(self) -> str | None:
+        """Why /explain cannot answer for this model, or None: it needs a reslab model file (gradients),
+        torch and grad-cam."""
+        import importlib.util
+
+        if Path(self.path).suffix != ".safetensors":
+            return (f"model {self.name}: heat-maps need the network's layers and gradients, which {self.path} "
+                    f"cannot give (ONNX, OpenVINO, TorchScript and torch.export files run forward only); "
+                    f"serve the reslab model file (.safetensors) it was exported from")
+        missing = [name for name in ("torch", "pytorch_grad_cam") if importlib.util.find_spec(name) is None]
+        if missing:
+            return f"heat-maps need {' and '.join(missing)} on the server: pip install 'reslab[torch,explain]'"
+        return None
+
+    def explain(self, data: bytes, filename: str, class_name: str | None, method: str) -> Any:
+        """The Grad-CAM explanation of one upload (blocking: run it in a thread), on a copy of the network
+        of its own, so that batched predictions go on undisturbed."""
+        predictor = self.require_ready()
+        image = predictor.decode(data, filename)
+        from ..evaluate.explain import Explainer
+        from ..models import load_model_file
+
+        with self._explaining:
+            if self._explained_network is None:
+                self._explained_network, _ = load_model_file(self.path, predictor.device)
+            explainer = Explainer(self._explained_network, predictor.info, method)
+            return explainer.explain([image], class_name)[0]
+
     def top(self, probs: np.ndarray, topk: int) -> list[dict[str, Any]]:
         classes = self.require_ready().classes
         order = np.argsort(-probs, kind="stable")[:topk]
@@ -109,6 +140,7 @@ class ModelSlot:
                       "mean": list(pre.mean), "std": list(pre.std), "interpolation": pre.interpolation},
             "backend": predictor.backend_name, "precision": predictor.precision,
             "precision_choice": predictor.choice, "device": str(predictor.device), "reslab": __version__,
+            "explain": self.explain_refusal() is None,
             "batching": {"max_batch": self.config.max_batch, "max_wait_ms": self.config.max_wait_ms},
             "limits": {"max_upload_mb": self.config.max_upload_mb, "max_pixels": self.config.max_pixels},
         }

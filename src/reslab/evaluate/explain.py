@@ -1,0 +1,189 @@
+"""Grad-CAM heat-maps: where in the image the model's score for a class comes from.
+
+The maps are computed by pytorch-grad-cam (``pip install 'reslab[explain]'``) on the last stage of the
+network by default (``layer4`` of ResNet-18..152, ``layer3`` of the CIFAR ResNets), over the image as
+the model sees it: resized and centre-cropped by the model file's own preprocessing. They need the
+network's layers and gradients, so only reslab model files (``.safetensors``) can be explained."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import Tensor, nn
+
+from ..modelfile import ModelInfo
+
+METHODS = ("gradcam", "gradcam++", "scorecam")
+OVERLAY_MIN_SIZE = 224  # small inputs (CIFAR's 32 px) are shown enlarged
+
+
+class NotExplainableError(ValueError):
+    pass
+
+
+def cam_class(method: str) -> type:
+    from pytorch_grad_cam import GradCAM, GradCAMPlusPlus, ScoreCAM
+
+    classes = dict(zip(METHODS, (GradCAM, GradCAMPlusPlus, ScoreCAM)))
+    if method not in classes:
+        raise ValueError(f"explanation method {method!r}: expected one of {', '.join(METHODS)}")
+    return classes[method]
+
+
+def target_layer(model: nn.Module, name: str | None = None) -> nn.Module:
+    """The module whose activations are weighed: ``name`` (dotted, e.g. ``layer4.1``), or the last block
+    of the last stage."""
+    if name is not None:
+        try:
+            return model.get_submodule(name)
+        except AttributeError:
+            stages = getattr(model, "stage_names", None) or ["layer4"]
+            raise ValueError(f"target layer {name!r} is not a module of this network (its stages: "
+                             f"{', '.join(stages)}; name a block as {stages[-1]}.0, a convolution as "
+                             f"{stages[-1]}.0.conv2)") from None
+    stages = getattr(model, "stage_names", None)
+    if not stages:
+        raise NotExplainableError(f"{type(model).__name__} has no stages to take a heat-map from: name one "
+                                  f"with --layer")
+    return getattr(model, stages[-1])[-1]
+
+
+def explainable(path: str | Path) -> Path:
+    """``path`` if it is a reslab model file, whose network can give gradients; else a clear refusal."""
+    path = Path(path)
+    if path.suffix != ".safetensors":
+        raise NotExplainableError(
+            f"{path}: heat-maps need the network's layers and gradients, which a {path.suffix or 'bare'} file "
+            f"does not give (ONNX, OpenVINO, TorchScript and torch.export files run forward only); "
+            f"use the reslab model file (.safetensors) it was exported from")
+    return path
+
+
+@dataclass
+class Explanation:
+    class_index: int
+    class_name: str
+    probability: float
+    heatmap: np.ndarray  # (H, W) float32 in [0, 1] over the model's input (after resize and centre crop)
+    view: np.ndarray  # (H, W, 3) uint8: the model's input image, as it saw it
+
+    def overlay(self, min_size: int = OVERLAY_MIN_SIZE) -> Image.Image:
+        """The heat-map (jet colours) blended half and half with the image the model saw."""
+        from pytorch_grad_cam.utils.image import show_cam_on_image
+
+        blended = show_cam_on_image(self.view.astype(np.float32) / 255, self.heatmap, use_rgb=True,
+                                    image_weight=0.5)
+        image = Image.fromarray(blended)
+        scale = max(1, -(-min_size // image.width))
+        return image.resize((image.width * scale, image.height * scale), Image.Resampling.BICUBIC)
+
+    def png(self) -> bytes:
+        buffer = io.BytesIO()
+        self.overlay().save(buffer, format="PNG")
+        return buffer.getvalue()
+
+
+class Explainer:
+    """Heat-maps of one network for batches of images, in fp32 on the network's device."""
+
+    def __init__(self, model: nn.Module, info: ModelInfo, method: str = "gradcam", layer: str | None = None) -> None:
+        self.model, self.info, self.method = model.eval(), info, method
+        self.cam_class = cam_class(method)
+        self.layer = target_layer(model, layer)
+        self.device = next(model.parameters()).device
+
+    @classmethod
+    def from_file(cls, path: str | Path, method: str = "gradcam", layer: str | None = None,
+                  device: str | torch.device = "cpu") -> Explainer:
+        from ..models import load_model_file
+
+        model, info = load_model_file(explainable(path), device)
+        return cls(model, info, method, layer)
+
+    def class_index(self, name: str) -> int:
+        if name not in self.info.classes:
+            shown = ", ".join(self.info.classes[:20]) + (", ..." if len(self.info.classes) > 20 else "")
+            raise ValueError(f"class {name!r} is not one of the model's classes ({shown})")
+        return self.info.classes.index(name)
+
+    def views(self, images: Sequence[Image.Image]) -> np.ndarray:
+        """uint8 (N, C, H, W): the images resized and centre-cropped as the model sees them."""
+        return np.stack([self.info.preprocess.geometry(image) for image in images])
+
+    def explain(self, images: Sequence[Image.Image], class_name: str | None = None) -> list[Explanation]:
+        """One heat-map per image, for its top class or for ``class_name``."""
+        views = self.views(images)
+        x = torch.from_numpy(self.info.preprocess.normalize(views))
+        classes = None if class_name is None else [self.class_index(class_name)] * len(images)
+        return self.explain_views(views, x, classes)
+
+    def explain_views(self, views: np.ndarray, x: Tensor, classes: Sequence[int] | None = None) -> list[Explanation]:
+        """``views``: uint8 (N, C, H, W) images; ``x``: the same, normalised; ``classes``: the class to
+        explain for each (default: its top class)."""
+        from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+        x = x.to(self.device, torch.float32)
+        with torch.inference_mode():
+            probabilities = self.model(x).float().softmax(1).cpu()
+        chosen = list(classes) if classes is not None else probabilities.argmax(1).tolist()
+        with torch.inference_mode(False), torch.enable_grad(), self.cam_class(self.model, [self.layer]) as cam:
+            maps = cam(input_tensor=x.clone().requires_grad_(True),
+                       targets=[ClassifierOutputTarget(c) for c in chosen])
+        rgb = views if views.shape[1] == 3 else np.repeat(views, 3, axis=1)
+        return [Explanation(c, self.info.classes[c], float(probabilities[i, c]), maps[i].astype(np.float32),
+                            rgb[i].transpose(1, 2, 0)) for i, c in enumerate(chosen)]
+
+
+def explain_files(explainer: Explainer, inputs: Sequence[str | Path], out_dir: Path, class_name: str | None = None,
+                  batch_size: int = 16) -> list[dict]:
+    """An overlay PNG per image (files, or folders of them) in ``out_dir``; one row per image, with its
+    error where it cannot be decoded."""
+    from ..atomic import atomic_path
+    from ..data.images import UnreadableImageError
+    from ..infer.predictor import expand_inputs
+
+    rows: list[dict] = []
+    readable: list[tuple[Path, Image.Image]] = []
+    for path in expand_inputs(inputs):
+        try:
+            readable.append((path, explainer.info.preprocess.open(path)))
+        except (UnreadableImageError, OSError) as e:
+            rows.append({"file": str(path), "error": str(e)})
+    out_dir.mkdir(parents=True, exist_ok=True)
+    used: set[str] = set()
+    for start in range(0, len(readable), batch_size):
+        chunk = readable[start : start + batch_size]
+        for (path, _), explanation in zip(chunk, explainer.explain([image for _, image in chunk], class_name)):
+            name = _unused(f"{path.stem}-{explanation.class_name}-{explainer.method}", used)
+            with atomic_path(out_dir / name) as tmp:
+                tmp.write_bytes(explanation.png())
+            rows.append({"file": str(path), "class": explanation.class_name, "probability": explanation.probability,
+                         "overlay": str(out_dir / name)})
+    return rows
+
+
+def _unused(stem: str, used: set[str]) -> str:
+    """``stem.png``, or ``stem-2.png``... when images of the same name came before; remembered in ``used``."""
+    k = 1
+    while (name := f"{stem}{'' if k == 1 else f'-{k}'}.png") in used:
+        k += 1
+    used.add(name)
+    return name
+
+
+def worst_overlays(explainer: Explainer, worst: list[tuple[float, int, int, Tensor]]) -> list[np.ndarray]:
+    """Overlays of ``evaluate``'s worst images (normalised tensors), each for the class it was taken for."""
+    if not worst:
+        return []
+    x = torch.stack([image for _, _, _, image in worst])
+    pre = explainer.info.preprocess
+    views = (x * torch.tensor(pre.std).view(1, -1, 1, 1) + torch.tensor(pre.mean).view(1, -1, 1, 1)) * 255
+    views = views.round().clamp(0, 255).to(torch.uint8).numpy()
+    explanations = explainer.explain_views(views, x, [pred for _, _, pred, _ in worst])
+    return [np.asarray(e.overlay()) for e in explanations]
