@@ -105,6 +105,7 @@ def test_eval_draws_the_worst_images_with_their_heat_maps(trained_model, tmp_pat
     assert len(load_dataset(str(SAMPLES / "cifar10-sample.npz"), tmp_path).test) == report["count"]
 
 
+@pytest.mark.slow
 def test_explain_endpoint(trained_model, onnx_file, photos):
     running = RunningServer([f"cifar={trained_model}", f"forward={onnx_file}"], "--backend", "onnxruntime")
     try:
