@@ -13,7 +13,7 @@ LAYERS = [  # bottom first; a module may import its own layer's package and lowe
     {"infer"},
     {"evaluate"},
     {"train", "export"},
-    {"optimize"},
+    {"optimize", "curate"},
     {"serve", "bench", "env"},
     {"cli"},
     {"demo", "__main__", "__init__"},

@@ -17,7 +17,8 @@ from .precision import CHOICES
 EXTRAS = {"torch": "torch", "torchvision": "torch", "matplotlib": "torch", "tensorboard": "torch",
           "fastapi": "serve", "uvicorn": "serve", "prometheus_client": "serve", "onnxruntime": "serve",
           "onnx": "serve", "openvino": "deploy", "torch_pruning": "deploy", "transformers": "hf", "datasets": "hf",
-          "huggingface_hub": "hf", "pytorch_grad_cam": "explain"}
+          "huggingface_hub": "hf", "pytorch_grad_cam": "explain", "cleanlab": "labels",
+          "sklearn": "labels"}
 MODEL_HELP = ("a model file (.safetensors, .onnx, .xml, .torchscript, .pt2), a Hugging Face ResNet folder, a "
               "torchvision name with its ImageNet weights (resnet18 ... resnet152, or resnet50:IMAGENET1K_V2) or "
               "hf:ORG/NAME (e.g. hf:microsoft/resnet-50)")
@@ -234,6 +235,34 @@ def cmd_explain(args: argparse.Namespace) -> None:
         raise ValueError("no image could be explained")
 
 
+def cmd_find_label_issues(args: argparse.Namespace) -> None:
+    from .curate.label_issues import find_label_issues
+
+    if args.from_model and args.data is None:  # the data the model was trained on
+        from .formats import read_info
+
+        args.data = read_info(Path(args.from_model)).training.get("data")
+        if args.data is None:
+            raise ValueError(f"{args.from_model}: the model file does not say what it was trained on; pass --data")
+    if args.name is None:
+        args.name = f"label-issues-{Path(args.data or 'cifar10').stem}"
+    report = find_label_issues(config_from_args(args), folds=args.folds,
+                               from_model=Path(args.from_model) if args.from_model else None, split=args.split,
+                               top=args.top, write_relabel=args.write_relabel_csv)
+    if args.json:
+        print(json.dumps(report, indent=1))
+        return
+    print(f"{report['flagged']} of {report['readable']} {report['split']} images flagged as likely label errors "
+          f"({report['method']}; out-of-sample top-1 {report['out_of_sample_top1']:.3f})")
+    print(f"{'rank':>5}  {'quality':>8}  {'given':<14}{'suggested':<14}image")
+    for row in report["issues"][: args.top]:
+        print(f"{row['rank']:>5}  {row['quality']:>8.4f}  {row['given_label'][:13]:<14}"
+              f"{row['suggested_label'][:13]:<14}{row['image']}")
+    for name, path in report["files"].items():
+        print(f"{name}: {path}")
+    print("nothing in the dataset was changed")
+
+
 def cmd_check_data(args: argparse.Namespace) -> None:
     from .data.check import check_folder, format_report
 
@@ -277,6 +306,12 @@ def cmd_bench_imbalance(args: argparse.Namespace) -> None:
     from .bench.imbalance import run_imbalance_bench
 
     run_imbalance_bench(args)
+
+
+def cmd_bench_label_issues(args: argparse.Namespace) -> None:
+    from .bench.label_issues import run_label_issues_bench
+
+    run_label_issues_bench(args)
 
 
 def cmd_bench_serve(args: argparse.Namespace) -> None:
@@ -342,6 +377,19 @@ def build_parser() -> argparse.ArgumentParser:
     xp.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N | auto")
     xp.add_argument("--json", action="store_true")
     xp.set_defaults(func=cmd_explain)
+
+    li = sub.add_parser("find-label-issues", help="images whose label is likely wrong: out-of-sample probabilities "
+                        "by k-fold cross-training (or from a model), ranked by cleanlab; changes nothing")
+    add_config_flags(li)
+    li.add_argument("--folds", type=int, default=5, help="cross-training folds (each trains --epochs on the others)")
+    li.add_argument("--from-model", metavar="MODEL", help="use this model file's predictions on --split instead of "
+                    "cross-training (a split it did not train on)")
+    li.add_argument("--split", default="val", choices=["val", "test", "train"], help="--from-model: the split")
+    li.add_argument("--top", type=int, default=32, help="suspects shown in the grid picture and printed")
+    li.add_argument("--write-relabel-csv", action="store_true", help="also write relabel.csv: the suspects with "
+                    "an action column (review -> keep, relabel or remove) for you to fill in")
+    li.add_argument("--json", action="store_true")
+    li.set_defaults(func=cmd_find_label_issues)
 
     pr = sub.add_parser("predict", help="classify images or folders of images")
     add_model_argument(pr)
@@ -458,6 +506,7 @@ def build_parser() -> argparse.ArgumentParser:
         add_bench_data_args,
         add_bench_imbalance_args,
         add_bench_infer_args,
+        add_bench_label_issues_args,
         add_bench_serve_args,
         add_bench_train_args,
         add_time_to_accuracy_args,
@@ -480,6 +529,10 @@ def build_parser() -> argparse.ArgumentParser:
                           "balanced accuracy against none")
     add_bench_imbalance_args(bm)
     bm.set_defaults(func=cmd_bench_imbalance)
+    bl = bench.add_parser("label-issues", help="find-label-issues on a copy with 5%% of labels flipped: precision "
+                          "and recall of what it flags")
+    add_bench_label_issues_args(bl)
+    bl.set_defaults(func=cmd_bench_label_issues)
     bs = bench.add_parser("serve", help="reslab serve under load against offline throughput and a plain server")
     add_bench_serve_args(bs)
     bs.set_defaults(func=cmd_bench_serve)

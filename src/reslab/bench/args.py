@@ -124,3 +124,16 @@ def add_bench_imbalance_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--json", action="store_true")
+
+
+def add_bench_label_issues_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data", help="a JPEG pack (default: the shipped CIFAR-10 sample)")
+    parser.add_argument("--images", type=int, help="use only the first N training images")
+    parser.add_argument("--flip", type=float, default=0.05, help="fraction of training labels flipped")
+    parser.add_argument("--config", default=str(ROOT / "configs" / "demo-cifar10-sample-resnet20.yaml"),
+                        help="the recipe each fold trains with (default: the make demo recipe)")
+    parser.add_argument("--epochs", type=int, help="override the recipe's epochs")
+    parser.add_argument("--folds", type=int, default=5)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--json", action="store_true")

@@ -66,22 +66,29 @@ def denormalize(image: Tensor, mean: tuple[float, ...], std: tuple[float, ...]) 
     return (image * s + m).clamp(0, 1).permute(1, 2, 0)
 
 
+def plot_image_grid(images: list, titles: list[str], title: str, path: Path) -> Path:
+    """Pictures ((H, W[, C]) arrays) in rows of eight, each with its caption."""
+    cols = min(8, max(1, len(images)))
+    rows = max(1, math.ceil(len(images) / cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(2.2 * cols, 2.5 * rows), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, shown, caption in zip(axes.flat, images, titles):
+        ax.imshow(shown[..., 0] if shown.ndim == 3 and shown.shape[-1] == 1 else shown, cmap="gray")
+        ax.set_title(caption, fontsize=7)
+    fig.suptitle(title)
+    return _save(fig, path)
+
+
 def plot_worst(worst: list[tuple[float, int, int, Tensor]], classes: list[str], mean, std, path: Path,
                overlays: list | None = None) -> Path:
     """The worst-classified images with their true and predicted classes; ``overlays``: pictures to show
     instead of the images (Grad-CAM heat-maps of the predicted class)."""
-    cols = min(8, max(1, len(worst)))
-    rows = max(1, math.ceil(len(worst) / cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(2.2 * cols, 2.5 * rows), squeeze=False)
-    for ax in axes.flat:
-        ax.axis("off")
-    for k, (ax, (p_true, true, pred, image)) in enumerate(zip(axes.flat, worst)):
-        shown = overlays[k] if overlays is not None else denormalize(image, mean, std).numpy()
-        ax.imshow(shown[..., 0] if shown.shape[-1] == 1 else shown, cmap="gray")
-        ax.set_title(f"true {classes[true]}\npred {classes[pred]}\np(true)={p_true:.2f}", fontsize=7)
+    images = overlays if overlays is not None else [denormalize(image, mean, std).numpy() for *_, image in worst]
+    titles = [f"true {classes[true]}\npred {classes[pred]}\np(true)={p_true:.2f}" for p_true, true, pred, _ in worst]
     why = ": Grad-CAM of the predicted class" if overlays is not None else ""
-    fig.suptitle(f"Worst-classified images (lowest probability of the true class){why}")
-    return _save(fig, path)
+    return plot_image_grid(images, titles, f"Worst-classified images (lowest probability of the true class){why}",
+                           path)
 
 
 def plot_feature_maps(maps: Tensor, path: Path, title: str) -> Path:

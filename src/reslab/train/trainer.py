@@ -63,8 +63,10 @@ class RunFolderError(ValueError):
 
 class Trainer:
     def __init__(self, cfg: TrainConfig, runtime: Runtime | None = None,
-                 start: tuple[ModelSpec, nn.Module] | None = None) -> None:
-        """``start``: a network to go on training instead of the one ``cfg`` names (e.g. a pruned one)."""
+                 start: tuple[ModelSpec, nn.Module] | None = None, dataset: Dataset | None = None) -> None:
+        """``start``: a network to go on training instead of the one ``cfg`` names (e.g. a pruned one);
+        ``dataset``: splits to train on instead of those ``cfg.data`` gives (e.g. one fold of a
+        cross-validation)."""
         self.cfg = cfg
         self.rt = runtime or Runtime(resolve_device(cfg.device))
         self.run_dir = cfg.run_dir
@@ -72,8 +74,9 @@ class Trainer:
         torch.manual_seed(cfg.seed)
         device = self.rt.device
 
-        dataset = load_dataset(cfg.data, Path(cfg.cache_dir).expanduser(), cfg.seed, self.run_dir / "split.json",
-                               cfg.eval_split, columns=(cfg.image_column, cfg.label_column))
+        if dataset is None:
+            dataset = load_dataset(cfg.data, Path(cfg.cache_dir).expanduser(), cfg.seed, self.run_dir / "split.json",
+                                   cfg.eval_split, columns=(cfg.image_column, cfg.label_column))
         self.classes = dataset.classes
         self.data = self._build_data(dataset)
         self.spec, self.model = start or self._build_model()

@@ -1,0 +1,1 @@
+"""Looking after a dataset: finding the images whose label is likely wrong."""

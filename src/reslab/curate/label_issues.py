@@ -1,0 +1,222 @@
+"""``reslab find-label-issues``: the training images whose label is likely wrong.
+
+Every image gets out-of-sample class probabilities: by k-fold cross-training with the user's own recipe
+(each fold's images predicted by a model trained on the other folds), or from an existing model on a
+split it did not train on. cleanlab's ``find_label_issues`` (confident learning) then flags the images
+whose given label disagrees with those probabilities more than the classes' own confusion explains, and
+ranks them by label quality (the probability of the given label). Nothing in the dataset is changed."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import json
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import nn
+
+from ..atomic import write_text_atomic
+from ..config import TrainConfig
+from ..data.datasets import ArraySplit, Dataset, Split, load_dataset, subset, write_split
+from ..data.images import UnreadableImageError
+from ..data.preprocess import Preprocess
+from ..evaluate.plots import plot_image_grid
+from ..train.trainer import Trainer
+
+
+def image_names(split: Split, name: str) -> list[str]:
+    """What identifies each image in the report: its path, or ``name[i]`` for arrays in memory."""
+    if isinstance(split, ArraySplit):
+        return [f"{name}[{i}]" for i in range(len(split))]
+    return [str(p) for p in split.paths]
+
+
+def image_at(split: Split, i: int, pre: Preprocess) -> Image.Image:
+    if isinstance(split, ArraySplit):
+        array = split.images[i].transpose(1, 2, 0)
+        return Image.fromarray(array[:, :, 0] if array.shape[2] == 1 else array)
+    return pre.open(split.source(i), name=str(split.paths[i]))
+
+
+@torch.inference_mode()
+def split_probabilities(model: nn.Module, pre: Preprocess, split: Split, num_classes: int, device: torch.device,
+                        batch_size: int = 256, threads: int = 4) -> np.ndarray:
+    """Softmax probabilities (n, classes) of every image of ``split`` in fp32, decoded with the model's own
+    preprocessing; a row of NaN for an image that cannot be decoded."""
+    model = model.eval()
+
+    def view(i: int) -> np.ndarray | None:
+        try:
+            return pre.geometry(image_at(split, i, pre))
+        except UnreadableImageError:
+            return None
+
+    probs = np.full((len(split), num_classes), np.nan, np.float32)
+    with ThreadPoolExecutor(threads) as pool:
+        for start in range(0, len(split), batch_size):
+            views = list(pool.map(view, range(start, min(start + batch_size, len(split)))))
+            good = [k for k, v in enumerate(views) if v is not None]
+            if good:
+                x = torch.from_numpy(pre.normalize(np.stack([views[k] for k in good]))).to(device)
+                probs[[start + k for k in good]] = model(x).float().softmax(1).cpu().numpy()
+    return probs
+
+
+def training_images(cfg: TrainConfig, out_dir: Path) -> Dataset:
+    """``cfg.data`` with every training image in its train split: where there is a test split, no 10% of
+    train is held out for validation (there is nothing to validate here)."""
+    cache, split_file = Path(cfg.cache_dir).expanduser(), out_dir / "split.json"
+    columns = (cfg.image_column, cfg.label_column)
+    try:
+        dataset = load_dataset(cfg.data, cache, cfg.seed, split_file, "test", columns=columns)
+    except ValueError as e:
+        if "needs a test split" not in str(e):
+            raise
+        dataset = load_dataset(cfg.data, cache, cfg.seed, split_file, "val", columns=columns)
+    if dataset.split_file is not None:
+        write_split(dataset.split_file, split_file)  # the same 70/20/10 split when the search goes on
+    return dataset
+
+
+def folds_of(labels: np.ndarray, folds: int, seed: int) -> list[np.ndarray]:
+    """Held-out indices of each fold: stratified by class, shuffled with ``seed``."""
+    from sklearn.model_selection import StratifiedKFold
+
+    if folds < 2:
+        raise ValueError(f"--folds must be at least 2, got {folds}")
+    smallest = int(np.bincount(labels).min(initial=len(labels)))
+    if smallest < folds:
+        raise ValueError(f"the smallest class has {smallest} training images, fewer than --folds {folds}: "
+                         f"lower --folds")
+    splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+    return [held for _, held in splitter.split(np.zeros(len(labels)), labels)]
+
+
+def cross_validated_probabilities(cfg: TrainConfig, dataset: Dataset, folds: int, out_dir: Path
+                                  ) -> tuple[np.ndarray, list[dict]]:
+    """Out-of-sample probabilities of every training image, each fold trained with ``cfg`` (the user's
+    recipe) on the other folds in ``out_dir/fold-K``. Each fold is evaluated once, after its last epoch,
+    and predicts with that last model: its held-out images pick nothing. A fold already done (its
+    ``held_out.npz``) is reused, so an interrupted search goes on where it stopped with ``--resume``."""
+    labels = np.asarray(dataset.train.labels, dtype=np.int64)
+    probs = np.full((len(labels), len(dataset.classes)), np.nan, np.float32)
+    report = []
+    for k, held in enumerate(folds_of(labels, folds, cfg.seed)):
+        done = out_dir / f"fold-{k}" / "held_out.npz"
+        if done.is_file():
+            saved = np.load(done)
+            if not np.array_equal(saved["indices"], held):
+                raise ValueError(f"{done}: made with other folds (another --folds or --seed): use another --name")
+            probs[held] = saved["probabilities"]
+            report.append({"fold": k, "held_out": len(held), "reused": True})
+            continue
+        kept = np.setdiff1d(np.arange(len(labels)), held)
+        fold = Dataset(f"{dataset.name}-fold{k}", dataset.classes, subset(dataset.train, kept.tolist()),
+                       subset(dataset.train, held.tolist()), None)
+        fold_cfg = dataclasses.replace(cfg, out_dir=str(out_dir), name=f"fold-{k}", eval_every=cfg.epochs,
+                                       patience=0, eval_split="val")
+        trainer = Trainer(fold_cfg, dataset=fold)
+        summary = trainer.fit()
+        probs[held] = split_probabilities(trainer.eval_model(), trainer.data.preprocess, fold.val,
+                                          len(dataset.classes), trainer.rt.device)
+        np.savez(done, indices=held, probabilities=probs[held])
+        report.append({"fold": k, "held_out": len(held), "val_top1": summary["best_val_top1"]})
+    return probs, report
+
+
+def rank_label_issues(labels: np.ndarray, probs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(indices of the flagged images, worst first; label quality of every image) among the readable ones."""
+    from cleanlab.filter import find_label_issues
+    from cleanlab.rank import get_label_quality_scores
+
+    readable = np.flatnonzero(~np.isnan(probs).any(1))
+    quality = np.full(len(labels), np.nan)
+    p = probs[readable].astype(np.float64)
+    p /= p.sum(1, keepdims=True)
+    quality[readable] = get_label_quality_scores(labels[readable], p)
+    flagged = find_label_issues(labels[readable], p, return_indices_ranked_by="self_confidence")
+    return readable[flagged], quality
+
+
+def issues_csv(rows: list[dict]) -> str:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, ["rank", "image", "given_label", "suggested_label", "quality",
+                                     "p_suggested"], lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buffer.getvalue()
+
+
+def relabel_csv(rows: list[dict]) -> str:
+    """The flagged images with an ``action`` column for the user to fill in: keep, relabel (to
+    ``new_label``) or remove. It starts as ``review``."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["image", "given_label", "new_label", "action"])
+    for row in rows:
+        writer.writerow([row["image"], row["given_label"], row["suggested_label"], "review"])
+    return buffer.getvalue()
+
+
+def find_label_issues(cfg: TrainConfig, folds: int = 5, from_model: Path | None = None, split: str = "val",
+                      top: int = 32, write_relabel: bool = False) -> dict[str, Any]:
+    """Flag likely label errors of ``cfg.data``'s training split (k-fold cross-training with ``cfg``), or
+    of ``split`` as predicted by ``from_model``; the report goes to ``cfg.run_dir``."""
+    out_dir = cfg.run_dir
+    if out_dir.exists() and any(out_dir.iterdir()) and not cfg.resume:
+        raise ValueError(f"{out_dir} already holds a search: pass --resume to go on with it, or --name for a new one")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if from_model is None:
+        dataset = training_images(cfg, out_dir)
+        chosen, chosen_name = dataset.train, "train"
+        probs, source = cross_validated_probabilities(cfg, dataset, folds, out_dir)
+        how: dict[str, Any] = {"method": f"{folds}-fold cross-training", "folds": source, "epochs": cfg.epochs,
+                               "model": cfg.model}
+        classes, pre = dataset.classes, None
+    else:
+        from ..data.pipeline import model_split
+        from ..hardware import resolve_device
+        from ..models import load_model_file
+
+        model, info = load_model_file(from_model, resolve_device(cfg.device))
+        split_file = from_model.parent / "split.json"
+        chosen = model_split(cfg.data, info.classes, split, Path(cfg.cache_dir).expanduser(),
+                             int(info.training.get("seed", 0)), split_file if split_file.is_file() else None)
+        chosen_name, classes, pre = split, info.classes, info.preprocess
+        probs = split_probabilities(model, pre, chosen, len(classes), next(model.parameters()).device)
+        how = {"method": f"predictions of {from_model} on the {split} split"}
+
+    labels = np.asarray(chosen.labels, dtype=np.int64)
+    flagged, quality = rank_label_issues(labels, probs)
+    names = image_names(chosen, chosen_name)
+    suggested = np.nan_to_num(probs, nan=-1.0).argmax(1)
+    rows = [{"rank": r + 1, "image": names[i], "given_label": classes[labels[i]],
+             "suggested_label": classes[suggested[i]], "quality": round(float(quality[i]), 6),
+             "p_suggested": round(float(probs[i, suggested[i]]), 6)} for r, i in enumerate(flagged)]
+    unreadable = [names[i] for i in np.flatnonzero(np.isnan(probs).any(1))]
+    readable = ~np.isnan(probs).any(1)
+    files = {"csv": out_dir / "label_issues.csv", "grid": out_dir / "label_issues.png",
+             "summary": out_dir / "summary.json"}
+    write_text_atomic(files["csv"], issues_csv(rows))
+    shown_pre = pre or Preprocess(64, 64, (0.0,) * 3, (1.0,) * 3)
+    thumbnails = [np.asarray(image_at(chosen, i, shown_pre).convert("RGB")) for i in flagged[:top]]
+    plot_image_grid(thumbnails, [f"#{r['rank']} given {r['given_label']}\nsuggested {r['suggested_label']}\n"
+                                 f"quality {r['quality']:.3f}" for r in rows[:top]],
+                    f"Likely label errors, worst first ({len(rows)} of {int(readable.sum())} images flagged)",
+                    files["grid"])
+    if write_relabel:
+        files["relabel"] = out_dir / "relabel.csv"
+        write_text_atomic(files["relabel"], relabel_csv(rows))
+    per_class = {c: int((labels[flagged] == k).sum()) for k, c in enumerate(classes)}
+    summary = {"data": cfg.data, "split": chosen_name, "images": len(labels), "readable": int(readable.sum()),
+               "flagged": len(rows), "flagged_per_given_class": per_class,
+               "out_of_sample_top1": float((suggested[readable] == labels[readable]).mean()),
+               **how, "unreadable": unreadable, "files": {k: str(v) for k, v in files.items()}}
+    write_text_atomic(files["summary"], json.dumps(summary, indent=1))
+    return {**summary, "issues": rows}
