@@ -249,8 +249,9 @@ def cmd_find_label_issues(args: argparse.Namespace) -> None:
     report = find_label_issues(config_from_args(args), folds=args.folds,
                                from_model=Path(args.from_model) if args.from_model else None, split=args.split,
                                top=args.top, write_relabel=args.write_relabel_csv)
-    if args.json:
-        print(json.dumps(report, indent=1))
+    from .bench.output import printed_as_json
+
+    if printed_as_json(report, args.json):
         return
     print(f"{report['flagged']} of {report['readable']} {report['split']} images flagged as likely label errors "
           f"({report['method']}; out-of-sample top-1 {report['out_of_sample_top1']:.3f})")
