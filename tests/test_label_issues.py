@@ -5,8 +5,10 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import shutil
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -86,6 +88,9 @@ def test_cross_training_predicts_each_image_with_a_model_that_never_saw_it(tiny_
         assert np.array_equal(saved["indices"], held) and np.array_equal(saved["probabilities"], probs[held])
     again, reused = cross_validated_probabilities(cfg, dataset, 2, cfg.run_dir)  # an interrupted search goes on
     assert np.array_equal(again, probs) and all(f["reused"] for f in reused)
+    shutil.rmtree(cfg.run_dir / "fold-1")  # cut short before fold 1 began: --resume trains it from the start
+    resumed, folds = cross_validated_probabilities(replace(cfg, resume=True), dataset, 2, cfg.run_dir)
+    assert folds[0]["reused"] and "val_top1" in folds[1] and np.array_equal(resumed[held], probs[held])
 
 
 @pytest.mark.slow

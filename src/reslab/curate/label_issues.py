@@ -119,8 +119,9 @@ def cross_validated_probabilities(cfg: TrainConfig, dataset: Dataset, folds: int
         kept = np.setdiff1d(np.arange(len(labels)), held)
         fold = Dataset(f"{dataset.name}-fold{k}", dataset.classes, subset(dataset.train, kept.tolist()),
                        subset(dataset.train, held.tolist()), None)
+        started = (out_dir / f"fold-{k}" / "last.pt").is_file()  # cut short: resumed with --resume
         fold_cfg = dataclasses.replace(cfg, out_dir=str(out_dir), name=f"fold-{k}", eval_every=cfg.epochs,
-                                       patience=0, eval_split="val")
+                                       patience=0, eval_split="val", resume=cfg.resume and started)
         trainer = Trainer(fold_cfg, dataset=fold)
         summary = trainer.fit()
         probs[held] = split_probabilities(trainer.eval_model(), trainer.data.preprocess, fold.val,
