@@ -24,7 +24,7 @@ from torch import nn
 from ..atomic import write_text_atomic
 from ..config import TrainConfig
 from ..data.datasets import ArraySplit, Dataset, Split, load_dataset, subset, write_split
-from ..data.images import UnreadableImageError
+from ..data.images import UnreadableImageError, open_image
 from ..data.preprocess import Preprocess
 from ..evaluate.plots import plot_image_grid
 from ..train.trainer import Trainer
@@ -37,10 +37,13 @@ def image_names(split: Split, name: str) -> list[str]:
     return [str(p) for p in split.paths]
 
 
-def image_at(split: Split, i: int, pre: Preprocess) -> Image.Image:
+def image_at(split: Split, i: int, pre: Preprocess | None = None) -> Image.Image:
+    """Image ``i`` of a split, decoded with ``pre``'s policy (or as it is, for pictures)."""
     if isinstance(split, ArraySplit):
         array = split.images[i].transpose(1, 2, 0)
         return Image.fromarray(array[:, :, 0] if array.shape[2] == 1 else array)
+    if pre is None:
+        return open_image(split.source(i), name=str(split.paths[i]))
     return pre.open(split.source(i), name=str(split.paths[i]))
 
 
@@ -69,16 +72,11 @@ def split_probabilities(model: nn.Module, pre: Preprocess, split: Split, num_cla
 
 
 def training_images(cfg: TrainConfig, out_dir: Path) -> Dataset:
-    """``cfg.data`` with every training image in its train split: where there is a test split, no 10% of
-    train is held out for validation (there is nothing to validate here)."""
-    cache, split_file = Path(cfg.cache_dir).expanduser(), out_dir / "split.json"
-    columns = (cfg.image_column, cfg.label_column)
-    try:
-        dataset = load_dataset(cfg.data, cache, cfg.seed, split_file, "test", columns=columns)
-    except ValueError as e:
-        if "needs a test split" not in str(e):
-            raise
-        dataset = load_dataset(cfg.data, cache, cfg.seed, split_file, "val", columns=columns)
+    """``cfg.data`` with every training image in its train split: none held out for validation (there is
+    nothing to validate here)."""
+    split_file = out_dir / "split.json"
+    dataset = load_dataset(cfg.data, Path(cfg.cache_dir).expanduser(), cfg.seed, split_file,
+                           columns=(cfg.image_column, cfg.label_column), hold_out=False)
     if dataset.split_file is not None:
         write_split(dataset.split_file, split_file)  # the same 70/20/10 split when the search goes on
     return dataset
@@ -131,12 +129,12 @@ def cross_validated_probabilities(cfg: TrainConfig, dataset: Dataset, folds: int
     return probs, report
 
 
-def rank_label_issues(labels: np.ndarray, probs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(indices of the flagged images, worst first; label quality of every image) among the readable ones."""
+def rank_label_issues(labels: np.ndarray, probs: np.ndarray, readable: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(indices of the flagged images, worst first; label quality of every image) among the ``readable``
+    ones (indices)."""
     from cleanlab.filter import find_label_issues
     from cleanlab.rank import get_label_quality_scores
 
-    readable = np.flatnonzero(~np.isnan(probs).any(1))
     quality = np.full(len(labels), np.nan)
     p = probs[readable].astype(np.float64)
     p /= p.sum(1, keepdims=True)
@@ -194,19 +192,18 @@ def find_label_issues(cfg: TrainConfig, folds: int = 5, from_model: Path | None 
         how = {"method": f"predictions of {from_model} on the {split} split"}
 
     labels = np.asarray(chosen.labels, dtype=np.int64)
-    flagged, quality = rank_label_issues(labels, probs)
+    readable = ~np.isnan(probs).any(1)
+    flagged, quality = rank_label_issues(labels, probs, np.flatnonzero(readable))
     names = image_names(chosen, chosen_name)
     suggested = np.nan_to_num(probs, nan=-1.0).argmax(1)
     rows = [{"rank": r + 1, "image": names[i], "given_label": classes[labels[i]],
              "suggested_label": classes[suggested[i]], "quality": round(float(quality[i]), 6),
              "p_suggested": round(float(probs[i, suggested[i]]), 6)} for r, i in enumerate(flagged)]
-    unreadable = [names[i] for i in np.flatnonzero(np.isnan(probs).any(1))]
-    readable = ~np.isnan(probs).any(1)
+    unreadable = [names[i] for i in np.flatnonzero(~readable)]
     files = {"csv": out_dir / "label_issues.csv", "grid": out_dir / "label_issues.png",
              "summary": out_dir / "summary.json"}
     write_text_atomic(files["csv"], issues_csv(rows))
-    shown_pre = pre or Preprocess(64, 64, (0.0,) * 3, (1.0,) * 3)
-    thumbnails = [np.asarray(image_at(chosen, i, shown_pre).convert("RGB")) for i in flagged[:top]]
+    thumbnails = [np.asarray(image_at(chosen, i, pre).convert("RGB")) for i in flagged[:top]]
     plot_image_grid(thumbnails, [f"#{r['rank']} given {r['given_label']}\nsuggested {r['suggested_label']}\n"
                                  f"quality {r['quality']:.3f}" for r in rows[:top]],
                     f"Likely label errors, worst first ({len(rows)} of {int(readable.sum())} images flagged)",

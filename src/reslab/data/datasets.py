@@ -280,11 +280,14 @@ def load_arrays(path: Path, seed: int = 0, hold_out: bool = True) -> Dataset:
 
 
 def load_dataset(data: str, cache_dir: Path, seed: int = 0, split_file: Path | None = None,
-                 eval_split: str = "val", columns: tuple[str | None, str | None] = (None, None)) -> Dataset:
+                 eval_split: str = "val", columns: tuple[str | None, str | None] = (None, None),
+                 hold_out: bool | None = None) -> Dataset:
     """``eval_split="test"``: the test split is evaluated in place of val, and no training images
     are held out for validation (how test-accuracy recipes and time-to-accuracy benchmarks train).
-    ``columns``: the image and label columns of ``hf:`` data (None: found by their feature types)."""
-    hold_out = eval_split == "val"
+    ``columns``: the image and label columns of ``hf:`` data (None: found by their feature types).
+    ``hold_out=False``: no training images held out whatever the eval split (val is then the test split,
+    or None where there is neither)."""
+    hold_out = eval_split == "val" if hold_out is None else hold_out
     if data.startswith("hf:"):
         from .hf import load_hf
 

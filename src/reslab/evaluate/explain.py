@@ -17,6 +17,7 @@ import torch
 from PIL import Image
 from torch import Tensor, nn
 
+from ..formats import forward_only_reason
 from ..modelfile import ModelInfo
 
 METHODS = ("gradcam", "gradcam++", "scorecam")
@@ -57,11 +58,9 @@ def target_layer(model: nn.Module, name: str | None = None) -> nn.Module:
 def explainable(path: str | Path) -> Path:
     """``path`` if it is a reslab model file, whose network can give gradients; else a clear refusal."""
     path = Path(path)
-    if path.suffix != ".safetensors":
-        raise NotExplainableError(
-            f"{path}: heat-maps need the network's layers and gradients, which a {path.suffix or 'bare'} file "
-            f"does not give (ONNX, OpenVINO, TorchScript and torch.export files run forward only); "
-            f"use the reslab model file (.safetensors) it was exported from")
+    reason = forward_only_reason(path)
+    if reason:
+        raise NotExplainableError(reason)
     return path
 
 
@@ -149,16 +148,18 @@ def explain_files(explainer: Explainer, inputs: Sequence[str | Path], out_dir: P
     from ..infer.predictor import expand_inputs
 
     rows: list[dict] = []
-    readable: list[tuple[Path, Image.Image]] = []
-    for path in expand_inputs(inputs):
-        try:
-            readable.append((path, explainer.info.preprocess.open(path)))
-        except (UnreadableImageError, OSError) as e:
-            rows.append({"file": str(path), "error": str(e)})
     out_dir.mkdir(parents=True, exist_ok=True)
     used: set[str] = set()
-    for start in range(0, len(readable), batch_size):
-        chunk = readable[start : start + batch_size]
+    paths = expand_inputs(inputs)
+    for start in range(0, len(paths), batch_size):  # decoded a batch at a time: a folder may hold thousands
+        chunk: list[tuple[Path, Image.Image]] = []
+        for path in paths[start : start + batch_size]:
+            try:
+                chunk.append((path, explainer.info.preprocess.open(path)))
+            except (UnreadableImageError, OSError) as e:
+                rows.append({"file": str(path), "error": str(e)})
+        if not chunk:
+            continue
         for (path, _), explanation in zip(chunk, explainer.explain([image for _, image in chunk], class_name)):
             name = _unused(f"{path.stem}-{explanation.class_name}-{explainer.method}", used)
             with atomic_path(out_dir / name) as tmp:

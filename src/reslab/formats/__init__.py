@@ -19,6 +19,16 @@ def model_format(path: Path) -> str:
     return SUFFIXES[suffix]
 
 
+def forward_only_reason(path: Path) -> str | None:
+    """Why ``path`` cannot give gradients (it is an export, which runs forward only), or None for a
+    reslab model file, whose network can be rebuilt layer by layer."""
+    if path.suffix.lower() == ".safetensors":
+        return None
+    return (f"{path}: heat-maps need the network's layers and gradients, which a {path.suffix or 'bare'} file "
+            f"cannot give (ONNX, OpenVINO, TorchScript and torch.export files run forward only); "
+            f"use the reslab model file (.safetensors) it was exported from")
+
+
 def model_files(path: Path) -> list[Path]:
     """The files a model consists of: an OpenVINO IR is its ``.xml`` and its ``.bin`` weights."""
     return [path, path.with_suffix(".bin")] if path.suffix.lower() == ".xml" else [path]

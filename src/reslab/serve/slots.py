@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from ..formats import model_digest
+from ..formats import forward_only_reason, model_digest
 from ..infer.predictor import Predictor
 from ..version import __version__
 from .batching import MicroBatcher
@@ -97,10 +97,9 @@ class ModelSlot:
         torch and grad-cam."""
         import importlib.util
 
-        if Path(self.path).suffix != ".safetensors":
-            return (f"model {self.name}: heat-maps need the network's layers and gradients, which {self.path} "
-                    f"cannot give (ONNX, OpenVINO, TorchScript and torch.export files run forward only); "
-                    f"serve the reslab model file (.safetensors) it was exported from")
+        reason = forward_only_reason(Path(self.path))
+        if reason:
+            return f"model {self.name}: {reason}"
         missing = [name for name in ("torch", "pytorch_grad_cam") if importlib.util.find_spec(name) is None]
         if missing:
             return f"heat-maps need {' and '.join(missing)} on the server: pip install 'reslab[torch,explain]'"
