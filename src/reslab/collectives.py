@@ -1,4 +1,4 @@
-"""Sums and averages over training processes; each is a no-op in a single process.
+"""Sums, averages and gathers over training processes; each is a no-op in a single process.
 
 At the bottom of the layering: the trainer and the evaluation both use them.
 """
@@ -32,3 +32,12 @@ def average_batchnorm_statistics(model: nn.Module) -> None:
             for buffer in (module.running_mean, module.running_var):
                 dist.all_reduce(buffer, op=dist.ReduceOp.SUM)
                 buffer.div_(world)
+
+
+def gather_across_ranks(values: torch.Tensor) -> torch.Tensor:
+    """Every process's rows of ``values`` (CPU), concatenated in rank order (unchanged in one process)."""
+    if not is_distributed():
+        return values
+    pieces: list[torch.Tensor | None] = [None] * dist.get_world_size()
+    dist.all_gather_object(pieces, values.cpu())
+    return torch.cat([p for p in pieces if p is not None])

@@ -46,6 +46,7 @@ class TrainConfig:
     workers: int | None = None  # default: from the cores (see hardware.default_workers)
     decode: str = "auto"  # auto | gpu | cpu
     sampler: str = "none"  # none | balanced
+    task: str = "multiclass"  # multiclass | multilabel
     # model
     model: str = "resnet18"
     stem: str | None = None  # imagenet | cifar; default: cifar for images of 64 px or less
@@ -73,6 +74,7 @@ class TrainConfig:
     label_smoothing: float = 0.0
     class_weights: str = "none"  # none | balanced | effective
     effective_beta: float = 0.999
+    pos_weight: str = "none"  # multilabel: none | balanced
     amp: bool | None = None  # default: on for CUDA
     amp_dtype: str = "bfloat16"  # bfloat16 | float16
     accumulate: int = 1
@@ -100,6 +102,8 @@ class TrainConfig:
             "eval_split": ("val", "test"),
             "sampler": ("none", "balanced"),
             "class_weights": ("none", "balanced", "effective"),
+            "task": ("multiclass", "multilabel"),
+            "pos_weight": ("none", "balanced"),
         }
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
@@ -118,6 +122,11 @@ class TrainConfig:
         if not 0.0 < self.effective_beta < 1.0:
             raise ValueError(f"config field 'effective_beta' must be between 0 and 1 (exclusive), "
                              f"got {self.effective_beta}")
+        if self.task == "multilabel" and self.class_weights != "none":
+            raise ValueError("config field 'class_weights' weighs a softmax's classes; for multi-label data use "
+                             "pos_weight (balanced: each label's negatives / positives)")
+        if self.task == "multiclass" and self.pos_weight != "none":
+            raise ValueError("config field 'pos_weight' is for --task multilabel; single-label data uses class_weights")
         if self.in_chans not in (1, 3):
             raise ValueError(f"config field 'in_chans' must be 1 or 3, got {self.in_chans}")
 
@@ -167,6 +176,9 @@ HELP = {
               "(reduced-scale decoding in workers), auto (gpu when training on one)",
     "sampler": "none | balanced: draw training images with replacement so that each class comes up equally "
                "often (seeded per epoch, sharded across processes)",
+    "task": "multiclass (one class per image, softmax) | multilabel (any number of labels per image, a sigmoid "
+            "each; --data is a folder with labels.csv (path,labels with ; or | between labels, optional split) or "
+            "labels.json (path -> [labels]))",
     "model": "architecture (see `reslab models`)",
     "stem": "imagenet (7x7/2 + max-pool) | cifar (3x3/1) for ResNet-18..152",
     "in_chans": "input channels: 3, or 1 for grayscale",
@@ -193,6 +205,8 @@ HELP = {
     "class_weights": "loss weight per class for imbalanced data: none | balanced (inverse frequency) | "
                      "effective (Cui et al.'s effective number of samples, see --effective-beta)",
     "effective_beta": "beta of --class-weights effective: 0.9 is close to equal weights, 0.9999 to inverse frequency",
+    "pos_weight": "multilabel: none | balanced (each label's positive term weighted by its negatives / positives "
+                  "in the training images, capped at 100)",
     "amp": "mixed precision (autocast); default: on for CUDA, off on CPUs",
     "amp_dtype": "bfloat16 | float16 (float16 uses a grad scaler; bfloat16 falls back to it on GPUs without bf16)",
     "accumulate": "micro-batches per optimizer step",

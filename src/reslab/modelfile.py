@@ -62,6 +62,12 @@ class ModelInfo:
     preprocess: Preprocess
     training: dict[str, Any] = field(default_factory=dict)
     precision: str = "fp32"  # what the file is meant to run in: fp32, bf16 (a checked bf16 export) or int8
+    task: str = "multiclass"  # multiclass (softmax over the classes) | multilabel (a sigmoid per label)
+    thresholds: list[float] | None = None  # multilabel: each label's decision threshold, tuned on val
+
+    @property
+    def multilabel(self) -> bool:
+        return self.task == "multilabel"
 
     def with_precision(self, precision: str) -> ModelInfo:
         return dataclasses.replace(self, precision=precision)
@@ -75,6 +81,8 @@ class ModelInfo:
             "preprocess": asdict(self.preprocess),
             "training": self.training,
             "precision": self.precision,
+            "task": self.task,
+            **({"thresholds": self.thresholds} if self.thresholds is not None else {}),
         }
         return {"reslab": json.dumps(payload)}
 
@@ -92,6 +100,8 @@ class ModelInfo:
                 preprocess=Preprocess(**payload["preprocess"]),
                 training=payload.get("training", {}),
                 precision=payload.get("precision", "fp32"),
+                task=payload.get("task", "multiclass"),
+                thresholds=payload.get("thresholds"),
             )
         except (KeyError, TypeError, json.JSONDecodeError) as e:
             raise ModelFileError(f"{path}: damaged reslab metadata ({e})") from e

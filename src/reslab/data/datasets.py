@@ -23,7 +23,7 @@ class FileSplit:
     """Images on disk: paths and integer labels."""
 
     paths: list[Path]
-    labels: list[int]
+    labels: list[int] | np.ndarray  # multi-hot rows (N, classes) for multi-label data
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -102,13 +102,17 @@ class Dataset:
     test: Split | None
     split_file: dict | None = None  # the generated 70/20/10 split, to be written into the run
     packed_from: dict | None = None  # a pack's record: the folder it was made from, and how
+    task: str = "multiclass"  # multiclass (one integer label per image) | multilabel (multi-hot rows)
 
 
 def _class_dirs(root: Path) -> list[Path]:
     dirs = sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
     if len(dirs) < 2:
+        from .multilabel import is_multilabel_data
+
+        hint = "; it holds a multi-label index: pass --task multilabel" if is_multilabel_data(str(root)) else ""
         raise ValueError(f"{root}: found {len(dirs)} class sub-folder(s); a classifier needs at least 2 "
-                         f"(expected {root}/<class>/<image files>)")
+                         f"(expected {root}/<class>/<image files>){hint}")
     return dirs
 
 
@@ -157,7 +161,8 @@ def subset(split: Split, indices: list[int]) -> Split:
         return split.take(indices)
     if isinstance(split, ArraySplit):
         return ArraySplit(split.images[indices], split.labels[indices])
-    return FileSplit([split.paths[i] for i in indices], [split.labels[i] for i in indices])
+    labels = split.labels[indices] if isinstance(split.labels, np.ndarray) else [split.labels[i] for i in indices]
+    return FileSplit([split.paths[i] for i in indices], labels)
 
 
 def holdout_validation(train: Split, seed: int) -> tuple[Split, Split]:
@@ -281,14 +286,19 @@ def load_arrays(path: Path, seed: int = 0, hold_out: bool = True) -> Dataset:
 
 def load_dataset(data: str, cache_dir: Path, seed: int = 0, split_file: Path | None = None,
                  eval_split: str = "val", columns: tuple[str | None, str | None] = (None, None),
-                 hold_out: bool | None = None) -> Dataset:
+                 hold_out: bool | None = None, task: str = "multiclass") -> Dataset:
     """``eval_split="test"``: the test split is evaluated in place of val, and no training images
     are held out for validation (how test-accuracy recipes and time-to-accuracy benchmarks train).
     ``columns``: the image and label columns of ``hf:`` data (None: found by their feature types).
     ``hold_out=False``: no training images held out whatever the eval split (val is then the test split,
-    or None where there is neither)."""
+    or None where there is neither). ``task="multilabel"``: an index of labels beside the images
+    (``data.multilabel``)."""
     hold_out = eval_split == "val" if hold_out is None else hold_out
-    if data.startswith("hf:"):
+    if task == "multilabel":
+        from .multilabel import load_multilabel
+
+        dataset = load_multilabel(data, seed, split_file, hold_out)
+    elif data.startswith("hf:"):
         from .hf import load_hf
 
         dataset = load_hf(data, cache_dir, seed, hold_out, *columns)

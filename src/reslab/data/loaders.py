@@ -137,7 +137,12 @@ def _collate_skipping(
     failed = [(i, x) for x, _, i in items if isinstance(x, str)]
     if not good:
         return torch.empty(0), torch.empty(0, dtype=torch.long), failed
-    return torch.stack([torch.as_tensor(x) for x, _ in good]), torch.tensor([y for _, y in good]), failed
+    return torch.stack([torch.as_tensor(x) for x, _ in good]), stack_labels([y for _, y in good]), failed
+
+
+def stack_labels(labels: list) -> Tensor:
+    """A batch's labels: integers (N,), or multi-hot rows (N, classes) of multi-label data."""
+    return torch.from_numpy(np.asarray(labels, dtype=np.int64))
 
 
 class _EpochSampler(Sampler[int]):

@@ -217,7 +217,10 @@ def build_data(
     drop_last = len(train_split) > global_batch if world_size == 1 else True
     if opts.sampler not in SAMPLERS:
         raise ValueError(f"config field 'sampler': {opts.sampler!r}, expected one of {', '.join(SAMPLERS)}")
-    counts = np.bincount(np.asarray(train_split.labels, dtype=np.int64), minlength=len(dataset.classes))
+    if opts.sampler != "none" and dataset.task == "multilabel":
+        raise ValueError("--sampler balanced draws by class, and multi-label images have several: for rare "
+                         "labels use --pos-weight balanced")
+    counts = label_counts(train_split.labels, len(dataset.classes))
     weights = balanced_weights(train_split.labels, len(dataset.classes)) if opts.sampler == "balanced" else None
     common = dict(seed=opts.seed, rank=rank, world_size=world_size)
     if in_memory:
@@ -235,6 +238,12 @@ def build_data(
     return DataBundle(dataset, pre, train, val, in_memory, skipped, path, counts.tolist())
 
 
+def label_counts(labels: list[int] | np.ndarray, num_classes: int) -> np.ndarray:
+    """Images per class: of integer labels, or of multi-hot rows (an image counts for each of its labels)."""
+    labels = np.asarray(labels, dtype=np.int64)
+    return labels.sum(0) if labels.ndim == 2 else np.bincount(labels, minlength=num_classes)
+
+
 def describe(bundle: DataBundle) -> str:
     ds = bundle.dataset
     test = f", test {len(ds.test)}" if ds.test is not None else ""
@@ -243,17 +252,18 @@ def describe(bundle: DataBundle) -> str:
     if bundle.dataset.packed_from:
         where += f", from a pack of {bundle.dataset.packed_from['source']}"
     val = "evaluating the test split" if ds.val is ds.test else f"val {len(ds.val)}"
-    return (f"data {ds.name}: {len(ds.classes)} classes, train {len(ds.train)}, {val}{test}; "
+    kind = "labels, multi-label" if ds.task == "multilabel" else "classes"
+    return (f"data {ds.name}: {len(ds.classes)} {kind}, train {len(ds.train)}, {val}{test}; "
             f"{bundle.preprocess.image_size}px, {where}")
 
 
 
 
 def model_split(data: str, classes: list[str], split: str, cache_dir: Path, seed: int = 0,
-                split_file: Path | None = None, limit: int | None = None) -> Split:
+                split_file: Path | None = None, limit: int | None = None, task: str = "multiclass") -> Split:
     """``split`` of ``data`` for a model trained on ``classes`` (checked), at most ``limit`` images
     drawn at random with ``seed``."""
-    dataset = load_dataset(data, cache_dir, seed, split_file)
+    dataset = load_dataset(data, cache_dir, seed, split_file, task=task)
     chosen = {"val": dataset.val, "test": dataset.test, "train": dataset.train}.get(split)
     if chosen is None:
         raise ValueError(f"{data}: has no {split!r} split")

@@ -24,7 +24,7 @@ from torch.utils.data import DataLoader, Sampler
 
 from .datasets import EncodedSplit
 from .images import UnreadableImageError
-from .loaders import SkipLog
+from .loaders import SkipLog, stack_labels
 from .sampling import draw_keys, epoch_sequence, rank_positions, shard_size
 
 
@@ -83,7 +83,7 @@ def _collate(items: list[tuple[Any, int, int]], stack: bool) -> RawBatch:
     payloads = [x for x, _, _ in good]
     if stack and payloads:
         payloads = torch.from_numpy(np.stack(payloads))
-    return RawBatch(payloads, torch.tensor([y for _, y, _ in good], dtype=torch.long), [i for _, _, i in good],
+    return RawBatch(payloads, stack_labels([y for _, y, _ in good]), [i for _, _, i in good],
                     failed)
 
 

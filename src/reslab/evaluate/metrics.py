@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 import torch
@@ -32,9 +32,21 @@ class EvalResult:
     def macro_f1(self) -> float:
         return macro_f1(self.confusion)
 
+    score_name = "top-1"
+
+    @property
+    def score(self) -> float:
+        """What picks the best epoch, and what quantisation and pruning must keep."""
+        return self.top1
+
     def summary(self) -> dict[str, float]:
         return {"loss": self.loss, "top1": self.top1, "top5": self.top5, "balanced_accuracy": self.balanced_accuracy,
                 "macro_f1": self.macro_f1, "count": self.count}
+
+    def row(self) -> dict[str, float]:
+        """The epoch's validation figures, as ``metrics.csv`` names them."""
+        return {"val_loss": self.loss, "val_top1": self.top1, "val_top5": self.top5,
+                "val_balanced_accuracy": self.balanced_accuracy, "val_macro_f1": self.macro_f1}
 
 
 def per_class_report(confusion: Tensor, classes: list[str]) -> list[dict]:
@@ -90,6 +102,24 @@ def folded_batchnorm(model: nn.Module, channels_last: bool) -> nn.Module:
     return fused.to(memory_format=torch.channels_last) if channels_last else fused
 
 
+def forward_batches(model: nn.Module, batches: Iterable[tuple[Tensor, Tensor]], device: torch.device,
+                    tta: bool = False, channels_last: bool = False, amp: bool = False, amp_dtype: str = "bfloat16",
+                    multilabel: bool = False) -> Iterator[tuple[Tensor, Tensor, Tensor]]:
+    """(images, labels, logits) of each batch, on the device. ``tta`` averages the probabilities of each
+    image and its horizontal mirror (softmax, or each label's sigmoid) and gives back their logits."""
+    for x, y in batches:
+        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with autocast_context(device, amp, amp_dtype):
+            logits = model(x).float()
+            if tta:
+                mirrored = model(x.flip(3)).float()
+                logits = (torch.logit((logits.sigmoid() + mirrored.sigmoid()) / 2, eps=1e-7) if multilabel
+                          else torch.log((logits.softmax(1) + mirrored.softmax(1)) / 2))
+        yield x, y, logits
+
+
 @torch.inference_mode()
 def evaluate(
     model: nn.Module,
@@ -112,14 +142,7 @@ def evaluate(
     worst: list[tuple[float, int, int, Tensor]] = []
     predictions: list[Tensor] = []
     k = min(5, num_classes)
-    for x, y in batches:
-        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-        if channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        with autocast_context(device, amp, amp_dtype):
-            logits = model(x).float()
-            if tta:
-                logits = torch.log((logits.softmax(1) + model(x.flip(3)).float().softmax(1)) / 2)
+    for x, y, logits in forward_batches(model, batches, device, tta, channels_last, amp, amp_dtype):
         loss_sum += float(F.cross_entropy(logits, y, reduction="sum"))
         topk = logits.topk(k, dim=1).indices
         pred = topk[:, 0]

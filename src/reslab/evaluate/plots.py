@@ -23,15 +23,19 @@ def _save(fig, path: Path) -> Path:
 
 
 def plot_history(history: list[dict[str, float]], path: Path) -> Path:
+    """Loss, and top-1 (single-label) or exact match and mAP (multi-label), by epoch."""
+    multilabel = any("train_exact_match" in h for h in history)
+    train_key, train_name = ("train_exact_match", "train exact match") if multilabel else ("train_top1", "train top-1")
+    val_key, val_name = ("val_map", "val mAP") if multilabel else ("val_top1", "val top-1")
     epochs = [h["epoch"] for h in history]
-    evaluated = [h for h in history if "val_top1" in h]  # --eval-every skips some epochs
+    evaluated = [h for h in history if val_key in h]  # --eval-every skips some epochs
     val_epochs = [h["epoch"] for h in evaluated]
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
     ax_loss.plot(epochs, [h["train_loss"] for h in history], "o-", label="train")
     ax_loss.plot(val_epochs, [h["val_loss"] for h in evaluated], "o-", label="val")
     ax_loss.set(xlabel="epoch", ylabel="loss", title="Loss")
-    ax_acc.plot(epochs, [h["train_top1"] for h in history], "o-", label="train top-1")
-    ax_acc.plot(val_epochs, [h["val_top1"] for h in evaluated], "o-", label="val top-1")
+    ax_acc.plot(epochs, [h[train_key] for h in history], "o-", label=train_name)
+    ax_acc.plot(val_epochs, [h[val_key] for h in evaluated], "o-", label=val_name)
     ax_acc.set(xlabel="epoch", ylabel="accuracy", title="Accuracy", ylim=(0, 1))
     for ax in (ax_loss, ax_acc):
         ax.grid(alpha=0.3)

@@ -3,7 +3,8 @@ probabilities as well as from the labels.
 
 loss = (1 - alpha) * CE(student, labels) + alpha * T^2 * KL(softmax(teacher / T) || softmax(student / T))
 
-The T^2 factor keeps the soft term's gradients at the scale of the hard term's as T changes.
+The T^2 factor keeps the soft term's gradients at the scale of the hard term's as T changes. Multi-label
+models distil each label's sigmoid instead (``sigmoid_distillation_loss``).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from torch import Tensor, nn
 
 from ..data.preprocess import Preprocess
 from ..models import load_model_file
+from .multilabel_loss import multilabel_loss
 
 
 def distillation_loss(student: Tensor, teacher: Tensor, labels: Tensor, alpha: float, temperature: float,
@@ -34,11 +36,13 @@ class Teacher(nn.Module):
     to its inputs (un-normalised, normalised its way, resized) on the device."""
 
     def __init__(self, path: str | Path, classes: list[str], student: Preprocess, device: torch.device,
-                 channels_last: bool = True) -> None:
+                 channels_last: bool = True, task: str = "multiclass") -> None:
         super().__init__()
         model, info = load_model_file(path, device)
         if info.classes != classes:
             raise ValueError(f"{path}: the teacher's classes {info.classes} differ from the data's {classes}")
+        if info.task != task:
+            raise ValueError(f"{path}: the teacher is a {info.task} model, the student {task}")
         if info.preprocess.in_chans != student.in_chans:
             raise ValueError(f"{path}: the teacher takes {info.preprocess.in_chans}-channel images, "
                              f"the student {student.in_chans}")
@@ -64,3 +68,12 @@ class Teacher(nn.Module):
     @torch.no_grad()
     def forward(self, x: Tensor) -> Tensor:
         return self.model(self._inputs(x))
+
+
+def sigmoid_distillation_loss(student: Tensor, teacher: Tensor, targets: Tensor, alpha: float, temperature: float,
+                              label_smoothing: float = 0.0, pos_weight: Tensor | None = None) -> Tensor:
+    """The multi-label form: each label's sigmoid(teacher / T) is a soft yes/no target of the student's
+    sigmoid(student / T) (binary cross-entropy, x T^2); ``pos_weight`` weighs the labels' term only."""
+    hard = multilabel_loss(student, targets, label_smoothing, pos_weight)
+    soft = F.binary_cross_entropy_with_logits(student / temperature, torch.sigmoid(teacher / temperature))
+    return (1 - alpha) * hard + alpha * temperature**2 * soft

@@ -28,6 +28,7 @@ from ..data.datasets import Dataset, load_dataset, write_split
 from ..data.pipeline import SMALL_IMAGE, DataBundle, DataOptions, build_data, describe
 from ..data.transforms import AugmentOptions
 from ..evaluate.metrics import EvalResult, autocast_context, evaluate
+from ..evaluate.multilabel import MultilabelResult, evaluate_multilabel, tune_thresholds
 from ..hardware import autocast_dtype, bf16_refusal, default_amp, hardware_line, hardware_report, resolve_device
 from ..modelfile import ModelInfo, ModelSpec, save_model_file
 from ..models import architecture, create_model, set_train_mode
@@ -35,12 +36,18 @@ from ..models.weights import weights_preprocess
 from ..version import __version__
 from .checkpoint import load_checkpoint, restore_rng_state, rng_state, save_checkpoint
 from .class_weights import class_weights
-from .distill import Teacher, distillation_loss
+from .distill import Teacher, distillation_loss, sigmoid_distillation_loss
 from .distributed import Runtime
+from .multilabel_loss import multilabel_loss, pos_weights, training_hits
 from .optim import build_optimizer, build_scheduler
 
-METRIC_FIELDS = ["epoch", "train_loss", "train_top1", "val_loss", "val_top1", "val_top5", "val_balanced_accuracy",
-                 "val_macro_f1", "lr", "seconds", "images_per_s", "image_size", "elapsed_s"]
+METRIC_FIELDS = {
+    "multiclass": ["epoch", "train_loss", "train_top1", "val_loss", "val_top1", "val_top5", "val_balanced_accuracy",
+                   "val_macro_f1", "lr", "seconds", "images_per_s", "image_size", "elapsed_s"],
+    "multilabel": ["epoch", "train_loss", "train_exact_match", "val_loss", "val_map", "val_map_micro",
+                   "val_f1_samples", "val_exact_match", "lr", "seconds", "images_per_s", "image_size", "elapsed_s"],
+}
+SCORE_FIELD = {"multiclass": "val_top1", "multilabel": "val_map"}  # what picks the best epoch
 
 
 def resolve_amp(cfg: TrainConfig, device: torch.device) -> tuple[bool, str]:
@@ -55,6 +62,28 @@ def resolve_amp(cfg: TrainConfig, device: torch.device) -> tuple[bool, str]:
         if refusal:
             warnings.warn(f"--amp asks for bf16, but {refusal}: slower than fp32 here", stacklevel=2)
     return amp, str(autocast_dtype(device, cfg.amp_dtype)).removeprefix("torch.") if amp else "float32"
+
+
+def epoch_figures(row: dict[str, float]) -> str:
+    """An epoch's line: training loss and accuracy, then the validation figures if it was evaluated."""
+    if "train_exact_match" in row:
+        train = f"train loss {row['train_loss']:.4f} exact {row['train_exact_match']:.4f}"
+        val = (f"val loss {row['val_loss']:.4f} mAP {row['val_map']:.4f} (micro {row['val_map_micro']:.4f}) "
+               f"sample-F1@0.5 {row['val_f1_samples']:.4f} exact {row['val_exact_match']:.4f}")
+    else:
+        train = f"train loss {row['train_loss']:.4f} top-1 {row['train_top1']:.4f}"
+        val = (f"val loss {row['val_loss']:.4f} top-1 {row['val_top1']:.4f} top-5 {row['val_top5']:.4f} "
+               f"balanced {row['val_balanced_accuracy']:.4f} macro-F1 {row['val_macro_f1']:.4f}")
+    return f"{train}  {val if 'val_loss' in row else 'not evaluated'}"
+
+
+def best_figures(best: dict[str, float], task: str) -> str:
+    if "val_loss" not in best:
+        return "val: not evaluated"
+    if task == "multilabel":
+        return f"val mAP {best['val_map']:.4f} (micro {best['val_map_micro']:.4f})"
+    return (f"val top-1 {best['val_top1']:.4f} (balanced accuracy {best['val_balanced_accuracy']:.4f}, "
+            f"macro-F1 {best['val_macro_f1']:.4f})")
 
 
 class RunFolderError(ValueError):
@@ -76,7 +105,10 @@ class Trainer:
 
         if dataset is None:
             dataset = load_dataset(cfg.data, Path(cfg.cache_dir).expanduser(), cfg.seed, self.run_dir / "split.json",
-                                   cfg.eval_split, columns=(cfg.image_column, cfg.label_column))
+                                   cfg.eval_split, columns=(cfg.image_column, cfg.label_column), task=cfg.task)
+        if dataset.task != cfg.task:
+            raise ValueError(f"{cfg.data}: {dataset.task} data, but the run's task is {cfg.task}")
+        self.task = cfg.task
         self.classes = dataset.classes
         self.data = self._build_data(dataset)
         self.spec, self.model = start or self._build_model()
@@ -93,10 +125,13 @@ class Trainer:
             if not 8 <= size <= self.data.preprocess.image_size:
                 raise ValueError(f"config field 'progressive_sizes': {size} is not between 8 and the image size "
                                  f"{self.data.preprocess.image_size}")
-        self.teacher = (Teacher(cfg.teacher, self.classes, self.data.preprocess, device, cfg.channels_last)
+        self.teacher = (Teacher(cfg.teacher, self.classes, self.data.preprocess, device, cfg.channels_last, cfg.task)
                         if cfg.teacher else None)
         weights = class_weights(self.data.class_counts, cfg.class_weights, cfg.effective_beta)
         self.class_weights = weights.to(device) if weights is not None else None
+        positive = pos_weights(self.data.class_counts, len(self.data.dataset.train), cfg.pos_weight)
+        self.pos_weight = positive.to(device) if positive is not None else None
+        self.thresholds: list[float] | None = None  # multilabel: tuned on val for each model kept
         self.steps_per_epoch = -(-len(self.data.train) // cfg.accumulate)
         self.optimizer = build_optimizer(self.model, cfg)
         self.scheduler = build_scheduler(self.optimizer, cfg, self.steps_per_epoch)
@@ -109,7 +144,7 @@ class Trainer:
                     if cfg.ema else None)
 
         self.epoch = 0  # epochs completed
-        self.best_top1 = -1.0
+        self.best_score = -1.0  # the best val top-1 (multiclass) or mAP (multilabel)
         self.best_epoch = 0
         self.bad_epochs = 0
         self.history: list[dict[str, float]] = []
@@ -178,7 +213,7 @@ class Trainer:
             "scaler": self.scaler.state_dict(),
             "ema": self.ema.state_dict() if self.ema else None,
             "epoch": self.epoch,
-            "best_top1": self.best_top1,
+            "best_score": self.best_score,
             "best_epoch": self.best_epoch,
             "bad_epochs": self.bad_epochs,
             "history": self.history,
@@ -193,16 +228,17 @@ class Trainer:
         self.scaler.load_state_dict(state["scaler"])
         if self.ema and state["ema"] is not None:
             self.ema.load_state_dict(state["ema"])
-        self.epoch, self.best_top1 = state["epoch"], state["best_top1"]
+        self.epoch, self.best_score = state["epoch"], state.get("best_score", state.get("best_top1"))
         self.best_epoch, self.bad_epochs = state["best_epoch"], state["bad_epochs"]
         self.history = state["history"]
         restore_rng_state(state["rng"])
 
     def model_info(self) -> ModelInfo:
-        return ModelInfo(self.spec, self.classes, self.data.preprocess, training={
+        return ModelInfo(self.spec, self.classes, self.data.preprocess, task=self.task, thresholds=self.thresholds,
+                         training={
             "dataset": self.data.dataset.name, "data": self.data_location(), "epochs": self.epoch,
             "best_epoch": self.best_epoch,
-            "val_top1": self.best_top1, "seed": self.cfg.seed,
+            SCORE_FIELD[self.task]: self.best_score, "seed": self.cfg.seed,
             **self.imbalance_record(), "skipped_images": len(self.data.skipped),
             "reslab": __version__,
             **({"packed_from": self.data.dataset.packed_from} if self.data.dataset.packed_from else {}),
@@ -217,6 +253,8 @@ class Trainer:
         cfg = self.cfg
         record: dict[str, Any] = {"class_counts": self.data.class_counts, "sampler": cfg.sampler,
                                   "class_weights": cfg.class_weights}
+        if self.pos_weight is not None:
+            record["pos_weight_values"] = [round(w, 6) for w in self.pos_weight.tolist()]
         if self.class_weights is not None:
             record["class_weight_values"] = [round(w, 6) for w in self.class_weights.tolist()]
             if cfg.class_weights == "effective":
@@ -272,7 +310,7 @@ class Trainer:
             if stepping:
                 self._optimizer_step()
             loss_sum += loss.detach() * len(y)
-            correct += (logits.detach().argmax(1) == y).sum()
+            correct += training_hits(logits.detach(), y)
             seen += len(y)
             if i % 10 == 0 and not bar.disable:  # reading the totals waits for the device: not every step
                 bar.set_postfix(loss=f"{float(loss_sum) / seen:.3f}", acc=f"{int(correct) / seen:.3f}",
@@ -281,11 +319,17 @@ class Trainer:
                                                torch.tensor(float(seen), dtype=torch.float64, device=device)]))
         loss_total, correct_total, seen_total = totals.tolist()
         elapsed = time.perf_counter() - start
-        return {"train_loss": loss_total / seen_total, "train_top1": correct_total / seen_total, "seconds": elapsed,
+        hits = "train_exact_match" if self.task == "multilabel" else "train_top1"
+        return {"train_loss": loss_total / seen_total, hits: correct_total / seen_total, "seconds": elapsed,
                 "images_per_s": seen_total / elapsed, "image_size": size}
 
     def _loss(self, logits: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         cfg = self.cfg
+        if self.task == "multilabel":
+            if self.teacher is None:
+                return multilabel_loss(logits, y, cfg.label_smoothing, self.pos_weight)
+            return sigmoid_distillation_loss(logits, self.teacher(x).float(), y, cfg.kd_alpha, cfg.kd_temperature,
+                                             cfg.label_smoothing, self.pos_weight)
         if self.teacher is None:
             return F.cross_entropy(logits, y, weight=self.class_weights, label_smoothing=cfg.label_smoothing)
         return distillation_loss(logits, self.teacher(x).float(), y, cfg.kd_alpha, cfg.kd_temperature,
@@ -302,11 +346,15 @@ class Trainer:
         if self.ema:
             self.ema.update_parameters(self.model)
 
-    def validate(self) -> EvalResult:
+    def validate(self) -> EvalResult | MultilabelResult:
         """Every val image once, spread over the ranks; the figures are those of the whole split."""
         average_batchnorm_statistics(self.model)
         if self.ema:
             average_batchnorm_statistics(self.ema.module)
+        if self.task == "multilabel":
+            return evaluate_multilabel(self.eval_model(), self.data.val, self.rt.device, tta=self.cfg.tta,
+                                       channels_last=self.cfg.channels_last, amp=self.amp, amp_dtype=self.amp_dtype,
+                                       across_ranks=self.rt.world_size > 1)
         return evaluate(self.eval_model(), self.data.val, len(self.classes), self.rt.device, tta=self.cfg.tta,
                         channels_last=self.cfg.channels_last, amp=self.amp, amp_dtype=self.amp_dtype,
                         across_ranks=self.rt.world_size > 1)
@@ -327,11 +375,12 @@ class Trainer:
             improved = False
             if self.epoch % cfg.eval_every == 0 or self.epoch == cfg.epochs:
                 result = self.validate()
-                row.update(val_loss=result.loss, val_top1=result.top1, val_top5=result.top5,
-                           val_balanced_accuracy=result.balanced_accuracy, val_macro_f1=result.macro_f1)
-                improved = result.top1 > self.best_top1
+                row.update(result.row())
+                improved = result.score > self.best_score
                 if improved:
-                    self.best_top1, self.best_epoch, self.bad_epochs = result.top1, self.epoch, 0
+                    self.best_score, self.best_epoch, self.bad_epochs = result.score, self.epoch, 0
+                    if isinstance(result, MultilabelResult):
+                        self.thresholds = tune_thresholds(result.targets, result.probabilities)
                 else:
                     self.bad_epochs += 1
             row["elapsed_s"] = time.perf_counter() - clock
@@ -340,7 +389,9 @@ class Trainer:
                 self._write_epoch(row, improved)
             if cfg.patience and self.bad_epochs >= cfg.patience:
                 if self.rt.is_main:
-                    print(f"early stop: no better val top-1 for {cfg.patience} epochs (best {self.best_top1:.4f} "
+                    score = "mAP" if self.task == "multilabel" else "top-1"
+                    print(f"early stop: no better val {score} for {cfg.patience} epochs "
+                          f"(best {self.best_score:.4f} "
                           f"at epoch {self.best_epoch})")
                 break
         return self._finish()
@@ -350,28 +401,25 @@ class Trainer:
             save_model_file(self.run_dir / "best.safetensors", self.eval_model(), self.model_info())
         save_checkpoint(self.run_dir / "last.pt", self._checkpoint_state())
         buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, METRIC_FIELDS)
+        writer = csv.DictWriter(buffer, METRIC_FIELDS[self.task])
         writer.writeheader()
         writer.writerows(self.history)
         write_text_atomic(self.run_dir / "metrics.csv", buffer.getvalue())
         assert self.writer is not None
-        for key in METRIC_FIELDS[1:]:
+        for key in METRIC_FIELDS[self.task][1:]:
             if key in row:
                 self.writer.add_scalar(key, row[key], int(row["epoch"]))
         self.writer.flush()
-        val = (f"val loss {row['val_loss']:.4f} top-1 {row['val_top1']:.4f} top-5 {row['val_top5']:.4f} "
-               f"balanced {row['val_balanced_accuracy']:.4f} macro-F1 {row['val_macro_f1']:.4f}"
-               if "val_top1" in row else "not evaluated")
-        print(f"epoch {int(row['epoch'])}/{self.cfg.epochs}  train loss {row['train_loss']:.4f} "
-              f"top-1 {row['train_top1']:.4f}  {val}  lr {row['lr']:.4g}  {row['images_per_s']:.0f} img/s  "
-              f"{row['seconds']:.1f}s{'  *best' if improved else ''}", flush=True)
+        print(f"epoch {int(row['epoch'])}/{self.cfg.epochs}  {epoch_figures(row)}  lr {row['lr']:.4g}  "
+              f"{row['images_per_s']:.0f} img/s  {row['seconds']:.1f}s{'  *best' if improved else ''}", flush=True)
 
     def _finish(self) -> dict[str, Any]:
         best = next((row for row in self.history if row["epoch"] == self.best_epoch), {})
-        summary = {"run_dir": str(self.run_dir), "epochs": self.epoch, "best_epoch": self.best_epoch,
-                   "best_val_top1": self.best_top1,
-                   "best_val_balanced_accuracy": best.get("val_balanced_accuracy"),
-                   "best_val_macro_f1": best.get("val_macro_f1"), **self.imbalance_record(),
+        score_field = SCORE_FIELD[self.task]
+        figures = [f for f in METRIC_FIELDS[self.task] if f.startswith("val_") and f not in ("val_loss", score_field)]
+        summary = {"run_dir": str(self.run_dir), "task": self.task, "epochs": self.epoch,
+                   "best_epoch": self.best_epoch, f"best_{score_field}": self.best_score,
+                   **{f"best_{f}": best.get(f) for f in figures}, **self.imbalance_record(),
                    "skipped_images": len(self.data.skipped),
                    "skipped_files": sorted(self.data.skipped.files), "device": str(self.rt.device),
                    "precision": self.precision_label, "amp": self.amp, "hardware": hardware_report()}
@@ -382,8 +430,8 @@ class Trainer:
             write_text_atomic(self.run_dir / "summary.json", json.dumps(summary, indent=1))
             if self.writer:
                 self.writer.close()
-            balanced = (f" (balanced accuracy {best['val_balanced_accuracy']:.4f}, macro-F1 {best['val_macro_f1']:.4f})"
-                        if best.get("val_balanced_accuracy") is not None else "")
-            print(f"done: best val top-1 {self.best_top1:.4f}{balanced} at epoch {self.best_epoch}; "
+            if self.thresholds is not None:
+                summary["thresholds"] = dict(zip(self.classes, self.thresholds))
+            print(f"done: best {best_figures(best, self.task)} at epoch {self.best_epoch}; "
                   f"model {self.run_dir / 'best.safetensors'}; skipped {len(self.data.skipped)} unreadable images")
         return summary
