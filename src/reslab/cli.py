@@ -74,6 +74,9 @@ def cmd_eval(args: argparse.Namespace) -> None:
     if args.json:
         print(json.dumps(report, indent=1))
         return
+    if report["task"] == "multilabel":
+        print_multilabel_report(report, args.split)
+        return
     print(f"{args.split}: {report['count']} images  top-1 {report['top1']:.4f}  top-5 {report['top5']:.4f}  "
           f"loss {report['loss']:.4f}{'  (flip TTA)' if args.tta else ''}  [{report['device']}, {report['precision']}]")
     print(f"balanced accuracy {report['balanced_accuracy']:.4f}  macro-F1 {report['macro_f1']:.4f}  "
@@ -87,6 +90,26 @@ def cmd_eval(args: argparse.Namespace) -> None:
     for row in report["per_class"]:
         print(f"{row['class'][:15]:<16}{row['precision']:>10.3f}{row['recall']:>10.3f}{row['f1']:>10.3f}"
               f"{row['support']:>9}")
+    for name, path in report["files"].items():
+        print(f"{name}: {path}")
+
+
+def print_multilabel_report(report: dict, split: str) -> None:
+    print(f"{split}: {report['count']} images  mAP {report['map']:.4f} (micro {report['map_micro']:.4f})  "
+          f"loss {report['loss']:.4f}{'  (flip TTA)' if report['tta'] else ''}  "
+          f"[{report['device']}, {report['precision']}]")
+    print(f"at the thresholds ({report['thresholds']}): sample-F1 {report['f1_samples']:.4f}  exact match "
+          f"{report['exact_match']:.4f}  micro P/R/F1 {report['precision_micro']:.3f}/{report['recall_micro']:.3f}/"
+          f"{report['f1_micro']:.3f}  macro-F1 {report['f1_macro']:.3f}")
+    print(f"precision: {report['precision_choice']}")
+    if "fp32" in report:
+        fp32 = report["fp32"]
+        print(f"fp32 on the same images: mAP {fp32['map']:.4f}; decisions agree on {fp32['agreement']:.1%}")
+    print(f"{'label':<16}{'AP':>8}{'threshold':>10}{'precision':>10}{'recall':>10}{'f1':>8}{'support':>9}")
+    for row in report["per_class"]:
+        ap = f"{row['ap']:>8.3f}" if row["ap"] is not None else f"{'-':>8}"
+        print(f"{row['class'][:15]:<16}{ap}{row['threshold']:>10.3f}{row['precision']:>10.3f}{row['recall']:>10.3f}"
+              f"{row['f1']:>8.3f}{row['support']:>9}")
     for name, path in report["files"].items():
         print(f"{name}: {path}")
 
@@ -107,7 +130,8 @@ def cmd_predict(args: argparse.Namespace) -> None:
                 print(f"{entry['file']}: ERROR {entry['error']}")
                 continue
             top = "  ".join(f"{p['label']} {p['probability']:.3f}" for p in entry["predictions"])
-            print(f"{entry['file']}: {top}")
+            labels = f"  => labels: {', '.join(entry['labels']) or '(none)'}" if "labels" in entry else ""
+            print(f"{entry['file']}: {top}{labels}")
     if results and all("error" in r for r in results):
         sys.exit(1)
 

@@ -107,3 +107,43 @@ def plot_feature_maps(maps: Tensor, path: Path, title: str) -> Path:
         ax.imshow(channel.numpy(), cmap="viridis")
     fig.suptitle(title)
     return _save(fig, path)
+
+
+def plot_pr_curves(targets, probabilities, classes: list[str], thresholds: list[float] | None, path: Path) -> Path:
+    """Multi-label: each label's precision-recall curve with its operating point (its threshold) as a dot,
+    and the micro-averaged curve of every image-label pair in black."""
+    from sklearn.metrics import precision_recall_curve
+
+    fig, ax = plt.subplots(figsize=(7, 6))
+    cuts = thresholds or [0.5] * len(classes)
+    for c, name in enumerate(classes):
+        if not targets[:, c].any():
+            continue
+        precision, recall, _ = precision_recall_curve(targets[:, c], probabilities[:, c])
+        (line,) = ax.plot(recall, precision, lw=1, alpha=0.8, label=name if len(classes) <= 20 else None)
+        chosen = probabilities[:, c] >= cuts[c]
+        hits = int((chosen & (targets[:, c] > 0)).sum())
+        ax.plot(hits / targets[:, c].sum(), hits / max(1, int(chosen.sum())), "o", color=line.get_color(), ms=4)
+    precision, recall, _ = precision_recall_curve(targets.ravel(), probabilities.ravel())
+    ax.plot(recall, precision, color="black", lw=2.5, label="micro-average")
+    ax.set(xlabel="recall", ylabel="precision", xlim=(0, 1), ylim=(0, 1.02),
+           title="Precision-recall per label (dots: the thresholds)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="lower left", ncol=2)
+    return _save(fig, path)
+
+
+def plot_worst_multilabel(worst: list, classes: list[str], mean, std, path: Path, overlays: list | None = None
+                          ) -> Path:
+    """Multi-label: the images with the highest loss, with their true labels and the labels predicted at
+    the thresholds; ``overlays``: Grad-CAM pictures of each image's most probable label instead."""
+    images = overlays if overlays is not None else [denormalize(image, mean, std).numpy() for *_, image in worst]
+
+    def names(rows) -> str:
+        return ", ".join(classes[i] for i in rows) or "-"
+
+    titles = [f"true {names(true.nonzero()[0])}\npred {names(predicted.nonzero()[0])}\nloss {loss:.2f}"
+              for loss, true, predicted, _ in worst]
+    why = ": Grad-CAM of the most probable label" if overlays is not None else ""
+    return plot_image_grid(images, titles, f"Highest-loss images (binary cross-entropy summed over labels){why}",
+                           path)

@@ -1,15 +1,17 @@
-"""``reslab eval``: metrics, per-class report, confusion matrix (CSV + PNG) and worst images, in one folder."""
+"""``reslab eval``: metrics, per-class report, confusion matrix (CSV + PNG) and worst images, in one folder
+(for a multi-label model: mAP, per-label AP and thresholds, PR curves and the highest-loss images)."""
 
 from __future__ import annotations
 
 import csv
 import io
 import json
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from ..atomic import write_text_atomic
 from ..data.loaders import SkipLog
@@ -19,6 +21,7 @@ from ..infer.selection import load_backend
 from ..modelfile import ModelInfo
 from .explain import Explainer, explainable, worst_overlays
 from .metrics import evaluate, per_class_report
+from .multilabel_report import multilabel_report
 from .plots import plot_confusion, plot_feature_maps, plot_worst
 
 
@@ -64,43 +67,28 @@ def run_eval(
     seed = int(info.training.get("seed", 0))
     if split_file is None and (model_path.parent / "split.json").is_file():
         split_file = model_path.parent / "split.json"  # the training run's own 70/20/10 split
-    chosen = model_split(data, info.classes, split, cache_dir, seed, split_file)
+    chosen = model_split(data, info.classes, split, cache_dir, seed, split_file, task=info.task)
     skipped = SkipLog()
     pre = info.preprocess
     loader = make_loader(chosen, pre, batch_size, torch_device, skipped, workers,
                          in_memory=pre.image_size <= SMALL_IMAGE)
-    result = evaluate(model, loader, len(info.classes), torch_device, tta=tta, keep_worst=worst, channels_last=True,
-                      amp=bf16)
-    extra: dict[str, Any] = {}
-    if bf16:  # the same split in fp32: what the lower precision changes
-        fp32 = evaluate(model, loader, len(info.classes), torch_device, tta=tta, channels_last=True)
-        agreement = float((fp32.predictions == result.predictions).double().mean())
-        extra["fp32"] = {"top1": fp32.top1, "top5": fp32.top5, "loss": fp32.loss, "agreement": agreement}
-
     out_dir.mkdir(parents=True, exist_ok=True)
-    files = {
-        "confusion_csv": out_dir / "confusion.csv",
-        "confusion_png": plot_confusion(result.confusion, info.classes, out_dir / "confusion.png"),
-        "worst_png": plot_worst(result.worst, info.classes, pre.mean, pre.std, out_dir / "worst.png"),
-    }
-    if explain is not None:
-        files["worst_explained_png"] = plot_worst(result.worst, info.classes, pre.mean, pre.std,
-                                                  out_dir / "worst_explained.png",
-                                                  worst_overlays(Explainer(model, info, explain), result.worst))
+    if info.multilabel:
+        figures, files = multilabel_report(model, info, loader, torch_device, out_dir, tta, worst, bf16, explain)
+    else:
+        figures, files = multiclass_report(model, info, loader, torch_device, out_dir, tta, worst, bf16, explain)
     if feature_maps is not None:
         files["feature_maps"] = first_conv_feature_maps(model, info, feature_maps, out_dir / "feature_maps.png")
-    write_text_atomic(files["confusion_csv"], confusion_csv(result.confusion, info.classes))
     report = {
         "model": str(model_path),
         "data": data,
         "split": split,
+        "task": info.task,
         "tta": tta,
         "device": str(torch_device),
         "precision": selection.backend.precision,
         "precision_choice": selection.reason,
-        **result.summary(),
-        **extra,
-        "per_class": per_class_report(result.confusion, info.classes),
+        **figures,
         "skipped_files": sorted(skipped.files),
         "files": {k: str(v) for k, v in files.items()},
     }
@@ -108,6 +96,31 @@ def run_eval(
     report["files"]["report"] = str(files["report"])
     write_text_atomic(files["report"], json.dumps(report, indent=1))
     return report
+
+
+def multiclass_report(model: nn.Module, info: ModelInfo, loader: Iterable[tuple[Tensor, Tensor]],
+                      device: torch.device, out_dir: Path, tta: bool, worst: int, bf16: bool,
+                      explain: str | None) -> tuple[dict[str, Any], dict[str, Path]]:
+    """Top-1/top-5, balanced accuracy, per-class figures, the confusion matrix and the worst images."""
+    classes, pre = info.classes, info.preprocess
+    result = evaluate(model, loader, len(classes), device, tta=tta, keep_worst=worst, channels_last=True, amp=bf16)
+    figures: dict[str, Any] = result.summary()
+    if bf16:  # the same split in fp32: what the lower precision changes
+        fp32 = evaluate(model, loader, len(classes), device, tta=tta, channels_last=True)
+        agreement = float((fp32.predictions == result.predictions).double().mean())
+        figures["fp32"] = {"top1": fp32.top1, "top5": fp32.top5, "loss": fp32.loss, "agreement": agreement}
+    figures["per_class"] = per_class_report(result.confusion, classes)
+    files = {
+        "confusion_csv": out_dir / "confusion.csv",
+        "confusion_png": plot_confusion(result.confusion, classes, out_dir / "confusion.png"),
+        "worst_png": plot_worst(result.worst, classes, pre.mean, pre.std, out_dir / "worst.png"),
+    }
+    if explain is not None:
+        files["worst_explained_png"] = plot_worst(result.worst, classes, pre.mean, pre.std,
+                                                  out_dir / "worst_explained.png",
+                                                  worst_overlays(Explainer(model, info, explain), result.worst))
+    write_text_atomic(files["confusion_csv"], confusion_csv(result.confusion, classes))
+    return figures, files
 
 
 @torch.inference_mode()

@@ -1,7 +1,9 @@
 """``Predictor``: any model file in, top-k classes out, with the model's own preprocessing.
 
 Split as TorchServe's handlers are: ``preprocess`` (decode + the shared ``Preprocess``),
-``inference`` (one batched call of the backend) and ``postprocess`` (softmax, top-k, class names).
+``inference`` (one batched call of the backend) and ``postprocess`` (top-k, class names). A single-label
+model's outputs go through a softmax; a multi-label model's through a sigmoid per label, and each label
+over its threshold (from the model file) is an answer.
 The backend is PyTorch, ONNX Runtime or OpenVINO (``infer.backends``); the file's own metadata
 says how to preprocess and what the classes are called. Preprocessing is NumPy and Pillow: with an ONNX
 or OpenVINO file, nothing here imports torch.
@@ -31,6 +33,18 @@ class Prediction:
     index: int
     label: str
     probability: float
+    threshold: float | None = None  # multi-label: the label's decision threshold
+
+    @property
+    def positive(self) -> bool:
+        """Multi-label: the label is predicted (its probability reaches its threshold)."""
+        return self.threshold is not None and self.probability >= self.threshold
+
+    def to_dict(self) -> dict:
+        answer: dict = {"index": self.index, "label": self.label, "probability": self.probability}
+        if self.threshold is not None:
+            answer.update(threshold=self.threshold, positive=self.positive)
+        return answer
 
 
 def expand_inputs(inputs: Sequence[str | Path]) -> list[Path]:
@@ -48,6 +62,42 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     shifted = logits - logits.max(axis=1, keepdims=True)
     e = np.exp(shifted)
     return e / e.sum(axis=1, keepdims=True)
+
+
+def probabilities_of(logits: np.ndarray, info: ModelInfo) -> np.ndarray:
+    """The model's outputs as probabilities (float32): softmax over the classes, or each label's sigmoid."""
+    logits = logits.astype(np.float64)
+    probabilities = 1.0 / (1.0 + np.exp(-logits)) if info.multilabel else softmax(logits)
+    return probabilities.astype(np.float32)
+
+
+def label_thresholds(info: ModelInfo) -> np.ndarray | None:
+    """A multi-label model's thresholds (0.5 for each label where the file has none); None for single-label."""
+    if not info.multilabel:
+        return None
+    return np.asarray(info.thresholds or [0.5] * len(info.classes), dtype=np.float32)
+
+
+def ranked(probabilities: np.ndarray, info: ModelInfo, topk: int = 5) -> list[list[Prediction]]:
+    """Each image's ``topk`` most probable classes; for a multi-label model also every label over its
+    threshold, however many, each with its threshold."""
+    cuts = label_thresholds(info)
+    k = min(topk, probabilities.shape[1])
+    answers = []
+    for row in probabilities:
+        order = np.argsort(-row, kind="stable")
+        chosen = order[:k] if cuts is None else [i for n, i in enumerate(order) if n < k or row[i] >= cuts[i]]
+        answers.append([Prediction(int(i), info.classes[int(i)], float(row[i]),
+                                   None if cuts is None else float(cuts[i])) for i in chosen])
+    return answers
+
+
+def answer(predictions: list[Prediction]) -> dict:
+    """One image's answer: its predictions, and for a multi-label model the labels predicted."""
+    body: dict = {"predictions": [p.to_dict() for p in predictions]}
+    if predictions and predictions[0].threshold is not None:
+        body["labels"] = [p.label for p in predictions if p.positive]
+    return body
 
 
 ImageInput = Image.Image | bytes | str | Path
@@ -127,13 +177,10 @@ class Predictor:
 
     def inference(self, batch: np.ndarray) -> np.ndarray:
         """Probabilities (N, classes) of a preprocessed batch."""
-        return softmax(self.backend.run(batch).astype(np.float64)).astype(np.float32)
+        return probabilities_of(self.backend.run(batch), self.info)
 
     def postprocess(self, probabilities: np.ndarray, topk: int = 5) -> list[list[Prediction]]:
-        k = min(topk, probabilities.shape[1])
-        order = np.argsort(-probabilities, axis=1, kind="stable")[:, :k]
-        return [[Prediction(int(i), self.classes[int(i)], float(row[i])) for i in idx]
-                for row, idx in zip(probabilities, order)]
+        return ranked(probabilities, self.info, topk)
 
     def predict(self, images: Sequence[ImageInput], topk: int = 5) -> list[list[Prediction]]:
         return self.postprocess(self.inference(self.preprocess(images)), topk)
@@ -157,7 +204,7 @@ class Predictor:
             results += [{"file": str(p), "error": e} for p, e in zip(chunk, decoded) if isinstance(e, str)]
             if readable:
                 predictions = self.predict([img for _, img in readable], topk)
-                results += [{"file": str(p), "predictions": [vars(x) for x in preds]}
+                results += [{"file": str(p), **answer(preds)}
                             for (p, _), preds in zip(readable, predictions)]
         order = {str(p): i for i, p in enumerate(paths)}
         return sorted(results, key=lambda r: order.get(r["file"], -1))

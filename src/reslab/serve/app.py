@@ -24,7 +24,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.datastructures import UploadFile
 
 from ..data.images import EmptyImageError, ImageTooLargeError, NotAnImageError, UnreadableImageError
-from ..infer.predictor import softmax
+from ..infer.predictor import label_thresholds, probabilities_of
 from ..version import __version__
 from .auth import ApiKeys, UnauthorizedError
 from .batching import QueueFullError
@@ -136,7 +136,7 @@ class Server:
                 self.decode_pool, lambda: predictor.preprocess([data], [filename])[0])
         self.metrics.queue_depth.labels(slot.name).set(slot.batcher.depth)
         logits = await self.answer_within(slot.batcher.submit(image))
-        probs = softmax(logits[None].astype(np.float64))[0].astype(np.float32)
+        probs = probabilities_of(logits[None], predictor.info)[0]
         self.cache.put(key, probs)
         return probs
 
@@ -218,7 +218,7 @@ def create_app(config: ServeConfig) -> FastAPI:
         if not data:
             raise EmptyImageError(f"{filename}: empty body")
         probs = await server.probabilities(slot, data, filename)
-        return {"model": slot.name, "version": slot.version, "file": filename, "predictions": slot.top(probs, topk)}
+        return {"model": slot.name, "version": slot.version, "file": filename, **slot.answer(probs, topk)}
 
     @app.post("/predict/batch", responses={**PREDICT_ERRORS, **denied}, openapi_extra=BATCH_BODY, **protected,
               summary="Classify several images (multipart `files`); each gets its answer or its error")
@@ -239,7 +239,7 @@ def create_app(config: ServeConfig) -> FastAPI:
                 data = await upload.read()
                 if not data:
                     raise EmptyImageError(f"{name}: empty file")
-                return {"file": name, "predictions": slot.top(await server.probabilities(slot, data, name), topk)}
+                return {"file": name, **slot.answer(await server.probabilities(slot, data, name), topk)}
             except (UnreadableImageError, QueueFullError, TimeoutError) as e:
                 status = next(s for t, s in ERROR_STATUS if isinstance(e, t))
                 return {"file": name, "error": str(e) or type(e).__name__, "status": status}
@@ -331,7 +331,9 @@ def create_app(config: ServeConfig) -> FastAPI:
     def v2_model(name: str, version: str | None = None) -> dict[str, Any]:
         slot = ready_slot(name)
         predictor = slot.require_ready()
-        return model_metadata(slot.name, slot.version, predictor.backend_name, slot.chw(), len(predictor.classes))
+        thresholds = label_thresholds(predictor.info)
+        return model_metadata(slot.name, slot.version, predictor.backend_name, slot.chw(), len(predictor.classes),
+                              predictor.info.task, None if thresholds is None else thresholds.tolist())
 
     @app.get("/v2/models/{name}/ready", summary="v2: model readiness", responses={404: _error("unknown"), **denied},
              **protected)

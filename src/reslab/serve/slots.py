@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from ..formats import forward_only_reason, model_digest
-from ..infer.predictor import Predictor
+from ..infer.predictor import Predictor, answer, label_thresholds, ranked
 from ..version import __version__
 from .batching import MicroBatcher
 from .metrics import Metrics
@@ -119,10 +119,9 @@ class ModelSlot:
             explainer = Explainer(self._explained_network, predictor.info, method)
             return explainer.explain([image], class_name)[0]
 
-    def top(self, probs: np.ndarray, topk: int) -> list[dict[str, Any]]:
-        classes = self.require_ready().classes
-        order = np.argsort(-probs, kind="stable")[:topk]
-        return [{"index": int(i), "label": classes[int(i)], "probability": float(probs[i])} for i in order]
+    def answer(self, probs: np.ndarray, topk: int) -> dict[str, Any]:
+        """The top-k of one image's probabilities (and, multi-label, every label over its threshold)."""
+        return answer(ranked(probs[None], self.require_ready().info, topk)[0])
 
     def chw(self) -> tuple[int, int, int]:
         pre = self.require_ready().info.preprocess
@@ -133,7 +132,8 @@ class ModelSlot:
         pre = predictor.info.preprocess
         return {
             "model": self.name, "version": self.version, "file": self.path,
-            "architecture": predictor.info.spec.arch, "classes": predictor.classes,
+            "architecture": predictor.info.spec.arch, "classes": predictor.classes, "task": predictor.info.task,
+            **({"thresholds": label_thresholds(predictor.info).tolist()} if predictor.info.multilabel else {}),
             "num_classes": len(predictor.classes),
             "input": {"shape": list(self.chw()), "resize_size": pre.resize_size,
                       "mean": list(pre.mean), "std": list(pre.std), "interpolation": pre.interpolation},

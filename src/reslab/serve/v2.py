@@ -31,11 +31,17 @@ class InferRequest:
     binary_output: bool
 
 
-def model_metadata(name: str, version: str, platform: str, chw: tuple[int, int, int], classes: int) -> dict:
+def model_metadata(name: str, version: str, platform: str, chw: tuple[int, int, int], classes: int,
+                   task: str = "multiclass", thresholds: list[float] | None = None) -> dict:
+    """The output is the network's logits; ``parameters`` say how to read them: a softmax over the classes
+    (multiclass), or each label's sigmoid against its threshold (multilabel)."""
+    activation = "sigmoid" if task == "multilabel" else "softmax"
     return {
         "name": name, "versions": [version], "platform": platform,
         "inputs": [{"name": INPUT_NAME, "datatype": "FP32", "shape": [-1, *chw]}],
         "outputs": [{"name": OUTPUT_NAME, "datatype": "FP32", "shape": [-1, classes]}],
+        "parameters": {"task": task, "activation": activation,
+                       **({"thresholds": thresholds} if thresholds is not None else {})},
     }
 
 
