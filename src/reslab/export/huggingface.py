@@ -47,6 +47,8 @@ def _config(info: ModelInfo):
         hidden_sizes=[w * expansion for w in arch.widths], layer_type="bottleneck" if expansion == 4 else "basic",
         hidden_act="relu", downsample_in_first_stage=False, downsample_in_bottleneck=False,
         id2label=labels, label2id={name: i for i, name in labels.items()},
+        # transformers' pipeline then gives each label's sigmoid instead of a softmax
+        problem_type="multi_label_classification" if info.multilabel else "single_label_classification",
         architectures=["ResNetForImageClassification"])
 
 

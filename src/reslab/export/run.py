@@ -148,8 +148,8 @@ def _transformers_logits(folder: Path, info: ModelInfo, batch: np.ndarray) -> np
 
 
 def _check_metadata(exported: ModelInfo, original: ModelInfo, path: Path) -> None:
-    if (exported.classes, exported.preprocess, exported.precision) != (original.classes, original.preprocess,
-                                                                        original.precision):
+    kept = ("classes", "preprocess", "precision", "task", "thresholds")
+    if any(getattr(exported, name) != getattr(original, name) for name in kept):
         raise ValueError(f"{path}: the metadata did not survive the export")
 
 

@@ -27,7 +27,8 @@ def _dims(value_info: onnx.ValueInfoProto) -> list[int]:
     return [d.dim_value if d.HasField("dim_value") else -1 for d in value_info.type.tensor_type.shape.dim]
 
 
-def config_text(name: str, proto: onnx.ModelProto, max_batch_size: int, max_queue_delay_us: int) -> str:
+def config_text(name: str, proto: onnx.ModelProto, max_batch_size: int, max_queue_delay_us: int,
+                info: ModelInfo) -> str:
     def tensor(v: onnx.ValueInfoProto, extra: str = "") -> str:
         dims = ", ".join(str(d) for d in _dims(v)[1:])
         dtype = ONNX_TO_TRITON[v.type.tensor_type.elem_type]
@@ -37,7 +38,14 @@ def config_text(name: str, proto: onnx.ModelProto, max_batch_size: int, max_queu
     outputs = ",\n".join(tensor(v, '    label_filename: "labels.txt"\n') for v in proto.graph.output)
     return (f'name: "{name}"\nbackend: "onnxruntime"\nmax_batch_size: {max_batch_size}\n'
             f"input [\n{inputs}\n]\noutput [\n{outputs}\n]\n"
-            f"dynamic_batching {{\n  max_queue_delay_microseconds: {max_queue_delay_us}\n}}\n")
+            f"dynamic_batching {{\n  max_queue_delay_microseconds: {max_queue_delay_us}\n}}\n"
+            f"{task_parameters(info)}")
+
+
+def task_parameters(info: ModelInfo) -> str:
+    """How clients read the logits: the task, and a multi-label model's thresholds (comma-separated)."""
+    values = {"task": info.task, **({"thresholds": ",".join(map(str, info.thresholds))} if info.thresholds else {})}
+    return "".join(f'parameters {{\n  key: "{k}"\n  value: {{ string_value: "{v}" }}\n}}\n' for k, v in values.items())
 
 
 def write_repository(proto: onnx.ModelProto, info: ModelInfo, repo: Path, name: str, max_batch_size: int = 32,
@@ -46,7 +54,7 @@ def write_repository(proto: onnx.ModelProto, info: ModelInfo, repo: Path, name: 
     (model_dir / "1").mkdir(parents=True, exist_ok=True)
     onnx.save_model(proto, str(model_dir / "1" / "model.onnx"))
     write_text_atomic(model_dir / "labels.txt", "".join(f"{c}\n" for c in info.classes))
-    write_text_atomic(model_dir / "config.pbtxt", config_text(name, proto, max_batch_size, max_queue_delay_us))
+    write_text_atomic(model_dir / "config.pbtxt", config_text(name, proto, max_batch_size, max_queue_delay_us, info))
     return model_dir
 
 

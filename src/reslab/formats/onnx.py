@@ -37,6 +37,8 @@ def onnx_metadata(info: ModelInfo) -> dict[str, str]:
         "std": json.dumps(pre.std),
         "preprocess": json.dumps(asdict(pre)),
         "precision": info.precision,
+        "task": info.task,  # the output is logits: softmax them (multiclass), or sigmoid each (multilabel)
+        **({"thresholds": json.dumps(info.thresholds)} if info.thresholds is not None else {}),
     }
 
 
