@@ -168,10 +168,12 @@ def cmd_quantize(args: argparse.Namespace) -> None:
         return
     print(f"INT8 ({r['method']} calibration on {r['calibration_images']} training images, per-channel "
           f"{r['per_channel']}, reduce_range {r['reduce_range']}): {r['output']}")
-    print(f"{'':<8}{'top-1':>8}{'MB':>8}{'images/s':>10}   ({r['val_images']} {r['val_split']} images, batch 32)")
+    metric, shown = r["metric"], {"top1": "top-1", "map": "mAP"}[r["metric"]]
+    print(f"{'':<8}{shown:>8}{'MB':>8}{'images/s':>10}   ({r['val_images']} {r['val_split']} images, batch 32)")
     for kind in ("fp32", "int8"):
-        print(f"{kind:<8}{r['top1_' + kind]:>8.4f}{r['bytes_' + kind] / 1e6:>8.2f}{r['images_per_s_' + kind]:>10.1f}")
-    print(f"top-1 drop {r['drop_points']:.2f} points; predictions agree on {r['agreement']:.1%}; "
+        print(f"{kind:<8}{r[f'{metric}_{kind}']:>8.4f}{r[f'bytes_{kind}'] / 1e6:>8.2f}"
+              f"{r[f'images_per_s_{kind}']:>10.1f}")
+    print(f"{shown} drop {r['drop_points']:.2f} points; predictions agree on {r['agreement']:.1%}; "
           f"{r['images_per_s_int8'] / r['images_per_s_fp32']:.2f}x faster, "
           f"{r['bytes_fp32'] / r['bytes_int8']:.1f}x smaller")
 

@@ -167,6 +167,9 @@ def find_label_issues(cfg: TrainConfig, folds: int = 5, from_model: Path | None 
                       top: int = 32, write_relabel: bool = False) -> dict[str, Any]:
     """Flag likely label errors of ``cfg.data``'s training split (k-fold cross-training with ``cfg``), or
     of ``split`` as predicted by ``from_model``; the report goes to ``cfg.run_dir``."""
+    if cfg.task == "multilabel":
+        raise ValueError("find-label-issues ranks single labels (cleanlab's find_label_issues); multi-label data "
+                         "is not supported yet")
     out_dir = cfg.run_dir
     if out_dir.exists() and any(out_dir.iterdir()) and not cfg.resume:
         raise ValueError(f"{out_dir} already holds a search: pass --resume to go on with it, or --name for a new one")

@@ -148,6 +148,9 @@ def _finetune(model: nn.Module, info: ModelInfo, data: str, opts: PruneOptions) 
 
 def prune_model(model_path: Path, opts: PruneOptions, out: Path | None = None) -> dict[str, Any]:
     model, info = load_model_file(model_path)
+    if info.multilabel:
+        raise ValueError(f"{model_path}: a multi-label model; pruning measures and fine-tunes single-label models "
+                         f"only (not supported yet)")
     out = out or model_path.with_name(f"{model_path.stem}-pruned.safetensors")
     if out.suffix != ".safetensors":
         raise ValueError(f"{out}: a pruned model is written as a reslab model file (.safetensors)")

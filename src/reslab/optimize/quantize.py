@@ -2,7 +2,8 @@
 
 QDQ format, per-channel signed weights, unsigned activations, calibrated on real training images
 with the eval preprocessing. The result is measured against the fp32 model on the validation
-split (top-1, agreement, size, speed) and refused when top-1 drops more than ``max_drop`` points.
+split (top-1, or mAP for a multi-label model; agreement, size, speed) and refused when that drops more
+than ``max_drop`` points.
 """
 
 from __future__ import annotations
@@ -20,10 +21,12 @@ import torch
 from ..atomic import atomic_path
 from ..data.loaders import SkipLog
 from ..data.pipeline import SMALL_IMAGE, make_loader, model_split
+from ..evaluate.multilabel import decisions, mean_average_precision
 from ..formats import model_format
 from ..formats.onnx import info_from_onnx, is_quantized, load_onnx, onnx_metadata, set_metadata, to_onnx_proto
 from ..hardware import int8_saturates
 from ..infer.backends import OnnxRuntimeBackend
+from ..infer.predictor import probabilities_of
 from ..modelfile import ModelInfo
 from ..models import load_model_file
 from ..timing import interleaved_images_per_second
@@ -33,7 +36,7 @@ CALIBRATION_BATCH = 10  # the histogram calibrators need batches of one size
 
 
 class QuantizationRejected(ValueError):
-    """The INT8 model lost more top-1 than allowed; nothing was written."""
+    """The INT8 model lost more top-1 (or mAP) than allowed; nothing was written."""
 
 
 @dataclass
@@ -44,7 +47,7 @@ class QuantizeOptions:
     val_data: str | None = None  # default: calib_data
     val_split: str = "val"
     val_images: int | None = None  # default: the whole split
-    max_drop: float = 1.0  # top-1 points
+    max_drop: float = 1.0  # points of top-1 (mAP for a multi-label model)
     force: bool = False
     reduce_range: str = "auto"  # auto | on | off
     per_channel: bool = True
@@ -80,9 +83,22 @@ def _arrays(batches) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _batches(data: str, info: ModelInfo, split: str, limit: int | None, opts: QuantizeOptions, skipped: SkipLog):
-    chosen = model_split(data, info.classes, split, Path(opts.cache_dir).expanduser(), opts.seed, limit=limit)
+    chosen = model_split(data, info.classes, split, Path(opts.cache_dir).expanduser(), opts.seed, limit=limit,
+                         task=info.task)
     pre = info.preprocess
     return make_loader(chosen, pre, 64, torch.device("cpu"), skipped, in_memory=pre.image_size <= SMALL_IMAGE)
+
+
+def _decisions(logits: np.ndarray, info: ModelInfo) -> np.ndarray:
+    """Top-1 classes, or a multi-label model's yes/no per label at its thresholds."""
+    return decisions(probabilities_of(logits, info), info.thresholds) if info.multilabel else logits.argmax(1)
+
+
+def _score(logits: np.ndarray, labels: np.ndarray, info: ModelInfo) -> float:
+    """Top-1, or a multi-label model's macro mAP."""
+    if info.multilabel:
+        return mean_average_precision(labels, probabilities_of(logits, info))[0]
+    return float((logits.argmax(1) == labels).mean())
 
 
 class _Calibration:
@@ -133,31 +149,34 @@ def quantize_model(model_path: Path, opts: QuantizeOptions, out: Path | None = N
         quantize_onnx(fp32_path, int8_path, calibration, opts.method, opts.per_channel, reduce_range)
         int8 = onnx.load(str(int8_path))
         fp32_run, int8_run = OnnxRuntimeBackend(str(fp32_path)), OnnxRuntimeBackend(str(int8_path))
-        pred_fp32 = np.concatenate([fp32_run.run(val_x[i : i + 64]).argmax(1) for i in range(0, len(val_x), 64)])
-        pred_int8 = np.concatenate([int8_run.run(val_x[i : i + 64]).argmax(1) for i in range(0, len(val_x), 64)])
+        logits_fp32, logits_int8 = (np.concatenate([run(val_x[i : i + 64]) for i in range(0, len(val_x), 64)])
+                                    for run in (fp32_run.run, int8_run.run))
+        metric = "map" if info.multilabel else "top1"
         speed_batch = val_x[:32] if len(val_x) >= 32 else np.resize(val_x, (32, *val_x.shape[1:]))
         report: dict[str, Any] = {
             "model": str(model_path), "output": str(out), "method": opts.method,
             "calibration_images": len(calibration) - len(calibration) % CALIBRATION_BATCH,
             "per_channel": opts.per_channel, "reduce_range": reduce_range,
-            "val_images": len(val_y), "val_split": opts.val_split,
-            "top1_fp32": float((pred_fp32 == val_y).mean()), "top1_int8": float((pred_int8 == val_y).mean()),
-            "agreement": float((pred_fp32 == pred_int8).mean()),
+            "val_images": len(val_y), "val_split": opts.val_split, "metric": metric,
+            f"{metric}_fp32": _score(logits_fp32, val_y, info), f"{metric}_int8": _score(logits_int8, val_y, info),
+            "agreement": float((_decisions(logits_fp32, info) == _decisions(logits_int8, info)).mean()),
             "bytes_fp32": fp32_path.stat().st_size, "bytes_int8": int8_path.stat().st_size,
             **{f"images_per_s_{k}": v for k, v in interleaved_images_per_second(
                 {"fp32": fp32_run.run, "int8": int8_run.run}, speed_batch).items()},
             "skipped_images": sorted(skipped.files),
         }
-    report["drop_points"] = 100 * (report["top1_fp32"] - report["top1_int8"])
+    report["drop_points"] = 100 * (report[f"{metric}_fp32"] - report[f"{metric}_int8"])
     report["written"] = report["drop_points"] <= opts.max_drop or opts.force
     if not report["written"]:
+        shown = "mAP" if info.multilabel else "top-1"
         raise QuantizationRejected(
-            f"INT8 top-1 {report['top1_int8']:.4f} is {report['drop_points']:.2f} points below fp32 "
-            f"{report['top1_fp32']:.4f} on {report['val_images']} images (--max-drop {opts.max_drop}); "
+            f"INT8 {shown} {report[f'{metric}_int8']:.4f} is {report['drop_points']:.2f} points below fp32 "
+            f"{report[f'{metric}_fp32']:.4f} on {report['val_images']} images (--max-drop {opts.max_drop}); "
             f"nothing written. Try --method entropy or percentile, more --calib-images, or --force")
     set_metadata(int8, {p.key: p.value for p in proto.metadata_props} | onnx_metadata(info.with_precision("int8")))
     set_metadata(int8, {"quantization": json.dumps({k: report[k] for k in (
-        "method", "calibration_images", "per_channel", "reduce_range", "top1_fp32", "top1_int8", "val_images")}
+        "method", "calibration_images", "per_channel", "reduce_range", "metric", f"{metric}_fp32", f"{metric}_int8",
+        "val_images")}
         | {"options": asdict(opts)})})
     with atomic_path(out) as tmp_out:
         onnx.save_model(int8, str(tmp_out))
