@@ -335,6 +335,12 @@ def cmd_bench_imbalance(args: argparse.Namespace) -> None:
     run_imbalance_bench(args)
 
 
+def cmd_bench_multilabel(args: argparse.Namespace) -> None:
+    from .bench.multilabel import run_multilabel_bench
+
+    run_multilabel_bench(args)
+
+
 def cmd_bench_label_issues(args: argparse.Namespace) -> None:
     from .bench.label_issues import run_label_issues_bench
 
@@ -534,6 +540,7 @@ def build_parser() -> argparse.ArgumentParser:
         add_bench_imbalance_args,
         add_bench_infer_args,
         add_bench_label_issues_args,
+        add_bench_multilabel_args,
         add_bench_serve_args,
         add_bench_train_args,
         add_time_to_accuracy_args,
@@ -556,6 +563,10 @@ def build_parser() -> argparse.ArgumentParser:
                           "balanced accuracy against none")
     add_bench_imbalance_args(bm)
     bm.set_defaults(func=cmd_bench_imbalance)
+    bml = bench.add_parser("multilabel", help="--task multilabel on pictures of two CIFAR-10 images: test mAP "
+                           "against the label-frequency baseline")
+    add_bench_multilabel_args(bml)
+    bml.set_defaults(func=cmd_bench_multilabel)
     bl = bench.add_parser("label-issues", help="find-label-issues on a copy with 5%% of labels flipped: precision "
                           "and recall of what it flags")
     add_bench_label_issues_args(bl)

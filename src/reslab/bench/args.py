@@ -137,3 +137,17 @@ def add_bench_label_issues_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--json", action="store_true")
+
+
+def add_bench_multilabel_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data", help="a JPEG pack with train/val/test splits (default: the shipped CIFAR-10 sample)")
+    parser.add_argument("--train", type=int, default=3000, help="training pictures")
+    parser.add_argument("--val", type=int, default=600, help="validation pictures (the thresholds are tuned on them)")
+    parser.add_argument("--test", type=int, default=600, help="test pictures")
+    parser.add_argument("--model", default="resnet20")
+    parser.add_argument("--epochs", type=int, default=15)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--lr", type=float, default=0.05)
+    parser.add_argument("--seeds", type=int, default=2)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--json", action="store_true")
