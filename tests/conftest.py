@@ -65,3 +65,25 @@ def without_torch(tmp_path_factory) -> dict[str, str]:
     absent = 'import sys\nsys.modules["torch"] = None\nsys.modules["torchvision"] = None\n'
     (folder / "sitecustomize.py").write_text(absent)
     return {"PYTHONPATH": os.pathsep.join(filter(None, [str(folder), os.environ.get("PYTHONPATH")]))}
+
+
+@pytest.fixture(scope="session")
+def mosaic_folder(tmp_path_factory) -> Path:
+    """A real multi-label set: 64 px pictures of two CIFAR-10 sample images each, labelled with both
+    classes (``labels.csv`` with a split column): 200 train, 60 val, 60 test."""
+    from reslab.data.sample import write_mosaics
+
+    return write_mosaics(SAMPLES / "cifar10-sample.npz", tmp_path_factory.mktemp("mosaics"),
+                         {"train": 200, "val": 60, "test": 60})
+
+
+@pytest.fixture(scope="session")
+def multilabel_model(tmp_path_factory, mosaic_folder) -> Path:
+    """A briefly trained multi-label model file (thresholds tuned on val)."""
+    from reslab.config import TrainConfig
+    from reslab.train.trainer import Trainer
+
+    out = tmp_path_factory.mktemp("multilabel-runs")
+    Trainer(TrainConfig(data=str(mosaic_folder), task="multilabel", model="resnet20", epochs=2, batch_size=32,
+                        out_dir=str(out), name="m", lr=0.05, device="cpu")).fit()
+    return out / "m" / "best.safetensors"

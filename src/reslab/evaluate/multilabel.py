@@ -53,7 +53,7 @@ def tune_thresholds(targets: np.ndarray, probabilities: np.ndarray) -> list[floa
             continue
         precision, recall, cuts = precision_recall_curve(targets[:, c], probabilities[:, c])
         f1 = 2 * precision[:-1] * recall[:-1] / np.maximum(precision[:-1] + recall[:-1], 1e-12)
-        thresholds.append(round(float(cuts[int(np.argmax(f1))]), 6))
+        thresholds.append(float(cuts[int(np.argmax(f1))]))
     return thresholds
 
 

@@ -214,6 +214,7 @@ class Trainer:
             "ema": self.ema.state_dict() if self.ema else None,
             "epoch": self.epoch,
             "best_score": self.best_score,
+            "thresholds": self.thresholds,
             "best_epoch": self.best_epoch,
             "bad_epochs": self.bad_epochs,
             "history": self.history,
@@ -229,6 +230,7 @@ class Trainer:
         if self.ema and state["ema"] is not None:
             self.ema.load_state_dict(state["ema"])
         self.epoch, self.best_score = state["epoch"], state.get("best_score", state.get("best_top1"))
+        self.thresholds = state.get("thresholds")
         self.best_epoch, self.bad_epochs = state["best_epoch"], state["bad_epochs"]
         self.history = state["history"]
         restore_rng_state(state["rng"])
@@ -423,6 +425,8 @@ class Trainer:
                    "skipped_images": len(self.data.skipped),
                    "skipped_files": sorted(self.data.skipped.files), "device": str(self.rt.device),
                    "precision": self.precision_label, "amp": self.amp, "hardware": hardware_report()}
+        if self.thresholds is not None:
+            summary["thresholds"] = dict(zip(self.classes, self.thresholds))
         if self.rt.is_main:
             from ..evaluate.plots import plot_history
 
@@ -430,8 +434,6 @@ class Trainer:
             write_text_atomic(self.run_dir / "summary.json", json.dumps(summary, indent=1))
             if self.writer:
                 self.writer.close()
-            if self.thresholds is not None:
-                summary["thresholds"] = dict(zip(self.classes, self.thresholds))
             print(f"done: best {best_figures(best, self.task)} at epoch {self.best_epoch}; "
                   f"model {self.run_dir / 'best.safetensors'}; skipped {len(self.data.skipped)} unreadable images")
         return summary
