@@ -115,3 +115,30 @@ def test_page_offers_the_models_of_the_server(browser, trained_model, photos, tm
         page.close()
     finally:
         assert stopped_cleanly(running.stop())
+
+
+@pytest.mark.slow
+def test_page_shows_every_label_over_its_threshold(browser, multilabel_model, mosaic_folder):
+    """A multi-label model: the labels over their thresholds are listed, and each bar marks its label's
+    threshold, green over it and grey under it."""
+    picture = sorted((mosaic_folder / "test").glob("*.png"))[0]
+    expected = Predictor.from_file(multilabel_model, backend="torch", precision="fp32").predict_files([picture])[0]
+    running = RunningServer(multilabel_model, "--backend", "torch", "--precision", "fp32")
+    try:
+        page = browser.new_page()
+        page.goto(f"{running.url}/")
+        page.set_input_files("#picker", [str(picture)])
+        page.wait_for_selector(".card.done .bar")
+        bars = page.locator(".card.done .bar")
+        assert bars.evaluate_all("bars => bars.map(b => b.dataset.label)") == [
+            p["label"] for p in expected["predictions"]]
+        assert page.locator(".card.done .bar .threshold").count() == bars.count()
+        positive = page.locator(".card.done .bar.positive").evaluate_all("bars => bars.map(b => b.dataset.label)")
+        assert positive == expected["labels"]
+        listed = page.locator(".card.done .labels").inner_text()
+        assert all(label in listed for label in expected["labels"]) and listed.startswith("labels:")
+        left = page.locator(".card.done .bar .threshold").first.evaluate("m => parseFloat(m.style.left)")
+        assert left == pytest.approx(100 * expected["predictions"][0]["threshold"], abs=0.06)
+        page.close()
+    finally:
+        assert stopped_cleanly(running.stop())

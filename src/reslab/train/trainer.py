@@ -66,15 +66,18 @@ def resolve_amp(cfg: TrainConfig, device: torch.device) -> tuple[bool, str]:
 
 def epoch_figures(row: dict[str, float]) -> str:
     """An epoch's line: training loss and accuracy, then the validation figures if it was evaluated."""
-    if "train_exact_match" in row:
-        train = f"train loss {row['train_loss']:.4f} exact {row['train_exact_match']:.4f}"
+    multilabel = "train_exact_match" in row
+    train = (f"train loss {row['train_loss']:.4f} exact {row['train_exact_match']:.4f}" if multilabel
+             else f"train loss {row['train_loss']:.4f} top-1 {row['train_top1']:.4f}")
+    if "val_loss" not in row:
+        return f"{train}  not evaluated"
+    if multilabel:
         val = (f"val loss {row['val_loss']:.4f} mAP {row['val_map']:.4f} (micro {row['val_map_micro']:.4f}) "
                f"sample-F1@0.5 {row['val_f1_samples']:.4f} exact {row['val_exact_match']:.4f}")
     else:
-        train = f"train loss {row['train_loss']:.4f} top-1 {row['train_top1']:.4f}"
         val = (f"val loss {row['val_loss']:.4f} top-1 {row['val_top1']:.4f} top-5 {row['val_top5']:.4f} "
                f"balanced {row['val_balanced_accuracy']:.4f} macro-F1 {row['val_macro_f1']:.4f}")
-    return f"{train}  {val if 'val_loss' in row else 'not evaluated'}"
+    return f"{train}  {val}"
 
 
 def best_figures(best: dict[str, float], task: str) -> str:
