@@ -111,19 +111,24 @@ def add_bench_serve_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true")
 
 
+def add_seeded_recipe_args(parser: argparse.ArgumentParser, seeds: int) -> None:
+    """The short training runs that the training-effect benchmarks repeat over seeds."""
+    parser.add_argument("--model", default="resnet20")
+    parser.add_argument("--epochs", type=int, default=15)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--lr", type=float, default=0.05)
+    parser.add_argument("--seeds", type=int, default=seeds)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--json", action="store_true")
+
+
 def add_bench_imbalance_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", help="a JPEG pack with train/val splits (default: the shipped CIFAR-10 sample)")
     parser.add_argument("--ratio", type=int, default=10, help="keep 1 in RATIO training images of the second half "
                         "of the classes")
     parser.add_argument("--recipes", default="none,class-weights balanced,class-weights effective,sampler balanced",
                         help="comma-separated: none, class-weights balanced, class-weights effective, sampler balanced")
-    parser.add_argument("--model", default="resnet20")
-    parser.add_argument("--epochs", type=int, default=15)
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--lr", type=float, default=0.05)
-    parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--json", action="store_true")
+    add_seeded_recipe_args(parser, seeds=3)
 
 
 def add_bench_label_issues_args(parser: argparse.ArgumentParser) -> None:
@@ -144,10 +149,4 @@ def add_bench_multilabel_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--train", type=int, default=3000, help="training pictures")
     parser.add_argument("--val", type=int, default=600, help="validation pictures (the thresholds are tuned on them)")
     parser.add_argument("--test", type=int, default=600, help="test pictures")
-    parser.add_argument("--model", default="resnet20")
-    parser.add_argument("--epochs", type=int, default=15)
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--lr", type=float, default=0.05)
-    parser.add_argument("--seeds", type=int, default=2)
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--json", action="store_true")
+    add_seeded_recipe_args(parser, seeds=2)
