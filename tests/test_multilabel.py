@@ -254,3 +254,12 @@ def test_multilabel_serving_quantisation_export_and_cli(multilabel_model, mosaic
     torch_probabilities = Predictor.from_file(multilabel_model, backend="torch", precision="fp32").inference(
         onnx_predictor.preprocess([picture]))
     assert np.allclose(onnx_predictor.inference(onnx_predictor.preprocess([picture])), torch_probabilities, atol=1e-5)
+    # Grad-CAM of the most probable label, with its sigmoid probability
+    from reslab.evaluate.explain import Explainer
+    from reslab.models import load_model_file
+
+    network, _ = load_model_file(multilabel_model)
+    with Image.open(picture) as image:
+        explanation = Explainer(network, info, "gradcam").explain([image.convert("RGB")])[0]
+    assert explanation.class_name == expected["predictions"][0]["label"]
+    assert explanation.probability == pytest.approx(expected["predictions"][0]["probability"], abs=1e-4)

@@ -129,7 +129,8 @@ class Explainer:
 
         x = x.to(self.device, torch.float32)
         with torch.inference_mode():
-            probabilities = self.model(x).float().softmax(1).cpu()
+            logits = self.model(x).float()
+            probabilities = (logits.sigmoid() if self.info.multilabel else logits.softmax(1)).cpu()
         chosen = list(classes) if classes is not None else probabilities.argmax(1).tolist()
         with torch.inference_mode(False), torch.enable_grad(), self.cam_class(self.model, [self.layer]) as cam:
             maps = cam(input_tensor=x.clone().requires_grad_(True),
