@@ -201,7 +201,7 @@ HELP = {
     "step_size": "epochs between lr drops for the step schedule",
     "milestones": "epochs of lr drops for the multistep schedule, e.g. 30,60",
     "gamma": "lr factor at each drop",
-    "label_smoothing": "label smoothing of the cross-entropy",
+    "label_smoothing": "label smoothing of the cross-entropy (multilabel: targets 1 -> 1 - eps/2, 0 -> eps/2)",
     "class_weights": "loss weight per class for imbalanced data: none | balanced (inverse frequency) | "
                      "effective (Cui et al.'s effective number of samples, see --effective-beta)",
     "effective_beta": "beta of --class-weights effective: 0.9 is close to equal weights, 0.9999 to inverse frequency",

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 
 FORMAT = "reslab-model"
 FORMAT_VERSION = 1
+DEFAULT_THRESHOLD = 0.5  # a multi-label model's decision threshold where none was tuned
 
 
 @dataclass
@@ -68,6 +69,13 @@ class ModelInfo:
     @property
     def multilabel(self) -> bool:
         return self.task == "multilabel"
+
+    @property
+    def decision_thresholds(self) -> list[float] | None:
+        """A multi-label model's threshold per label (0.5 where none were tuned); None for a single-label one."""
+        if not self.multilabel:
+            return None
+        return self.thresholds or [DEFAULT_THRESHOLD] * len(self.classes)
 
     def with_precision(self, precision: str) -> ModelInfo:
         return dataclasses.replace(self, precision=precision)

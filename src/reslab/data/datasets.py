@@ -14,13 +14,14 @@ from ..atomic import write_text_atomic
 from .images import is_image_file
 
 VAL_NAMES = ("val", "valid", "validation")
+SPLIT_NAMES = ("train", "val", "test")
 SPLIT_FRACTIONS = (0.7, 0.2, 0.1)
 HOLDOUT_FRACTIONS = (0.9, 0.1, 0.0)
 
 
 @dataclass
 class FileSplit:
-    """Images on disk: paths and integer labels."""
+    """Images on disk: paths and labels (integers, or multi-hot rows for multi-label data)."""
 
     paths: list[Path]
     labels: list[int] | np.ndarray  # multi-hot rows (N, classes) for multi-label data
@@ -191,18 +192,27 @@ def load_folder(root: Path, seed: int = 0, split_file: Path | None = None, hold_
     classes, everything = scan_folder(root)
     relative = [str(p.relative_to(root)) for p in everything.paths]
     if split_file is not None and split_file.is_file():
-        saved = json.loads(split_file.read_text())
-        position = {r: i for i, r in enumerate(relative)}
-        missing = [r for part in ("train", "val", "test") for r in saved[part] if r not in position]
-        if missing:
-            raise ValueError(f"{split_file}: {len(missing)} files of the saved split are gone, e.g. {missing[0]}")
-        parts = tuple([position[r] for r in saved[part]] for part in ("train", "val", "test"))
+        parts = saved_split(split_file, relative)
     else:
-        parts = stratified_split(everything.labels, seed)
-    record = {"seed": seed, "fractions": SPLIT_FRACTIONS, "classes": classes}
-    record.update({name: [relative[i] for i in idx] for name, idx in zip(("train", "val", "test"), parts)})
+        parts = list(stratified_split(everything.labels, seed))
     train, val, test = (subset(everything, idx) for idx in parts)
-    return Dataset(root.name, classes, train, val, test, split_file=record)
+    return Dataset(root.name, classes, train, val, test, split_file=split_record(seed, classes, relative, parts))
+
+
+def saved_split(split_file: Path, relative: list[str]) -> list[list[int]]:
+    """Indices of train/val/test in ``relative`` (the files found now) as a run's ``split.json`` lists them."""
+    saved = json.loads(split_file.read_text())
+    position = {r: i for i, r in enumerate(relative)}
+    missing = [r for part in SPLIT_NAMES for r in saved.get(part, []) if r not in position]
+    if missing:
+        raise ValueError(f"{split_file}: {len(missing)} files of the saved split are gone, e.g. {missing[0]}")
+    return [[position[r] for r in saved.get(part, [])] for part in SPLIT_NAMES]
+
+
+def split_record(seed: int, classes: list[str], relative: list[str], parts: list[list[int]]) -> dict:
+    """The generated split as the run's ``split.json`` keeps it: the files of each part, by relative path."""
+    return {"seed": seed, "fractions": SPLIT_FRACTIONS, "classes": classes,
+            **{name: [relative[i] for i in idx] for name, idx in zip(SPLIT_NAMES, parts)}}
 
 
 def load_cifar(name: str, root: Path, seed: int = 0, hold_out: bool = True) -> Dataset:

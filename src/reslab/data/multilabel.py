@@ -20,10 +20,18 @@ from pathlib import Path
 
 import numpy as np
 
-from .datasets import HOLDOUT_FRACTIONS, SPLIT_FRACTIONS, Dataset, FileSplit
+from .datasets import (
+    HOLDOUT_FRACTIONS,
+    SPLIT_FRACTIONS,
+    SPLIT_NAMES,
+    Dataset,
+    FileSplit,
+    saved_split,
+    split_record,
+    subset,
+)
 
 INDEX_NAMES = ("labels.csv", "labels.json")
-SPLITS = ("train", "val", "test")
 SEPARATORS = re.compile(r"[;|]")
 Entry = tuple[str, list[str], str | None]  # image path as written, its labels, its split (None: not given)
 
@@ -52,8 +60,8 @@ def _read_csv(path: Path, split: str | None) -> list[Entry]:
             if not row["path"]:
                 raise ValueError(f"{path}, line {line}: empty 'path'")
             given = (row.get("split") or "").strip().lower() or None
-            if given is not None and given not in SPLITS:
-                raise ValueError(f"{path}, line {line}: split {given!r} is not one of {', '.join(SPLITS)}")
+            if given is not None and given not in SPLIT_NAMES:
+                raise ValueError(f"{path}, line {line}: split {given!r} is not one of {', '.join(SPLIT_NAMES)}")
             entries.append((row["path"].strip(), _split_labels(row["labels"] or ""), split or given))
     return entries
 
@@ -88,7 +96,7 @@ def find_entries(data: Path) -> tuple[Path, list[Entry]]:
             return data, read_index(data / name)
     for suffix in (".csv", ".json"):
         if (data / f"train{suffix}").is_file():
-            return data, [e for split in SPLITS if (data / f"{split}{suffix}").is_file()
+            return data, [e for split in SPLIT_NAMES if (data / f"{split}{suffix}").is_file()
                           for e in read_index(data / f"{split}{suffix}", split)]
     raise ValueError(f"{data}: no multi-label index; expected {' or '.join(INDEX_NAMES)} (or train.csv/val.csv/"
                      f"test.csv) beside the images, with columns path,labels")
@@ -137,10 +145,6 @@ def multi_hot(entries: list[Entry], classes: list[str]) -> np.ndarray:
     return targets
 
 
-def _take(paths: list[Path], targets: np.ndarray, indices: list[int]) -> FileSplit:
-    return FileSplit([paths[i] for i in indices], targets[indices])
-
-
 def load_multilabel(data: str, seed: int = 0, split_file: Path | None = None, hold_out: bool = True) -> Dataset:
     """A multi-label dataset from its index; ``split_file``: a run's saved split, reused when it exists."""
     root, entries = find_entries(Path(data))
@@ -158,17 +162,13 @@ def load_multilabel(data: str, seed: int = 0, split_file: Path | None = None, ho
     given = [s for _, _, s in entries]
     record = None
     if split_file is not None and split_file.is_file():
-        saved = json.loads(split_file.read_text())
-        position = {r: i for i, r in enumerate(relative)}
-        gone = [r for part in SPLITS for r in saved.get(part, []) if r not in position]
-        if gone:
-            raise ValueError(f"{split_file}: {len(gone)} files of the saved split are gone, e.g. {gone[0]}")
-        parts = [[position[r] for r in saved.get(part, [])] for part in SPLITS]
+        parts = saved_split(split_file, relative)
+        record = split_record(seed, classes, relative, parts)
     elif any(s is not None for s in given):
         unsplit = [r for r, s in zip(relative, given) if s is None]
         if unsplit:
             raise ValueError(f"{data}: {len(unsplit)} images have no split while others do, e.g. {unsplit[0]}")
-        parts = [[i for i, s in enumerate(given) if s == part] for part in SPLITS]
+        parts = [[i for i, s in enumerate(given) if s == part] for part in SPLIT_NAMES]
         if not parts[0]:
             raise ValueError(f"{data}: the split column names no training images")
         if not parts[1] and hold_out:  # hold out 10% of train for validation, stratified
@@ -176,9 +176,9 @@ def load_multilabel(data: str, seed: int = 0, split_file: Path | None = None, ho
             parts = [[parts[0][i] for i in keep], [parts[0][i] for i in val], parts[2]]
     else:
         parts = iterative_split(targets, SPLIT_FRACTIONS, seed)
-        record = {"seed": seed, "fractions": SPLIT_FRACTIONS, "classes": classes}
-        record.update({name: [relative[i] for i in idx] for name, idx in zip(SPLITS, parts)})
-    train, val, test = (_take(paths, targets, idx) if idx else None for idx in parts)
+        record = split_record(seed, classes, relative, parts)
+    everything = FileSplit(paths, targets)
+    train, val, test = (subset(everything, idx) if idx else None for idx in parts)
     if train is None:
         raise ValueError(f"{data}: no training images")
     return Dataset(Path(data).stem if Path(data).is_file() else Path(data).name, classes, train,

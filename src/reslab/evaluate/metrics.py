@@ -32,11 +32,9 @@ class EvalResult:
     def macro_f1(self) -> float:
         return macro_f1(self.confusion)
 
-    score_name = "top-1"
-
     @property
     def score(self) -> float:
-        """What picks the best epoch, and what quantisation and pruning must keep."""
+        """What picks the best epoch: top-1 (a multi-label result's is its mAP)."""
         return self.top1
 
     def summary(self) -> dict[str, float]:

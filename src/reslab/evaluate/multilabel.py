@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 import torch
@@ -18,9 +19,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..collectives import gather_across_ranks
+from ..modelfile import DEFAULT_THRESHOLD
 from .metrics import folded_batchnorm, forward_batches
-
-DEFAULT_THRESHOLD = 0.5
 
 
 def average_precisions(targets: np.ndarray, probabilities: np.ndarray) -> np.ndarray:
@@ -78,7 +78,7 @@ def threshold_metrics(targets: np.ndarray, probabilities: np.ndarray, thresholds
             "exact_match": float(accuracy_score(targets, predicted))}
 
 
-def per_label_report(targets: np.ndarray, probabilities: np.ndarray, thresholds: list[float] | None,
+def per_label_report(targets: np.ndarray, probabilities: np.ndarray, thresholds: list[float],
                      classes: list[str]) -> list[dict]:
     from sklearn.metrics import precision_recall_fscore_support
 
@@ -86,10 +86,9 @@ def per_label_report(targets: np.ndarray, probabilities: np.ndarray, thresholds:
     precision, recall, f1, support = precision_recall_fscore_support(targets, predicted, average=None,
                                                                      zero_division=0)
     ap = average_precisions(targets, probabilities)
-    cuts = thresholds or [DEFAULT_THRESHOLD] * len(classes)
     return [{"class": name, "ap": None if np.isnan(a) else float(a), "threshold": float(t), "precision": float(p),
              "recall": float(r), "f1": float(f), "support": int(s)}
-            for name, a, t, p, r, f, s in zip(classes, ap, cuts, precision, recall, f1, support)]
+            for name, a, t, p, r, f, s in zip(classes, ap, thresholds, precision, recall, f1, support)]
 
 
 @dataclass
@@ -100,14 +99,13 @@ class MultilabelResult:
     thresholds: list[float] | None = None  # those of the model evaluated (None: 0.5 for every label)
     worst: list[tuple[float, np.ndarray, np.ndarray, Tensor]] = field(default_factory=list)  # (loss, true, p, image)
 
-    score_name = "mAP"
-
     @property
     def count(self) -> int:
         return len(self.targets)
 
-    @property
+    @cached_property
     def map_macro_micro(self) -> tuple[float, float]:
+        """Computed once: the epoch's row and the choice of the best epoch both need it."""
         return mean_average_precision(self.targets, self.probabilities)
 
     @property

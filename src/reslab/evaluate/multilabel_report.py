@@ -21,18 +21,18 @@ def multilabel_report(model: nn.Module, info: ModelInfo, loader: Iterable[tuple[
                       device: torch.device, out_dir: Path, tta: bool, worst: int, bf16: bool,
                       explain: str | None) -> tuple[dict[str, Any], dict[str, Path]]:
     """The report's figures and the pictures written to ``out_dir``."""
+    thresholds = info.decision_thresholds
     result = evaluate_multilabel(model, loader, device, tta=tta, keep_worst=worst, channels_last=True, amp=bf16,
-                                 thresholds=info.thresholds)
+                                 thresholds=thresholds)
     report: dict[str, Any] = {**result.summary(), "thresholds": "tuned on val" if info.thresholds else "0.5"}
     if bf16:  # the same split in fp32: what the lower precision changes
-        fp32 = evaluate_multilabel(model, loader, device, tta=tta, channels_last=True, thresholds=info.thresholds)
-        same = decisions(fp32.probabilities, info.thresholds) == decisions(result.probabilities, info.thresholds)
+        fp32 = evaluate_multilabel(model, loader, device, tta=tta, channels_last=True, thresholds=thresholds)
+        same = decisions(fp32.probabilities, thresholds) == decisions(result.probabilities, thresholds)
         report["fp32"] = {"map": fp32.score, "loss": fp32.loss, "agreement": float(same.mean())}
-    report["per_class"] = per_label_report(result.targets, result.probabilities, info.thresholds, info.classes)
-    cuts = np.asarray(info.thresholds or 0.5)
-    shown = [(loss, true, (p >= cuts).astype(np.int64), image) for loss, true, p, image in result.worst]
+    report["per_class"] = per_label_report(result.targets, result.probabilities, thresholds, info.classes)
+    shown = [(loss, true, decisions(p[None], thresholds)[0], image) for loss, true, p, image in result.worst]
     pre = info.preprocess
-    files = {"pr_curves_png": plot_pr_curves(result.targets, result.probabilities, info.classes, info.thresholds,
+    files = {"pr_curves_png": plot_pr_curves(result.targets, result.probabilities, info.classes, thresholds,
                                              out_dir / "pr_curves.png"),
              "worst_png": plot_worst_multilabel(shown, info.classes, pre.mean, pre.std, out_dir / "worst.png")}
     if explain is not None:

@@ -109,19 +109,18 @@ def plot_feature_maps(maps: Tensor, path: Path, title: str) -> Path:
     return _save(fig, path)
 
 
-def plot_pr_curves(targets, probabilities, classes: list[str], thresholds: list[float] | None, path: Path) -> Path:
+def plot_pr_curves(targets, probabilities, classes: list[str], thresholds: list[float], path: Path) -> Path:
     """Multi-label: each label's precision-recall curve with its operating point (its threshold) as a dot,
     and the micro-averaged curve of every image-label pair in black."""
     from sklearn.metrics import precision_recall_curve
 
     fig, ax = plt.subplots(figsize=(7, 6))
-    cuts = thresholds or [0.5] * len(classes)
     for c, name in enumerate(classes):
         if not targets[:, c].any():
             continue
         precision, recall, _ = precision_recall_curve(targets[:, c], probabilities[:, c])
         (line,) = ax.plot(recall, precision, lw=1, alpha=0.8, label=name if len(classes) <= 20 else None)
-        chosen = probabilities[:, c] >= cuts[c]
+        chosen = probabilities[:, c] >= thresholds[c]
         hits = int((chosen & (targets[:, c] > 0)).sum())
         ax.plot(hits / targets[:, c].sum(), hits / max(1, int(chosen.sum())), "o", color=line.get_color(), ms=4)
     precision, recall, _ = precision_recall_curve(targets.ravel(), probabilities.ravel())

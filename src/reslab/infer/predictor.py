@@ -71,17 +71,10 @@ def probabilities_of(logits: np.ndarray, info: ModelInfo) -> np.ndarray:
     return probabilities.astype(np.float32)
 
 
-def label_thresholds(info: ModelInfo) -> np.ndarray | None:
-    """A multi-label model's thresholds (0.5 for each label where the file has none); None for single-label."""
-    if not info.multilabel:
-        return None
-    return np.asarray(info.thresholds or [0.5] * len(info.classes), dtype=np.float32)
-
-
 def ranked(probabilities: np.ndarray, info: ModelInfo, topk: int = 5) -> list[list[Prediction]]:
     """Each image's ``topk`` most probable classes; for a multi-label model also every label over its
     threshold, however many, each with its threshold."""
-    cuts = label_thresholds(info)
+    cuts = info.decision_thresholds
     k = min(topk, probabilities.shape[1])
     answers = []
     for row in probabilities:

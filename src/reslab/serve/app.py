@@ -24,7 +24,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.datastructures import UploadFile
 
 from ..data.images import EmptyImageError, ImageTooLargeError, NotAnImageError, UnreadableImageError
-from ..infer.predictor import label_thresholds, probabilities_of
+from ..infer.predictor import probabilities_of
 from ..version import __version__
 from .auth import ApiKeys, UnauthorizedError
 from .batching import QueueFullError
@@ -331,9 +331,8 @@ def create_app(config: ServeConfig) -> FastAPI:
     def v2_model(name: str, version: str | None = None) -> dict[str, Any]:
         slot = ready_slot(name)
         predictor = slot.require_ready()
-        thresholds = label_thresholds(predictor.info)
         return model_metadata(slot.name, slot.version, predictor.backend_name, slot.chw(), len(predictor.classes),
-                              predictor.info.task, None if thresholds is None else thresholds.tolist())
+                              predictor.info.task, predictor.info.decision_thresholds)
 
     @app.get("/v2/models/{name}/ready", summary="v2: model readiness", responses={404: _error("unknown"), **denied},
              **protected)

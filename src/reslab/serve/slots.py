@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from ..formats import forward_only_reason, model_digest
-from ..infer.predictor import Predictor, answer, label_thresholds, ranked
+from ..infer.predictor import Predictor, answer, ranked
 from ..version import __version__
 from .batching import MicroBatcher
 from .metrics import Metrics
@@ -133,7 +133,7 @@ class ModelSlot:
         return {
             "model": self.name, "version": self.version, "file": self.path,
             "architecture": predictor.info.spec.arch, "classes": predictor.classes, "task": predictor.info.task,
-            **({"thresholds": label_thresholds(predictor.info).tolist()} if predictor.info.multilabel else {}),
+            **({"thresholds": predictor.info.decision_thresholds} if predictor.info.multilabel else {}),
             "num_classes": len(predictor.classes),
             "input": {"shape": list(self.chw()), "resize_size": pre.resize_size,
                       "mean": list(pre.mean), "std": list(pre.std), "interpolation": pre.interpolation},

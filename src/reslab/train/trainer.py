@@ -109,8 +109,8 @@ class Trainer:
         if dataset is None:
             dataset = load_dataset(cfg.data, Path(cfg.cache_dir).expanduser(), cfg.seed, self.run_dir / "split.json",
                                    cfg.eval_split, columns=(cfg.image_column, cfg.label_column), task=cfg.task)
-        if dataset.task != cfg.task:
-            raise ValueError(f"{cfg.data}: {dataset.task} data, but the run's task is {cfg.task}")
+        if dataset.task != cfg.task:  # splits given by the caller
+            raise ValueError(f"{dataset.name}: {dataset.task} data, but the run's task is {cfg.task}")
         self.task = cfg.task
         self.classes = dataset.classes
         self.data = self._build_data(dataset)
