@@ -83,3 +83,31 @@ def test_env_reports_the_machine_versions_and_usable_precisions(capsys):
     assert cpu_info().isa in out and f"torch             {torch.__version__.split('+')[0]}" in out
     assert "onnxruntime (cpu)" in out and "no bf16 kernels" in out
     assert ("bf16: yes" in out.split("torch (cpu)")[1].splitlines()[0]) == cpu_info().native_bf16
+
+
+# Two OpenVINO models opened, then closed first-in-first-out, then a signal with a Python handler: with one
+# OpenVINO Core each, the CPU plugin left the thread on an unmapped signal stack and this died of SIGSEGV.
+OPENVINO_OPENED_TWICE = """
+import os, signal, sys
+import onnx
+from onnx import TensorProto, helper
+from reslab.infer.backends import OpenVinoBackend
+
+graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "relu",
+                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])])
+onnx.save_model(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), sys.argv[1])
+first, second = OpenVinoBackend(sys.argv[1]), OpenVinoBackend(sys.argv[1])
+del first
+del second
+signal.signal(signal.SIGUSR1, lambda *_: print("handled", flush=True))
+os.kill(os.getpid(), signal.SIGUSR1)
+"""
+
+
+def test_openvino_models_closed_in_any_order_leave_signals_deliverable(tmp_path):
+    pytest.importorskip("openvino")
+    result = subprocess.run([sys.executable, "-c", OPENVINO_OPENED_TWICE, str(tmp_path / "relu.onnx")],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, f"exit code {result.returncode} (-11 is SIGSEGV): {result.stderr[-2000:]}"
+    assert result.stdout.strip() == "handled"

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    import openvino
     import torch
 
 
@@ -85,9 +86,7 @@ def _cpu_model() -> str:
     except OSError:
         pass
     try:  # OpenVINO names it on every OS
-        import openvino as ov
-
-        return str(ov.Core().get_property("CPU", "FULL_DEVICE_NAME"))
+        return str(openvino_core().get_property("CPU", "FULL_DEVICE_NAME"))
     except Exception:  # not installed, or no CPU plugin: fall back to the platform's answer
         return platform.processor() or platform.machine()
 
@@ -273,12 +272,25 @@ def openvino_config(precision: str) -> dict[str, str]:
 
 
 @functools.cache
+def openvino_core() -> openvino.Core:
+    """The process's one OpenVINO ``Core``, kept until it exits: every OpenVINO call goes through it.
+
+    Each ``Core`` that starts OpenVINO's CPU plugin gives the calling thread a signal stack of its own
+    (``sigaltstack``, room for AMX state) and, when that ``Core`` goes, puts back the stack it found and
+    unmaps its own. Two ``Core`` objects whose lives overlap and end first-in-first-out leave the thread
+    on the first one's unmapped stack: the next signal with a Python handler (SIGCHLD once a
+    ``DataLoader`` has had workers, SIGINT) cannot be delivered, and the kernel kills the process with
+    SIGSEGV. One ``Core`` swaps the stack once and never back."""
+    import openvino as ov
+
+    return ov.Core()
+
+
+@functools.cache
 def openvino_capabilities() -> tuple[str, ...]:
     """OpenVINO's CPU plugin's own list (FP32, BF16, INT8, ...); empty where OpenVINO is not installed."""
     try:
-        import openvino as ov
-
-        return tuple(ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES"))
+        return tuple(openvino_core().get_property("CPU", "OPTIMIZATION_CAPABILITIES"))
     except Exception:  # not installed, or no CPU plugin
         return ()
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import onnx
 
+from ..hardware import openvino_core
 from ..modelfile import ModelFileError, ModelInfo
 
 
@@ -25,10 +26,8 @@ def save_openvino(proto: onnx.ModelProto, info: ModelInfo, path: Path) -> Path:
 
 
 def read_openvino_info(path: Path) -> ModelInfo:
-    import openvino as ov
-
     try:
-        model = ov.Core().read_model(str(path))
+        model = openvino_core().read_model(str(path))
     except RuntimeError as e:
         raise ModelFileError(f"{path}: not a readable OpenVINO IR ({e})") from e
     if not model.has_rt_info(["reslab"]):

@@ -27,7 +27,14 @@ import numpy as np
 
 from ..atomic import atomic_path
 from ..formats import model_format, read_info
-from ..hardware import bf16_refusal, onednn_bf16_refusal, onnxruntime_providers, openvino_capabilities, openvino_config
+from ..hardware import (
+    bf16_refusal,
+    onednn_bf16_refusal,
+    onnxruntime_providers,
+    openvino_capabilities,
+    openvino_config,
+    openvino_core,
+)
 from ..modelfile import ModelInfo
 from ..paths import cache_root, file_digest
 from .memory import runtime_version
@@ -138,9 +145,7 @@ class OpenVinoBackend:
     name = "openvino"
 
     def __init__(self, model_path: str, threads: int | None = None, precision: str = "fp32") -> None:
-        import openvino as ov
-
-        core = ov.Core()
+        core = openvino_core()
         config: dict[str, object] = {"PERFORMANCE_HINT": "LATENCY", **openvino_config(precision)}
         if threads:
             config["INFERENCE_NUM_THREADS"] = threads
