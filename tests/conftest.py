@@ -6,6 +6,12 @@ import pytest
 
 from reslab.data.sample import materialize
 
+# pytest-xdist's workers (`make test` runs one per core) share the cores: each computes on its share, and so
+# do the processes its tests start, rather than every worker running one OpenMP thread per core
+WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+if WORKERS > 1:
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, len(os.sched_getaffinity(0)) // WORKERS)))
+
 # converted models, exported graphs and remembered runtime choices go to a fresh folder, not the user's cache
 # (servers started by the tests inherit it)
 os.environ["RESLAB_CACHE"] = tempfile.mkdtemp(prefix="reslab-test-cache-")

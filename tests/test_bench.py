@@ -19,6 +19,8 @@ def test_bench_train_runs_both_paths_on_the_same_data(cifar_folder):
     assert len(bf16) == (result["bf16_left_out"] is None) and result["hardware"].startswith("CPU ")
     if bf16:  # fp32 and bf16 side by side where bf16 is native
         assert result["bf16_vs_fp32"] == bf16[0]["images_per_s"] / ours["images_per_s"]
+    # and what --amp auto picks for the same run: measured where bf16 is native
+    assert result["auto_choice"]["how"] in (("measured", "remembered") if bf16 else ("not native",))
     for row in (baseline, ours, *bf16):
         assert len(row["epochs"]) == 2 and row["images_per_s"] > 0
         assert row["fraction_of_peak"] == row["images_per_s"] * result["train_gflop_per_image"] / result[

@@ -5,7 +5,6 @@ import signal
 import subprocess
 import sys
 import time
-import warnings
 from pathlib import Path
 
 import pytest
@@ -205,23 +204,11 @@ def test_a_progressive_size_above_the_image_size_is_refused(tiny_folder, tmp_pat
     assert not (tmp_path / "run").exists()
 
 
-def test_mixed_precision_is_on_by_default_on_gpus_and_amx_cpus_only(tiny_folder, tmp_path):
-    from reslab.train.trainer import resolve_amp
-
-    amx = cpu_info().level == "AMX"
-    assert resolve_amp(TrainConfig(), torch.device("cpu")) == (amx, "bfloat16" if amx else "float32")
-    assert resolve_amp(TrainConfig(amp=False), torch.device("cpu")) == (False, "float32")
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        assert resolve_amp(TrainConfig(amp=True), torch.device("cpu")) == (True, "bfloat16")
-    assert bool(caught) == (not cpu_info().native_bf16)  # emulated bf16 is said to be slower
-    with pytest.raises(ValueError, match="float16 is for GPUs"):
-        resolve_amp(TrainConfig(amp=True, amp_dtype="float16"), torch.device("cpu"))
-    if torch.cuda.is_available():
-        assert resolve_amp(TrainConfig(), torch.device("cuda"))[0]
+def test_an_fp32_run_records_its_precision_and_hardware(tiny_folder, tmp_path):
     Trainer(tiny_config(tiny_folder, tmp_path, epochs=1, amp=False)).fit()
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["precision"] == "fp32" and summary["amp"] is False
+    assert summary["precision_choice"]["how"] == "asked"
     assert summary["hardware"]["cpu"]["isa"] == cpu_info().isa
     _, info = load_model_file(tmp_path / "run" / "best.safetensors")
     assert info.training["precision"] == "fp32" and info.training["hardware"]["cpu"]["level"] == cpu_info().level

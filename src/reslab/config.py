@@ -12,11 +12,14 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 
 from .atomic import write_text_atomic
+
+# a switch that may be left to a measurement: true, false or "auto" (``--amp``, ``--no-amp``, ``--amp auto``)
+AutoBool = bool | Literal["auto"]
 
 
 @dataclass
@@ -75,7 +78,7 @@ class TrainConfig:
     class_weights: str = "none"  # none | balanced | effective
     effective_beta: float = 0.999
     pos_weight: str = "none"  # multilabel: none | balanced
-    amp: bool | None = None  # default: on for CUDA
+    amp: AutoBool = "auto"  # auto: on for CUDA; on CPUs with native bf16, where bf16 measures faster
     amp_dtype: str = "bfloat16"  # bfloat16 | float16
     accumulate: int = 1
     clip_grad: float = 0.0  # max gradient norm; 0 = off
@@ -207,7 +210,9 @@ HELP = {
     "effective_beta": "beta of --class-weights effective: 0.9 is close to equal weights, 0.9999 to inverse frequency",
     "pos_weight": "multilabel: none | balanced (each label's positive term weighted by its negatives / positives "
                   "in the training images, capped at 100)",
-    "amp": "mixed precision (autocast); default: on for CUDA, off on CPUs",
+    "amp": "mixed precision (autocast): --amp, --no-amp, or --amp auto (on GPUs; on CPUs with native bf16, where a "
+           "few training steps of this run measure bf16 at least 1.2x as fast as fp32; remembered per machine, model "
+           "and batch)",
     "amp_dtype": "bfloat16 | float16 (float16 uses a grad scaler; bfloat16 falls back to it on GPUs without bf16)",
     "accumulate": "micro-batches per optimizer step",
     "clip_grad": "max gradient norm (0 = off)",
@@ -240,6 +245,13 @@ def _base_type(tp: Any) -> tuple[Any, bool]:
 
 
 def _coerce(name: str, value: Any, tp: Any) -> Any:
+    if tp == AutoBool:
+        if str(value).lower() == "auto":
+            return "auto"
+        try:
+            return _coerce(name, value, bool)
+        except ValueError:
+            raise ValueError(f"config field {name!r}: expected true/false/auto, got {value!r}") from None
     base, optional = _base_type(tp)
     if value is None or (optional and isinstance(value, str) and value.lower() in ("none", "null", "")):
         if not optional:
@@ -297,7 +309,11 @@ def add_config_flags(parser: argparse.ArgumentParser) -> None:
         default = TrainConfig.__dataclass_fields__[name].default
         shown = f" [{default}]" if default not in (None, dataclasses.MISSING) else ""
         text = HELP[name] + shown
-        if base is bool:
+        if tp == AutoBool:
+            parser.add_argument(flag, dest=name, default=None, nargs="?", const=True, metavar="auto", help=text)
+            parser.add_argument("--no-" + flag[2:], dest=name, action="store_const", const=False,
+                                help=argparse.SUPPRESS)
+        elif base is bool:
             parser.add_argument(flag, dest=name, default=None, action=argparse.BooleanOptionalAction, help=text)
         else:
             metavar = "A,B,..." if typing.get_origin(base) is list else name.upper()

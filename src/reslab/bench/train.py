@@ -28,7 +28,7 @@ from torchvision.transforms import v2
 from ..config import TrainConfig
 from ..data.preprocess import DATASET_STATS
 from ..data.sample import SAMPLE_PACK, materialize
-from ..hardware import bf16_refusal, default_amp, hardware_line, resolve_device
+from ..hardware import bf16_refusal, hardware_line, resolve_device
 from ..models import count_macs, create_model
 from ..train.trainer import Trainer
 from .modes import MODES, compare_modes, print_modes_table, sample_batch
@@ -75,12 +75,16 @@ def baseline_epochs(
     return rates
 
 
+def bench_trainer(folder: Path, model_name: str, stem: str, batch_size: int, epochs: int, run_root: Path,
+                  amp: bool | str) -> Trainer:
+    return Trainer(TrainConfig(data=str(folder), model=model_name, stem=stem, batch_size=batch_size, epochs=epochs,
+                               lr=0.05, out_dir=str(run_root), name=f"bench-amp-{amp}", device="cpu", amp=amp))
+
+
 def reslab_epochs(
     folder: Path, model_name: str, stem: str, batch_size: int, epochs: int, run_root: Path, amp: bool = False
 ) -> list[float]:
-    cfg = TrainConfig(data=str(folder), model=model_name, stem=stem, batch_size=batch_size, epochs=epochs,
-                      lr=0.05, out_dir=str(run_root), name=f"bench-amp-{amp}", device="cpu", amp=amp)
-    trainer = Trainer(cfg)
+    trainer = bench_trainer(folder, model_name, stem, batch_size, epochs, run_root, amp)
     return [trainer.train_one_epoch()["images_per_s"] for _ in range(epochs)]
 
 
@@ -158,6 +162,9 @@ def run_train_bench(args: argparse.Namespace) -> dict:
         bf16_refused = bf16_refusal(torch.device("cpu"))
         ours_bf16 = None if bf16_refused else reslab_epochs(folder, args.model, args.stem, args.batch_size,
                                                             args.epochs, tmp_path / "runs", amp=True)
+        # what `reslab train` itself picks for this network and batch (--amp auto: measured where bf16 is native)
+        auto = bench_trainer(folder, args.model, args.stem, args.batch_size, args.epochs, tmp_path / "runs",
+                             "auto").precision
         # the clock of a shared machine drifts: the peak is the best of a measurement on each side
         peak = max(peak_before, measure_gemm_peak())
     gflop_per_image = 3 * 2 * macs / 1e9  # forward + backward (about twice the forward)
@@ -175,7 +182,7 @@ def run_train_bench(args: argparse.Namespace) -> dict:
         "threads": threads, "gemm_peak_gflops": peak, "train_gflop_per_image": gflop_per_image,
         "rows": rows, "speedup": rows[1]["images_per_s"] / rows[0]["images_per_s"], "hardware": hardware_line(),
         "bf16_vs_fp32": rows[2]["images_per_s"] / rows[1]["images_per_s"] if ours_bf16 is not None else None,
-        "bf16_left_out": bf16_refused, "default_amp": default_amp(torch.device("cpu")),
+        "bf16_left_out": bf16_refused, "auto_choice": auto.record(),
     }
     if printed_as_json(result, args.json):
         return result
@@ -188,8 +195,8 @@ def run_train_bench(args: argparse.Namespace) -> dict:
     print(f"speed-up of reslab over the baseline: {result['speedup']:.2f}x "
           f"(median of epochs 2..{args.epochs}, first epoch discarded)")
     if result["bf16_vs_fp32"] is not None:
-        print(f"bf16 autocast vs fp32: {result['bf16_vs_fp32']:.2f}x; `reslab train` defaults to "
-              f"{'bf16 (--amp)' if result['default_amp'] else 'fp32 (--no-amp)'} on this CPU")
+        print(f"bf16 autocast vs fp32: {result['bf16_vs_fp32']:.2f}x")
     else:
         print(f"bf16 left out: {bf16_refused}")
+    print(f"`reslab train` (--amp auto) trains this in {auto.label} here ({auto.how}: {auto.reason})")
     return result

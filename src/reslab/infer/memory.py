@@ -1,7 +1,8 @@
 """Remembered runtime choices: ``auto`` times every runtime and precision once per model file and machine,
 then reuses the answer. The key is the file's content, the machine, the installed runtimes' versions and
 what was asked for (device, threads, precision), so a new file, machine, thread count or runtime version
-chooses again. Nothing here imports torch: a remembered ONNX Runtime or OpenVINO choice runs without it.
+chooses again. Training's ``--amp auto`` keeps its step timings here too (``identity_key``). Nothing here
+imports torch: a remembered ONNX Runtime or OpenVINO choice runs without it.
 
 Kept in ``paths.cache_root()/choices.json``; deleting it (or ``RESLAB_CACHE`` elsewhere) forgets them all.
 """
@@ -32,9 +33,13 @@ def runtime_version(package: str) -> str | None:
 
 def choice_key(path: Path, backend: str, precision: str, device: str, threads: int | None,
                images: list[Path]) -> str:
-    identity = [model_digest(path), backend, precision, device, threads, machine_identity(),
-                [runtime_version(r) for r in RUNTIMES], [str(p) for p in images]]
-    return hashlib.sha256(json.dumps(identity).encode()).hexdigest()[:24]
+    return identity_key([model_digest(path), backend, precision, device, threads, machine_identity(),
+                         [runtime_version(r) for r in RUNTIMES], [str(p) for p in images]])
+
+
+def identity_key(identity: list) -> str:
+    """The key of a choice made for everything ``identity`` lists (JSON-serialisable values)."""
+    return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:24]
 
 
 def _store() -> Path:

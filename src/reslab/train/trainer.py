@@ -10,7 +10,7 @@ import json
 import platform
 import sys
 import time
-import warnings
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +29,7 @@ from ..data.pipeline import SMALL_IMAGE, DataBundle, DataOptions, build_data, de
 from ..data.transforms import AugmentOptions
 from ..evaluate.metrics import EvalResult, autocast_context, evaluate
 from ..evaluate.multilabel import MultilabelResult, evaluate_multilabel, tune_thresholds
-from ..hardware import autocast_dtype, bf16_refusal, default_amp, hardware_line, hardware_report, resolve_device
+from ..hardware import hardware_line, hardware_report, resolve_device
 from ..modelfile import ModelInfo, ModelSpec, save_model_file
 from ..models import architecture, create_model, set_train_mode
 from ..models.weights import weights_preprocess
@@ -40,6 +40,7 @@ from .distill import Teacher, distillation_loss, sigmoid_distillation_loss
 from .distributed import Runtime
 from .multilabel_loss import multilabel_loss, pos_weights, training_hits
 from .optim import build_optimizer, build_scheduler
+from .precision_choice import PrecisionChoice, measure_across_ranks, resolve_precision
 
 METRIC_FIELDS = {
     "multiclass": ["epoch", "train_loss", "train_top1", "val_loss", "val_top1", "val_top5", "val_balanced_accuracy",
@@ -48,20 +49,6 @@ METRIC_FIELDS = {
                    "val_f1_samples", "val_exact_match", "lr", "seconds", "images_per_s", "image_size", "elapsed_s"],
 }
 SCORE_FIELD = {"multiclass": "val_top1", "multilabel": "val_map"}  # what picks the best epoch
-
-
-def resolve_amp(cfg: TrainConfig, device: torch.device) -> tuple[bool, str]:
-    """Mixed precision: on by default on GPUs and AMX CPUs (``hardware.default_amp``), in bf16 where
-    the device has it, else fp16 (with a grad scaler). bf16 asked for on a CPU without native bf16 runs
-    (emulated, slower than fp32), with a warning that says so."""
-    amp = cfg.amp if cfg.amp is not None else default_amp(device)
-    if amp and device.type == "cpu":
-        if cfg.amp_dtype == "float16":
-            raise ValueError("config field 'amp_dtype': float16 is for GPUs; on CPUs mixed precision is bf16")
-        refusal = bf16_refusal(device)
-        if refusal:
-            warnings.warn(f"--amp asks for bf16, but {refusal}: slower than fp32 here", stacklevel=2)
-    return amp, str(autocast_dtype(device, cfg.amp_dtype)).removeprefix("torch.") if amp else "float32"
 
 
 def epoch_figures(row: dict[str, float]) -> str:
@@ -138,7 +125,8 @@ class Trainer:
         self.steps_per_epoch = -(-len(self.data.train) // cfg.accumulate)
         self.optimizer = build_optimizer(self.model, cfg)
         self.scheduler = build_scheduler(self.optimizer, cfg, self.steps_per_epoch)
-        self.amp, self.amp_dtype = resolve_amp(cfg, device)
+        resumed = load_checkpoint(self.run_dir / "last.pt") if cfg.resume else None
+        self.precision = self._choose_precision(resumed)
         if device.type == "cuda":
             torch.backends.cudnn.benchmark = True  # fixed input shapes: let cuDNN pick its fastest kernels
         fp16 = self.amp and self.amp_dtype == "float16" and device.type == "cuda"
@@ -151,8 +139,8 @@ class Trainer:
         self.best_epoch = 0
         self.bad_epochs = 0
         self.history: list[dict[str, float]] = []
-        if cfg.resume:
-            self._load_last()
+        if resumed is not None:
+            self._restore(resumed)
         self.writer = None
         if self.rt.is_main:  # the run folder is written only once everything above has worked
             from torch.utils.tensorboard import SummaryWriter
@@ -222,10 +210,10 @@ class Trainer:
             "bad_epochs": self.bad_epochs,
             "history": self.history,
             "rng": rng_state(),
+            "precision": self.precision.record(),
         }
 
-    def _load_last(self) -> None:
-        state = load_checkpoint(self.run_dir / "last.pt")
+    def _restore(self, state: dict[str, Any]) -> None:
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
@@ -250,7 +238,8 @@ class Trainer:
             **({"distilled_from": {"teacher": str(Path(self.cfg.teacher).resolve()), "alpha": self.cfg.kd_alpha,
                                    "temperature": self.cfg.kd_temperature}} if self.cfg.teacher else {}),
             "torch": torch.__version__, "python": platform.python_version(),
-            "device": str(self.rt.device), "precision": self.precision_label, "hardware": hardware_report(),
+            "device": str(self.rt.device), "precision": self.precision_label,
+            "precision_choice": self.precision.record(), "hardware": hardware_report(),
         })
 
     def imbalance_record(self) -> dict[str, Any]:
@@ -271,10 +260,37 @@ class Trainer:
         path = Path(self.cfg.data)
         return str(path.resolve()) if path.exists() else self.cfg.data
 
+    def _choose_precision(self, resumed: dict[str, Any] | None) -> PrecisionChoice:
+        """``--amp auto`` on a resumed run keeps the choice its checkpoint records, so that it goes on
+        exactly as it began; otherwise ``precision_choice.resolve_precision`` decides, timing this run's
+        own network, image size and batch where that is what decides."""
+        cfg = self.cfg
+        if cfg.amp == "auto" and resumed is not None and resumed.get("precision"):
+            return PrecisionChoice.from_record(resumed["precision"])
+        size = self.data.preprocess.image_size
+        identity = [asdict(self.spec), size, cfg.batch_size, cfg.channels_last, torch.get_num_threads(),
+                    self.rt.world_size]
+
+        def measure() -> tuple[float, float]:
+            if self.rt.is_main:
+                print(f"--amp auto: timing fp32 and bf16 training steps of {cfg.model} at {size} px, batch "
+                      f"{cfg.batch_size} (once for this machine, model and batch)", flush=True)
+            return measure_across_ranks(self.model, cfg.batch_size, size, cfg.in_chans, cfg.channels_last)
+
+        return resolve_precision(cfg.amp, cfg.amp_dtype, self.rt.device, identity, measure)
+
+    @property
+    def amp(self) -> bool:
+        return self.precision.amp
+
+    @property
+    def amp_dtype(self) -> str:
+        return self.precision.dtype
+
     @property
     def precision_label(self) -> str:
-        """What training computed in: fp32, or mixed precision with bf16/fp16 autocast."""
-        return f"mixed {self.amp_dtype}" if self.amp else "fp32"
+        """What training computes in: fp32, or mixed precision with bf16/fp16 autocast."""
+        return self.precision.label
 
     def eval_model(self) -> nn.Module:
         return self.ema.module if self.ema else self.model
@@ -370,6 +386,7 @@ class Trainer:
             print(describe(self.data))
             print(f"model {cfg.model} ({self.spec.stem or 'cifar'} stem), {len(self.classes)} classes, "
                   f"device {self.rt.device}, {self.precision_label}, run folder {self.run_dir}")
+            print(f"precision: {self.precision_label} ({self.precision.how}: {self.precision.reason})")
             print(hardware_line(self.rt.device))
         # wall time of training and evaluation, carried over a resume: the time-to-accuracy clock
         clock = time.perf_counter() - (self.history[-1].get("elapsed_s", 0.0) if self.history else 0.0)
@@ -427,7 +444,8 @@ class Trainer:
                    **{f"best_{f}": best.get(f) for f in figures}, **self.imbalance_record(),
                    "skipped_images": len(self.data.skipped),
                    "skipped_files": sorted(self.data.skipped.files), "device": str(self.rt.device),
-                   "precision": self.precision_label, "amp": self.amp, "hardware": hardware_report()}
+                   "precision": self.precision_label, "amp": self.amp, "precision_choice": self.precision.record(),
+                   "hardware": hardware_report()}
         if self.thresholds is not None:
             summary["thresholds"] = dict(zip(self.classes, self.thresholds))
         if self.rt.is_main:
