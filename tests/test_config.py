@@ -69,3 +69,14 @@ def test_every_field_is_a_documented_flag():
     add_config_flags(parser)
     text = parser.format_help()
     assert "--warmup-epochs WARMUP_EPOCHS" in text and "linear warm-up length" in text
+
+
+def test_amp_is_auto_unless_forced_on_or_off(tmp_path):
+    assert TrainConfig().amp == "auto" and parse([]).amp == "auto"
+    assert (parse(["--amp"]).amp, parse(["--no-amp"]).amp, parse(["--amp", "auto"]).amp) == (True, False, "auto")
+    (tmp_path / "c.yaml").write_text("amp: auto\n")
+    assert parse(["--config", str(tmp_path / "c.yaml")]).amp == "auto"
+    assert parse(["--config", str(tmp_path / "c.yaml"), "--no-amp"]).amp is False
+    assert config_from_dict({"amp": "on"}).amp is True
+    with pytest.raises(ValueError, match="'amp': expected true/false/auto, got 'sometimes'"):
+        parse(["--amp", "sometimes"])
