@@ -1,9 +1,11 @@
+import importlib.util
 import json
 import subprocess
 import sys
 
 import pytest
 
+from reslab.bench.peak import measure_gemm_peak
 from reslab.cli import main
 
 
@@ -160,3 +162,11 @@ def test_bench_train_against_raw_steps(tmp_path, photos):
     result = json.loads(out.stdout[out.stdout.index("{"):])
     assert result["path"] == "cpu" and len(result["epochs"]) == 2
     assert result["ratio"] == result["trainer_images_per_s"] / result["raw_steps_images_per_s"]
+
+
+def test_the_fp32_peak_is_the_fastest_of_several_libraries_products():
+    peak = measure_gemm_peak()
+    assert peak.gflops == max(peak.kernels.values()) == peak.kernels[peak.kernel] > 0
+    assert any(k.startswith("torch.mm") for k in peak.kernels) and any(k.startswith("oneDNN") for k in peak.kernels)
+    assert ("ONNX Runtime MatMul 2048x2048" in peak.kernels) == (importlib.util.find_spec("onnxruntime") is not None)
+    assert peak.kernel in peak.describe()

@@ -2,6 +2,7 @@
 resolves its device through it and fails with the same one line."""
 
 import os
+import re
 import subprocess
 import sys
 
@@ -84,6 +85,17 @@ def test_env_reports_the_machine_versions_and_usable_precisions(capsys):
     assert cpu_info().isa in out and f"torch             {torch.__version__.split('+')[0]}" in out
     assert "onnxruntime (cpu)" in out and "no bf16 kernels" in out
     assert ("bf16: yes" in out.split("torch (cpu)")[1].splitlines()[0]) == cpu_info().native_bf16
+    # every package an extra brings, installed or not, with the extra that brings it
+    packages = out.split("packages")[1]
+    for name, extra in (("datasets", "hf"), ("huggingface_hub", "hf"), ("grad-cam", "explain"),
+                        ("cleanlab", "labels"), ("scikit-learn", "torch,labels"), ("openvino", "deploy")):
+        assert re.search(rf"^  {re.escape(name)} +\S+ +{re.escape(extra)}$", packages, re.M), name
+    assert "pytest" not in packages  # the test tools are not reslab's
+    trains = next(line for line in out.splitlines() if line.startswith("training"))
+    if cpu_info().native_bf16:  # timed, whichever way it went
+        assert "bf16 autocast steps ran" in trains and ("mixed bfloat16" in trains or "fp32" in trains)
+    else:
+        assert "trains in fp32" in trains and "not native" in trains
 
 
 # Two OpenVINO models opened, then closed first-in-first-out, then a signal with a Python handler: with one

@@ -33,7 +33,7 @@ from ..models import count_macs, create_model
 from ..train.trainer import Trainer
 from .modes import MODES, compare_modes, print_modes_table, sample_batch
 from .output import printed_as_json
-from .peak import measure_gemm_peak
+from .peak import best_peak, measure_gemm_peak
 
 
 def _subset_folder(source: Path, images: int, out: Path) -> Path:
@@ -165,8 +165,8 @@ def run_train_bench(args: argparse.Namespace) -> dict:
         # what `reslab train` itself picks for this network and batch (--amp auto: measured where bf16 is native)
         auto = bench_trainer(folder, args.model, args.stem, args.batch_size, args.epochs, tmp_path / "runs",
                              "auto").precision
-        # the clock of a shared machine drifts: the peak is the best of a measurement on each side
-        peak = max(peak_before, measure_gemm_peak())
+        measured = best_peak(peak_before, measure_gemm_peak())
+        peak = measured.gflops
     gflop_per_image = 3 * 2 * macs / 1e9  # forward + backward (about twice the forward)
     rows = []
     sides = [("baseline (DataLoader, per-image transforms, NCHW)", base),
@@ -179,7 +179,8 @@ def run_train_bench(args: argparse.Namespace) -> dict:
                      "fraction_of_peak": ips * gflop_per_image / peak, "epochs": rates})
     result = {
         "model": f"{args.model} ({args.stem} stem), 32x32, batch {args.batch_size}, {args.images} images/epoch",
-        "threads": threads, "gemm_peak_gflops": peak, "train_gflop_per_image": gflop_per_image,
+        "threads": threads, "gemm_peak_gflops": peak, "gemm_peak_kernel": measured.kernel,
+        "train_gflop_per_image": gflop_per_image,
         "rows": rows, "speedup": rows[1]["images_per_s"] / rows[0]["images_per_s"], "hardware": hardware_line(),
         "bf16_vs_fp32": rows[2]["images_per_s"] / rows[1]["images_per_s"] if ours_bf16 is not None else None,
         "bf16_left_out": bf16_refused, "auto_choice": auto.record(),
@@ -187,7 +188,7 @@ def run_train_bench(args: argparse.Namespace) -> dict:
     if printed_as_json(result, args.json):
         return result
     print(f"\n{result['hardware']}")
-    print(f"{result['model']}; {threads} threads; measured fp32 GEMM peak {peak:.1f} GFLOP/s; "
+    print(f"{result['model']}; {threads} threads; fp32 peak {measured.describe()}; "
           f"{gflop_per_image:.2f} GFLOP per training image")
     print(f"{'path':<56}{'images/s':>10}{'GFLOP/s':>10}{'of peak':>9}")
     for r in rows:
