@@ -15,14 +15,18 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(PY) -m reslab.demo
 
+# one pytest-xdist worker per core (at most 4): a test whose process dies (a native library's crash) fails
+# alone, by name, and the rest go on in a new worker
+XDIST := -n auto --maxprocesses 4 --dist worksteal
+
 test: $(STAMP)
-	$(PY) -m pytest -q -m "not slow"
+	$(PY) -m pytest -q $(XDIST) -m "not slow"
 
 test-slow: $(STAMP)
-	$(PY) -m pytest -q -m slow
+	$(PY) -m pytest -q $(XDIST) -m slow
 
 test-all: $(STAMP)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q $(XDIST)
 
 lint: $(STAMP)
 	$(PY) -m ruff check src tests

@@ -6,6 +6,7 @@ import sys
 import pytest
 
 from reslab.bench.peak import measure_gemm_peak
+from reslab.bench.time_to_accuracy import time_to_targets
 from reslab.cli import main
 
 
@@ -87,6 +88,16 @@ def run_json(capsys, *argv: str) -> dict:
     return json.loads(out[out.index("{"):])
 
 
+def test_each_target_is_timed_at_the_first_evaluation_that_reaches_it():
+    history = [{"epoch": 1, "elapsed_s": 10.0}, {"epoch": 2, "val_top1": 0.5, "elapsed_s": 25.0},
+               {"epoch": 3, "val_top1": 0.8, "elapsed_s": 38.0}, {"epoch": 4, "val_top1": 0.7, "elapsed_s": 51.0}]
+    low, reached, missed = time_to_targets(history, [0.4, 0.8, 0.9])
+    assert (low["reached"], low["epoch"], low["seconds"]) == (True, 2, 25.0)
+    assert (reached["reached"], reached["epoch"], reached["seconds"], reached["top1"]) == (True, 3, 38.0, 0.8)
+    assert (missed["reached"], missed["epoch"], missed["top1"]) == (False, 3, 0.8)  # the best, and its time
+
+
+@pytest.mark.slow
 def test_time_to_accuracy_times_each_target_or_reports_the_best(tmp_path, capsys):
     result = run_json(capsys, "bench", "time-to-accuracy", "--config", "configs/cifar10-resnet20-cpu-fast.yaml",
                       "--data", "samples/cifar10-sample.npz", "--epochs", "3", "--targets", "5,99.9",
@@ -106,7 +117,7 @@ def test_time_to_accuracy_times_each_target_or_reports_the_best(tmp_path, capsys
     assert all(round(e["val_top1"] * 400, 6).is_integer() for e in epochs[1:])
 
 
-@pytest.mark.parametrize("kind", ["train", "infer"])
+@pytest.mark.parametrize("kind", [pytest.param("train", marks=pytest.mark.slow), "infer"])
 def test_mode_comparison_runs_each_mode_side_by_side(kind, capsys):
     if kind == "train":
         result = run_json(capsys, "bench", "train", "--device", "cpu", "--modes", "eager,channels_last+amp",

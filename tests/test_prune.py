@@ -27,6 +27,7 @@ def test_l1_unstructured_is_global_and_permanent(trained_model, cifar_folder, tm
     assert info.training["pruning"]["method"] == "l1-unstructured"
 
 
+@pytest.mark.slow
 def test_structured_removes_channels_and_stays_usable(trained_model, cifar_folder, photos, tmp_path):
     out = tmp_path / "s.safetensors"
     r = prune_model(trained_model, PruneOptions(amount=0.5, method="structured", data=str(cifar_folder),

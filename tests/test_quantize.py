@@ -7,6 +7,7 @@ import onnx
 import pytest
 from onnx import numpy_helper
 
+from reslab.formats import read_info
 from reslab.infer.predictor import Predictor
 from reslab.modelfile import read_model_info
 from reslab.optimize.quantize import QuantizationRejected, QuantizeOptions, quantize_model
@@ -58,7 +59,7 @@ def test_int8_model_runs_in_every_onnx_backend(quantized, photos):
 
 
 def test_a_drop_beyond_the_threshold_writes_nothing(trained_model, sample_folder, tmp_path):
-    opts = QuantizeOptions(calib_data=str(sample_folder), calib_images=20, method="entropy", val_images=100,
+    opts = QuantizeOptions(calib_data=str(sample_folder), calib_images=20, method="minmax", val_images=100,
                            max_drop=-1.0)  # any result exceeds a negative allowance
     with pytest.raises(QuantizationRejected, match="nothing written"):
         quantize_model(trained_model, opts, tmp_path / "x.onnx")
@@ -71,3 +72,13 @@ def test_bad_requests_are_refused(quantized, sample_folder, tmp_path):
         quantize_model(out, QuantizeOptions(calib_data=str(sample_folder)), tmp_path / "y.onnx")
     with pytest.raises(ValueError, match="calibration method"):
         QuantizeOptions(calib_data="x", method="kl")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", ["entropy", "percentile"])
+def test_histogram_calibrations_write_a_checked_model(trained_model, sample_folder, tmp_path, method):
+    opts = QuantizeOptions(calib_data=str(sample_folder), calib_images=20, method=method, val_images=100,
+                           max_drop=100.0)
+    report = quantize_model(trained_model, opts, tmp_path / "m-int8.onnx")
+    assert report["written"] and report["calibration_images"] == 20 and report["val_images"] == 100
+    assert read_info(tmp_path / "m-int8.onnx").precision == "int8"

@@ -208,6 +208,7 @@ def slow_model(tmp_path_factory):
     return save_model_file(tmp_path_factory.mktemp("slow") / "slow.safetensors", model, info)
 
 
+@pytest.mark.slow
 def test_full_queue_and_timeouts_are_refused_cleanly(slow_model, photos):
     slow = RunningServer(slow_model, "--backend", "torch", "--max-queue", "2", "--timeout-s", "0.05",
                          "--cache-size", "0")

@@ -33,6 +33,7 @@ def read_metrics(run: Path) -> list[dict]:
         return list(csv.DictReader(f))
 
 
+@pytest.mark.slow
 def test_training_on_real_images_beats_chance(cifar_folder, tmp_path):
     summary = Trainer(tiny_config(cifar_folder, tmp_path, epochs=8, lr=0.1)).fit()
     run = Path(summary["run_dir"])

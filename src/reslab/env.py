@@ -52,17 +52,17 @@ def package_versions() -> dict[str, dict[str, str | None]]:
     return versions
 
 
-ENV_PROBE = ("resnet18", "cifar", 32, 64)  # the ResNet-18 training step `reslab env` times: stem, size, batch
+ENV_PROBE = ("resnet18", "cifar", 32, 32)  # the ResNet-18 training step `reslab env` times: stem, size, batch
 
 
 def training_precision() -> PrecisionChoice:
-    """What ``--amp auto`` picks for a ResNet-18 (CIFAR stem, 32 px, batch 64) training step on this CPU,
+    """What ``--amp auto`` picks for a ResNet-18 (CIFAR stem, 32 px, batch 32) training step on this CPU,
     timed once and remembered like a run's own."""
     arch, stem, size, batch = ENV_PROBE
     model = create_model(arch, num_classes=10, stem=stem).to(memory_format=torch.channels_last)
     return resolve_precision("auto", "bfloat16", torch.device("cpu"),
                              ["reslab env", *ENV_PROBE, torch.get_num_threads()],
-                             lambda: measure_step_rates(model, batch, size))
+                             lambda: measure_step_rates(model, batch, size, seconds=2.0))
 
 
 def usable_precisions() -> dict[str, dict[str, str]]:
