@@ -15,9 +15,9 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(PY) -m reslab.demo
 
-# one pytest-xdist worker per core (at most 4): a test whose process dies (a native library's crash) fails
-# alone, by name, and the rest go on in a new worker
-XDIST := -n auto --maxprocesses 4 --dist worksteal
+# one pytest-xdist worker per core (at most 4), a test file each (its module fixtures built once): a test whose
+# process dies (a native library's crash) fails alone, by name, and the rest go on in a new worker
+XDIST := -n auto --maxprocesses 4 --dist loadfile
 
 test: $(STAMP)
 	$(PY) -m pytest -q $(XDIST) -m "not slow"

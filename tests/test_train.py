@@ -75,7 +75,8 @@ def _train_command(data: Path, out: Path, *extra: str) -> list[str]:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("amp", ["--no-amp", "--amp"])  # fp32, and bf16 autocast (native or not, still exact)
+# fp32, bf16 autocast (native or not, still exact), and what --amp auto measured (remembered: both runs agree)
+@pytest.mark.parametrize("amp", ["--no-amp", "--amp", "--amp=auto"])
 def test_resume_after_kill_9_equals_an_uninterrupted_run(cifar_folder, tmp_path, amp):
     env = {**os.environ, "PYTHONHASHSEED": "0"}
     subprocess.run(_train_command(cifar_folder, tmp_path / "straight", amp), check=True, env=env, capture_output=True)
