@@ -2,8 +2,10 @@ import importlib.util
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
+import yaml
 
 from reslab.bench.peak import measure_gemm_peak
 from reslab.bench.time_to_accuracy import time_to_targets
@@ -99,7 +101,9 @@ def test_each_target_is_timed_at_the_first_evaluation_that_reaches_it():
 
 @pytest.mark.slow
 def test_time_to_accuracy_times_each_target_or_reports_the_best(tmp_path, capsys):
-    result = run_json(capsys, "bench", "time-to-accuracy", "--config", "configs/cifar10-resnet20-cpu-fast.yaml",
+    recipe = {**yaml.safe_load(Path("configs/cifar10-resnet20-cpu-fast.yaml").read_text()), "eval_every": 2}
+    (tmp_path / "recipe.yaml").write_text(yaml.safe_dump(recipe))  # the CPU recipe, evaluated every second epoch
+    result = run_json(capsys, "bench", "time-to-accuracy", "--config", str(tmp_path / "recipe.yaml"),
                       "--data", "samples/cifar10-sample.npz", "--epochs", "3", "--targets", "5,99.9",
                       "--device", "cpu", "--out-dir", str(tmp_path))
     epochs = result["epochs_run"]
