@@ -15,6 +15,7 @@ import copy
 import statistics
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -98,7 +99,8 @@ def measure_step_rates(model: nn.Module, batch: int, image_size: int, in_chans: 
 
 
 def resolve_precision(requested: bool | str, amp_dtype: str, device: torch.device,
-                      identity: list[Any] | None = None, measure: Any = None) -> PrecisionChoice:
+                      identity: list[Any] | None = None,
+                      measure: Callable[[], tuple[float, float]] | None = None) -> PrecisionChoice:
     """``requested``: True, False or "auto". ``measure()`` returns (fp32, bf16) images/s of the run's
     steps; ``identity`` names what was measured, for remembering it (None: not remembered)."""
     if device.type == "cpu" and requested is not False and amp_dtype == "float16":
@@ -121,6 +123,7 @@ def resolve_precision(requested: bool | str, amp_dtype: str, device: torch.devic
     if known:
         fp32, bf16, how = known["fp32_images_per_s"], known["bf16_images_per_s"], "remembered"
     else:
+        assert measure is not None, "bf16 is native here: the run's steps must be timed"
         fp32, bf16 = measure()
         how = "measured"
     ratio = bf16 / fp32
