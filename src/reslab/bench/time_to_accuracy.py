@@ -1,8 +1,9 @@
 """``reslab bench time-to-accuracy``: train a recipe on CIFAR-10 and print the wall time at which the
 test accuracy first reaches each target.
 
-The recipe trains on all 50,000 training images and evaluates the 10,000 test images after every
-epoch (``eval_split: test``), with the recipe's own evaluation settings (e.g. flip TTA). The clock
+The recipe trains on all 50,000 training images and evaluates the 10,000 test images
+(``eval_split: test``) with its own evaluation settings: how often (``eval_every``, and after the last
+epoch) and how (e.g. flip TTA). The clock
 runs from the first training step to the end of each evaluation: evaluation is included; reading
 and decoding the dataset and building the model are timed apart. Where a target is not reached,
 the best accuracy and its time are printed instead.
