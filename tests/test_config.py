@@ -78,5 +78,6 @@ def test_amp_is_auto_unless_forced_on_or_off(tmp_path):
     assert parse(["--config", str(tmp_path / "c.yaml")]).amp == "auto"
     assert parse(["--config", str(tmp_path / "c.yaml"), "--no-amp"]).amp is False
     assert config_from_dict({"amp": "on"}).amp is True
+    assert config_from_dict({"amp": None}).amp == "auto"  # the config.yaml of a run saved before auto existed
     with pytest.raises(ValueError, match="'amp': expected true/false/auto, got 'sometimes'"):
         parse(["--amp", "sometimes"])

@@ -246,7 +246,7 @@ def _base_type(tp: Any) -> tuple[Any, bool]:
 
 def _coerce(name: str, value: Any, tp: Any) -> Any:
     if tp == AutoBool:
-        if str(value).lower() == "auto":
+        if value is None or str(value).lower() in ("auto", "none", "null"):  # None: a run folder from before auto
             return "auto"
         try:
             return _coerce(name, value, bool)
