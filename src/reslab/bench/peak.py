@@ -6,7 +6,6 @@ Runtime's ``MatMul`` to its own MLAS kernels; the peak is the fastest of them, a
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -15,6 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from ..hardware import onnxruntime_providers
+from ..timing import timed_calls
 
 
 @dataclass(frozen=True)
@@ -27,27 +27,12 @@ class GemmPeak:
         return f"{self.gflops:.1f} GFLOP/s ({self.kernel}, the fastest of {len(self.kernels)} fp32 products)"
 
 
-def _best_gflops(run: Callable[[], object], flop: float, device: torch.device, seconds: float = 0.6) -> float:
-    """GFLOP/s of the fastest of the calls made in about ``seconds`` (at least three), after one warm-up."""
-    def timed() -> float:
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        start = time.perf_counter()
-        run()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        return time.perf_counter() - start
-
-    timed()
-    times: list[float] = []
-    deadline = time.perf_counter() + seconds
-    while time.perf_counter() < deadline or len(times) < 3:
-        times.append(timed())
-    return flop / min(times) / 1e9
+def _best_gflops(run: Callable[[], object], flop: float) -> float:
+    """GFLOP/s of the fastest of the calls made in about 0.6 s (at least three), after one warm-up."""
+    return flop / min(timed_calls(run, seconds=0.6, min_calls=3, warmup=0.0)) / 1e9
 
 
 def _onnxruntime_matmul(n: int) -> Callable[[], object]:
-    import onnx
     import onnxruntime as ort
     from onnx import TensorProto, helper
 
@@ -58,28 +43,22 @@ def _onnxruntime_matmul(n: int) -> Callable[[], object]:
     session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
     rng = np.random.default_rng(0)
     feed = {k: rng.standard_normal((n, n), dtype=np.float32) for k in "ab"}
-    onnx.checker.check_model(model)
     return lambda: session.run(None, feed)
 
 
-def measure_gemm_peak(device: torch.device | str = "cpu") -> GemmPeak:
-    """The best GFLOP/s of fp32 matrix products on ``device``: the practical FMA peak it is compared to."""
-    device = torch.device(device)
+def measure_gemm_peak() -> GemmPeak:
+    """The best GFLOP/s of fp32 matrix products on this CPU: the practical FMA peak it is compared to."""
     kernels: dict[str, float] = {}
     for n in (1024, 2048):
-        a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
-        out = torch.empty(n, n, device=device)
-        kernels[f"torch.mm {n}x{n}"] = _best_gflops(lambda a=a, b=b, out=out: torch.mm(a, b, out=out), 2 * n**3,
-                                                    device)
-    if device.type == "cpu":
-        # a 1x1 convolution over 64x64 pixels, 1024 -> 1024 channels: a (4096 x 1024) x (1024 x 1024) product
-        x = torch.randn(1, 1024, 64, 64).contiguous(memory_format=torch.channels_last)
-        w = torch.randn(1024, 1024, 1, 1).contiguous(memory_format=torch.channels_last)
-        with torch.no_grad():
-            kernels["oneDNN 1x1 convolution 4096x1024x1024"] = _best_gflops(lambda: F.conv2d(x, w),
-                                                                            2 * 4096 * 1024 * 1024, device)
-        if "CPUExecutionProvider" in onnxruntime_providers():
-            kernels["ONNX Runtime MatMul 2048x2048"] = _best_gflops(_onnxruntime_matmul(2048), 2 * 2048**3, device)
+        a, b, out = torch.randn(n, n), torch.randn(n, n), torch.empty(n, n)
+        kernels[f"torch.mm {n}x{n}"] = _best_gflops(lambda a=a, b=b, out=out: torch.mm(a, b, out=out), 2 * n**3)
+    # a 1x1 convolution over 64x64 pixels, 1024 -> 1024 channels: a (4096 x 1024) x (1024 x 1024) product
+    x = torch.randn(1, 1024, 64, 64).contiguous(memory_format=torch.channels_last)
+    w = torch.randn(1024, 1024, 1, 1).contiguous(memory_format=torch.channels_last)
+    with torch.no_grad():
+        kernels["oneDNN 1x1 convolution 4096x1024x1024"] = _best_gflops(lambda: F.conv2d(x, w), 2 * 4096 * 1024**2)
+    if "CPUExecutionProvider" in onnxruntime_providers():
+        kernels["ONNX Runtime MatMul 2048x2048"] = _best_gflops(_onnxruntime_matmul(2048), 2 * 2048**3)
     best = max(kernels, key=kernels.__getitem__)
     return GemmPeak(kernels[best], best, kernels)
 
