@@ -144,10 +144,10 @@ def test_amp_accumulation_clipping_and_adamw_run(tiny_folder, tmp_path):
 
 def test_no_weight_decay_on_norms_and_biases():
     model = create_model("resnet20", num_classes=10)
-    decay, no_decay = parameter_groups(model, 5e-4, decay_norm_and_bias=False)
+    decay, no_decay = parameter_groups(model, 5e-4, decay_norm_and_bias=False, lr=0.1)
     assert all(p.ndim > 1 for p in decay["params"]) and all(p.ndim == 1 for p in no_decay["params"])
     assert no_decay["weight_decay"] == 0.0
-    assert len(parameter_groups(model, 5e-4, decay_norm_and_bias=True)) == 1
+    assert len(parameter_groups(model, 5e-4, decay_norm_and_bias=True, lr=0.1)) == 1
 
 
 def test_schedules_with_warmup():
@@ -155,9 +155,9 @@ def test_schedules_with_warmup():
     f = lr_factor(cfg, steps_per_epoch=10)
     assert f(0) == pytest.approx(0.05) and f(19) == pytest.approx(1.0)
     assert f(20) == pytest.approx(1.0) and f(60) == pytest.approx(0.5) and f(99) < 0.01
-    step = lr_factor(TrainConfig(epochs=10, schedule="step", step_size=3, gamma=0.1), 10)
+    step = lr_factor(TrainConfig(epochs=10, schedule="step", step_size=3, gamma=0.1, warmup_epochs=0), 10)
     assert [step(s) for s in (0, 29, 30, 60)] == pytest.approx([1, 1, 0.1, 0.01])
-    multi = lr_factor(TrainConfig(epochs=10, schedule="multistep", milestones=[5, 8]), 10)
+    multi = lr_factor(TrainConfig(epochs=10, schedule="multistep", milestones=[5, 8], warmup_epochs=0), 10)
     assert [multi(s) for s in (49, 50, 80)] == pytest.approx([1, 0.1, 0.01])
     model = create_model("resnet20", num_classes=10)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.2)

@@ -20,6 +20,8 @@ from .atomic import write_text_atomic
 
 # a switch that may be left to a measurement: true, false or "auto" (``--amp``, ``--no-amp``, ``--amp auto``)
 AutoBool = bool | Literal["auto"]
+# a number that may be left to a measurement (``--lr 0.05``, ``--lr auto``) or unset (a default that follows the run)
+AutoFloat = float | Literal["auto"]
 
 
 @dataclass
@@ -64,13 +66,15 @@ class TrainConfig:
     epochs: int = 10
     batch_size: int = 128
     optimizer: str = "sgd"  # sgd | adamw
-    lr: float = 0.1
+    lr: AutoFloat | None = None  # default: lr_base scaled to the global batch (see train/defaults.py)
+    lr_base: float | None = None  # at a batch of 256; default 0.1 for SGD, 0.001 for AdamW
     momentum: float = 0.9
     nesterov: bool = True
     weight_decay: float = 5e-4
     decay_norm_and_bias: bool = False
     schedule: str = "cosine"  # cosine | step | multistep | onecycle | constant
-    warmup_epochs: float = 0.0
+    warmup_epochs: float | None = None  # default: 5% of the run's steps, at most 300 (one-cycle: a quarter)
+    backbone_lr_scale: float | None = None  # default: 0.1 when starting from pretrained weights, else 1
     step_size: int = 30
     milestones: list[int] = field(default_factory=list)
     gamma: float = 0.1
@@ -120,6 +124,14 @@ class TrainConfig:
                 raise ValueError(f"config field {name!r} must be at least 1, got {getattr(self, name)}")
         if not 0.0 <= self.kd_alpha <= 1.0:
             raise ValueError(f"config field 'kd_alpha' must be between 0 and 1, got {self.kd_alpha}")
+        if isinstance(self.lr, float | int) and self.lr < 0:
+            raise ValueError(f"config field 'lr' must be 0 or more, got {self.lr}")
+        if self.lr_base is not None and self.lr_base <= 0:
+            raise ValueError(f"config field 'lr_base' must be positive, got {self.lr_base}")
+        if self.warmup_epochs is not None and self.warmup_epochs < 0:
+            raise ValueError(f"config field 'warmup_epochs' must be 0 or more, got {self.warmup_epochs}")
+        if self.backbone_lr_scale is not None and not 0.0 <= self.backbone_lr_scale <= 1.0:
+            raise ValueError(f"config field 'backbone_lr_scale' must be between 0 and 1, got {self.backbone_lr_scale}")
         if self.kd_temperature <= 0:
             raise ValueError(f"config field 'kd_temperature' must be positive, got {self.kd_temperature}")
         if not 0.0 < self.effective_beta < 1.0:
@@ -194,13 +206,20 @@ HELP = {
     "epochs": "training epochs",
     "batch_size": "images per step (per process)",
     "optimizer": "sgd | adamw",
-    "lr": "peak learning rate",
+    "lr": "peak learning rate (default: --lr-base scaled to the global batch; auto: a learning-rate range test "
+          "picks it, as `reslab lr-find` does)",
+    "lr_base": "learning rate at a batch of 256, scaled linearly (SGD) or by the square root (AdamW) to the global "
+               "batch (batch size x processes x accumulation) when --lr is not given (default 0.1 for SGD, 0.001 "
+               "for AdamW)",
     "momentum": "SGD momentum",
     "nesterov": "Nesterov momentum for SGD",
     "weight_decay": "weight decay (conv and linear weights only, unless --decay-norm-and-bias)",
     "decay_norm_and_bias": "also decay BatchNorm parameters and biases",
     "schedule": "cosine | step | multistep | onecycle | constant",
-    "warmup_epochs": "linear warm-up length in epochs (fractions allowed)",
+    "warmup_epochs": "linear warm-up length in epochs, fractions allowed (default: 5%% of the run's steps, at most "
+                     "300; one-cycle: a quarter of the run)",
+    "backbone_lr_scale": "the learning rate of every layer but the head, as a fraction of the head's (default: 0.1 "
+                         "when starting from pretrained weights, 1 from scratch)",
     "step_size": "epochs between lr drops for the step schedule",
     "milestones": "epochs of lr drops for the multistep schedule, e.g. 30,60",
     "gamma": "lr factor at each drop",
@@ -252,6 +271,13 @@ def _coerce(name: str, value: Any, tp: Any) -> Any:
             return _coerce(name, value, bool)
         except ValueError:
             raise ValueError(f"config field {name!r}: expected true/false/auto, got {value!r}") from None
+    if tp == AutoFloat | None:
+        if str(value).lower() == "auto":
+            return "auto"
+        try:
+            return _coerce(name, value, float | None)
+        except ValueError:
+            raise ValueError(f"config field {name!r}: expected a number or auto, got {value!r}") from None
     base, optional = _base_type(tp)
     if value is None or (optional and isinstance(value, str) and value.lower() in ("none", "null", "")):
         if not optional:

@@ -9,24 +9,34 @@ from torch import nn
 from torch.optim.lr_scheduler import LambdaLR, LRScheduler
 
 from ..config import TrainConfig
+from .defaults import warmup_steps
+
+HEAD = "fc"  # the classifier's module name in every reslab ResNet (torchvision's layout)
 
 
-def parameter_groups(model: nn.Module, weight_decay: float, decay_norm_and_bias: bool) -> list[dict]:
+def parameter_groups(model: nn.Module, weight_decay: float, decay_norm_and_bias: bool, lr: float,
+                     backbone_lr_scale: float = 1.0) -> list[dict]:
     """Weight decay on weights of convolutions and linear layers only, unless asked otherwise:
-    decaying BatchNorm scales and biases only hurts (as in timm and torchvision's recipes)."""
-    decay, no_decay = [], []
-    for param in model.parameters():
+    decaying BatchNorm scales and biases only hurts (as in timm and torchvision's recipes).
+    The backbone (everything but the head) learns at ``backbone_lr_scale`` times the head's rate."""
+    groups: dict[tuple[bool, bool], list[nn.Parameter]] = {}
+    for name, param in model.named_parameters():
         if not param.requires_grad:
             continue
-        (decay if decay_norm_and_bias or param.ndim > 1 else no_decay).append(param)
-    groups = [{"params": decay, "weight_decay": weight_decay}]
-    if no_decay:
-        groups.append({"params": no_decay, "weight_decay": 0.0})
-    return groups
+        head = backbone_lr_scale == 1.0 or name.split(".")[0] == HEAD
+        decayed = decay_norm_and_bias or param.ndim > 1
+        groups.setdefault((head, decayed), []).append(param)
+    return [{"params": params, "weight_decay": weight_decay if decayed else 0.0,
+             "lr": lr if head else lr * backbone_lr_scale}
+            for (head, decayed), params in sorted(groups.items(), key=lambda kv: (not kv[0][1], not kv[0][0]))]
 
 
 def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
-    groups = parameter_groups(model, cfg.weight_decay, cfg.decay_norm_and_bias)
+    """``cfg`` as ``defaults.resolve_defaults`` returns it: the learning rate a number."""
+    if not isinstance(cfg.lr, float | int) or isinstance(cfg.lr, bool):
+        raise ValueError(f"the optimizer needs a resolved learning rate, got {cfg.lr!r}")
+    scale = cfg.backbone_lr_scale if cfg.backbone_lr_scale is not None else 1.0
+    groups = parameter_groups(model, cfg.weight_decay, cfg.decay_norm_and_bias, cfg.lr, scale)
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov and cfg.momentum > 0)
     return torch.optim.AdamW(groups, lr=cfg.lr)
@@ -35,9 +45,7 @@ def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer
 def lr_factor(cfg: TrainConfig, steps_per_epoch: int):
     """The multiplier of the base learning rate at an optimizer step: linear warm-up, then the schedule."""
     total = cfg.epochs * steps_per_epoch
-    warmup = round(cfg.warmup_epochs * steps_per_epoch)
-    if cfg.schedule == "onecycle" and warmup == 0:
-        warmup = max(1, round(0.25 * total))  # one-cycle always climbs first: a quarter of training
+    warmup = warmup_steps(cfg, steps_per_epoch)
 
     def factor(step: int) -> float:
         if step < warmup:

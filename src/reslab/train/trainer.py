@@ -36,8 +36,10 @@ from ..models.weights import weights_preprocess
 from ..version import __version__
 from .checkpoint import load_checkpoint, restore_rng_state, rng_state, save_checkpoint
 from .class_weights import class_weights
+from .defaults import RunShape, resolve_defaults
 from .distill import Teacher, distillation_loss, sigmoid_distillation_loss
 from .distributed import Runtime
+from .health import TrainingDiverged, above_uniform_warning, diverged_message, learned_nothing, uniform_guess_loss
 from .multilabel_loss import multilabel_loss, pos_weights, training_hits
 from .optim import build_optimizer, build_scheduler
 from .precision_choice import PrecisionChoice, measure_across_ranks, resolve_precision
@@ -49,6 +51,7 @@ METRIC_FIELDS = {
                    "val_f1_samples", "val_exact_match", "lr", "seconds", "images_per_s", "image_size", "elapsed_s"],
 }
 SCORE_FIELD = {"multiclass": "val_top1", "multilabel": "val_map"}  # what picks the best epoch
+GPU_HEALTH_EVERY = 10  # steps between checks of the loss on a GPU, where reading it waits for the device
 
 
 def epoch_figures(row: dict[str, float]) -> str:
@@ -122,11 +125,19 @@ class Trainer:
         positive = pos_weights(self.data.class_counts, len(self.data.dataset.train), cfg.pos_weight)
         self.pos_weight = positive.to(device) if positive is not None else None
         self.thresholds: list[float] | None = None  # multilabel: tuned on val for each model kept
+        self.uniform_loss = uniform_guess_loss(cfg.task, len(self.classes), self.teacher is not None,
+                                               self.pos_weight is not None)
+        self.val_confusion: torch.Tensor | None = None  # multiclass: of the latest evaluation, to tell chance
         self.steps_per_epoch = -(-len(self.data.train) // cfg.accumulate)
-        self.optimizer = build_optimizer(self.model, cfg)
-        self.scheduler = build_scheduler(self.optimizer, cfg, self.steps_per_epoch)
         resumed = load_checkpoint(self.run_dir / "last.pt") if cfg.resume else None
         self.precision = self._choose_precision(resumed)
+        shape = RunShape(cfg.batch_size, self.rt.world_size, cfg.accumulate, self.steps_per_epoch,
+                         transfer=cfg.pretrained or cfg.weights is not None)
+        # every default that follows the run, resolved: config.yaml then reproduces the run from its folder alone
+        self.cfg, self.default_lines = resolve_defaults(cfg, shape)
+        cfg = self.cfg
+        self.optimizer = build_optimizer(self.model, cfg)
+        self.scheduler = build_scheduler(self.optimizer, cfg, self.steps_per_epoch)
         if device.type == "cuda":
             torch.backends.cudnn.benchmark = True  # fixed input shapes: let cuDNN pick its fastest kernels
         fp16 = self.amp and self.amp_dtype == "float16" and device.type == "cuda"
@@ -141,18 +152,18 @@ class Trainer:
         self.history: list[dict[str, float]] = []
         if resumed is not None:
             self._restore(resumed)
-        self.writer = None
-        if self.rt.is_main:  # the run folder is written only once everything above has worked
-            from torch.utils.tensorboard import SummaryWriter
+        self.writer = None  # the run folder is written when training starts (``fit``), not before
 
-            self.run_dir.mkdir(parents=True, exist_ok=True)
-            for stray in self.run_dir.glob(".*.tmp-*"):  # a write cut short by kill -9
-                stray.unlink()
-            cfg.save(self.run_dir / "config.yaml")
-            if dataset.split_file is not None:
-                write_split(dataset.split_file, self.run_dir / "split.json")
+    def _open_run_folder(self) -> None:
+        from torch.utils.tensorboard import SummaryWriter
 
-            self.writer = SummaryWriter(str(self.run_dir / "tensorboard"), purge_step=self.epoch + 1)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        for stray in self.run_dir.glob(".*.tmp-*"):  # a write cut short by kill -9
+            stray.unlink()
+        self.cfg.save(self.run_dir / "config.yaml")
+        if self.data.dataset.split_file is not None:
+            write_split(self.data.dataset.split_file, self.run_dir / "split.json")
+        self.writer = SummaryWriter(str(self.run_dir / "tensorboard"), purge_step=self.epoch + 1)
 
     def _wrap(self, model: nn.Module) -> nn.Module:
         """The module the training steps call: DDP over several processes, compiled on request.
@@ -333,6 +344,11 @@ class Trainer:
             loss_sum += loss.detach() * len(y)
             correct += training_hits(logits.detach(), y)
             seen += len(y)
+            if (device.type != "cuda" or i % GPU_HEALTH_EVERY == 0 or i + 1 == batches) \
+                    and not torch.isfinite(loss_sum):
+                raise TrainingDiverged(diverged_message(
+                    float(loss_sum), self.epoch + 1, i + 1, self.optimizer.param_groups[0]["lr"], self.epoch,
+                    cfg.data, cfg.model))
             if i % 10 == 0 and not bar.disable:  # reading the totals waits for the device: not every step
                 bar.set_postfix(loss=f"{float(loss_sum) / seen:.3f}", acc=f"{int(correct) / seen:.3f}",
                                 img_s=f"{seen / (time.perf_counter() - start):.0f}", refresh=False)
@@ -383,11 +399,14 @@ class Trainer:
     def fit(self) -> dict[str, Any]:
         cfg = self.cfg
         if self.rt.is_main:
+            self._open_run_folder()
             print(describe(self.data))
             print(f"model {cfg.model} ({self.spec.stem or 'cifar'} stem), {len(self.classes)} classes, "
                   f"device {self.rt.device}, {self.precision_label}, run folder {self.run_dir}")
             print(f"precision: {self.precision_label} ({self.precision.how}: {self.precision.reason})")
             print(hardware_line(self.rt.device))
+            for line in self.default_lines:
+                print(line)
         # wall time of training and evaluation, carried over a resume: the time-to-accuracy clock
         clock = time.perf_counter() - (self.history[-1].get("elapsed_s", 0.0) if self.history else 0.0)
         while self.epoch < cfg.epochs:
@@ -398,6 +417,8 @@ class Trainer:
             if self.epoch % cfg.eval_every == 0 or self.epoch == cfg.epochs:
                 result = self.validate()
                 row.update(result.row())
+                if isinstance(result, EvalResult):
+                    self.val_confusion = result.confusion
                 improved = result.score > self.best_score
                 if improved:
                     self.best_score, self.best_epoch, self.bad_epochs = result.score, self.epoch, 0
@@ -432,8 +453,10 @@ class Trainer:
             if key in row:
                 self.writer.add_scalar(key, row[key], int(row["epoch"]))
         self.writer.flush()
+        warning = above_uniform_warning(row["train_loss"], self.uniform_loss) if row["epoch"] == 1 else ""
         print(f"epoch {int(row['epoch'])}/{self.cfg.epochs}  {epoch_figures(row)}  lr {row['lr']:.4g}  "
-              f"{row['images_per_s']:.0f} img/s  {row['seconds']:.1f}s{'  *best' if improved else ''}", flush=True)
+              f"{row['images_per_s']:.0f} img/s  {row['seconds']:.1f}s{'  *best' if improved else ''}{warning}",
+              flush=True)
 
     def _finish(self) -> dict[str, Any]:
         best = next((row for row in self.history if row["epoch"] == self.best_epoch), {})
@@ -448,6 +471,8 @@ class Trainer:
                    "hardware": hardware_report()}
         if self.thresholds is not None:
             summary["thresholds"] = dict(zip(self.classes, self.thresholds))
+        verdict = learned_nothing(self.best_score, self.val_confusion) if self.val_confusion is not None else ""
+        summary["learned_nothing"] = verdict or None
         if self.rt.is_main:
             from ..evaluate.plots import plot_history
 
@@ -457,4 +482,6 @@ class Trainer:
                 self.writer.close()
             print(f"done: best {best_figures(best, self.task)} at epoch {self.best_epoch}; "
                   f"model {self.run_dir / 'best.safetensors'}; skipped {len(self.data.skipped)} unreadable images")
+            if verdict:
+                print(f"warning: {verdict}")
         return summary
