@@ -1,7 +1,11 @@
 """Defaults that follow the run: the learning rate scaled to the global batch, the warm-up sized to the run,
 fine-tuning's slower backbone, all written to config.yaml."""
 
+import json
 import math
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -130,3 +134,31 @@ def test_loss_above_uniform_guessing_and_a_model_at_chance_are_named():
     assert learned_nothing(0.20, confusion) == ""
     confusion[0] += 27  # a commonest class of 60 in 327: always answering it scores 0.183
     assert "learned nothing" in learned_nothing(0.20, confusion)
+
+
+def test_lr_find_sweeps_plots_and_suggests_a_rate_inside_its_range(tiny_folder, tmp_path):
+    picture = tmp_path / "lr_find.png"
+    out = subprocess.run([sys.executable, "-m", "reslab", "lr-find", "--data", str(tiny_folder), "--model", "resnet20",
+                          "--batch-size", "16", "--steps", "30", "--device", "cpu", "--no-amp", "--out", str(picture),
+                          "--json"], capture_output=True, text=True, check=True)
+    report = json.loads(out.stdout)
+    lrs = report["lrs"]
+    assert len(lrs) == len(report["losses"]) >= 3 and lrs == sorted(lrs)
+    assert lrs[-1] / lrs[0] > 1e3  # grew exponentially over the steps it ran
+    assert lrs[0] <= report["suggestion"] <= lrs[-1]
+    assert picture.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert not (tmp_path / "runs").exists() and not Path("runs/resnet20-tiny").exists()
+
+
+def test_lr_auto_trains_with_the_range_tests_suggestion_from_untouched_weights(tiny_folder, tmp_path):
+    auto = Trainer(tiny_config(tiny_folder, tmp_path, epochs=1, lr="auto", name="auto"))
+    plain = Trainer(tiny_config(tiny_folder, tmp_path, epochs=1, name="plain"))
+    for (name, a), b in zip(auto.model.state_dict().items(), plain.model.state_dict().values()):
+        assert torch.equal(a, b), f"the range test left {name} changed"
+    suggestion = auto.lr_search.suggestion
+    assert auto.cfg.lr == suggestion and auto.optimizer.param_groups[0]["lr"] == pytest.approx(
+        suggestion * lr_factor(auto.cfg, auto.steps_per_epoch)(0))
+    auto.fit()
+    saved = yaml.safe_load((tmp_path / "auto" / "config.yaml").read_text())
+    assert saved["lr"] == pytest.approx(suggestion)
+    assert (tmp_path / "auto" / "lr_find.png").is_file()

@@ -63,6 +63,30 @@ def cmd_train(args: argparse.Namespace) -> None:
         close_distributed()
 
 
+def cmd_lr_find(args: argparse.Namespace) -> None:
+    from dataclasses import replace
+
+    from .bench.output import printed_as_json
+    from .evaluate.plots import plot_lr_find
+    from .train.lr_find import range_test
+    from .train.trainer import Trainer
+
+    cfg = config_from_args(args)
+    if cfg.lr == "auto":
+        cfg = replace(cfg, lr=None)
+    trainer = Trainer(cfg)  # builds data, network and precision; writes no run folder
+    test = range_test(trainer, steps=args.steps, start_lr=args.start_lr, end_lr=args.end_lr)
+    picture = plot_lr_find(test, Path(args.out))
+    report = {"suggestion": test.suggestion, "minimum_lr": test.minimum_lr, "steepest_lr": test.steepest_lr,
+              "steps": len(test.lrs), "lrs": test.lrs, "losses": test.losses, "picture": str(picture)}
+    if printed_as_json(report, args.json):
+        return
+    print(test.line())
+    print(f"picture: {picture}")
+    print(f"train with it: reslab train --data {cfg.data} --model {cfg.model} --lr {test.suggestion:.3g} "
+          f"(or --lr auto, which runs this test first)")
+
+
 def cmd_eval(args: argparse.Namespace) -> None:
     from .evaluate.report import run_eval
 
@@ -378,6 +402,17 @@ def build_parser() -> argparse.ArgumentParser:
     train = sub.add_parser("train", help="train a model (flags override --config YAML)")
     add_config_flags(train)
     train.set_defaults(func=cmd_train)
+
+    lf = sub.add_parser("lr-find", help="learning-rate range test: the training loss as the rate grows exponentially, "
+                        "plotted, with a suggested --lr")
+    add_config_flags(lf)
+    lf.add_argument("--steps", type=int, default=100, help="training steps of the test (over several epochs if the "
+                    "data is small)")
+    lf.add_argument("--start-lr", type=float, default=1e-7)
+    lf.add_argument("--end-lr", type=float, default=10.0)
+    lf.add_argument("--out", default="lr_find.png", help="the picture of loss against learning rate")
+    lf.add_argument("--json", action="store_true")
+    lf.set_defaults(func=cmd_lr_find)
 
     ev = sub.add_parser("eval", help="evaluate a model file on a dataset split")
     add_model_argument(ev)

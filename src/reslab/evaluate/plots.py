@@ -146,3 +146,19 @@ def plot_worst_multilabel(worst: list, classes: list[str], mean, std, path: Path
     why = ": Grad-CAM of the most probable label" if overlays is not None else ""
     return plot_image_grid(images, titles, f"Highest-loss images (binary cross-entropy summed over labels){why}",
                            path)
+
+
+def plot_lr_find(test, path: Path) -> Path:
+    """A learning-rate range test (``train.lr_find.RangeTest``): loss against learning rate, log scale,
+    with the suggestion and the steepest descent marked."""
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.plot(test.lrs, test.raw_losses, color="0.75", linewidth=0.8, label="loss")
+    ax.plot(test.lrs, test.losses, label="smoothed loss")
+    ax.axvline(test.suggestion, color="tab:red", linestyle="--", label=f"suggestion {test.suggestion:.3g}")
+    ax.axvline(test.steepest_lr, color="tab:green", linestyle=":", label=f"steepest {test.steepest_lr:.3g}")
+    top = min(max(test.raw_losses), 2 * test.losses[0])
+    ax.set(xscale="log", xlabel="learning rate", ylabel="training loss", title="Learning-rate range test",
+           ylim=(min(test.raw_losses) * 0.95, top * 1.05))
+    ax.legend()
+    ax.grid(alpha=0.3)
+    return _save(fig, path)

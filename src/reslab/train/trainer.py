@@ -10,7 +10,7 @@ import json
 import platform
 import sys
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +40,7 @@ from .defaults import RunShape, resolve_defaults
 from .distill import Teacher, distillation_loss, sigmoid_distillation_loss
 from .distributed import Runtime
 from .health import TrainingDiverged, above_uniform_warning, diverged_message, learned_nothing, uniform_guess_loss
+from .lr_find import STEPS, RangeTest, range_test
 from .multilabel_loss import multilabel_loss, pos_weights, training_hits
 from .optim import build_optimizer, build_scheduler
 from .precision_choice import PrecisionChoice, measure_across_ranks, resolve_precision
@@ -131,17 +132,15 @@ class Trainer:
         self.steps_per_epoch = -(-len(self.data.train) // cfg.accumulate)
         resumed = load_checkpoint(self.run_dir / "last.pt") if cfg.resume else None
         self.precision = self._choose_precision(resumed)
-        shape = RunShape(cfg.batch_size, self.rt.world_size, cfg.accumulate, self.steps_per_epoch,
-                         transfer=cfg.pretrained or cfg.weights is not None)
-        # every default that follows the run, resolved: config.yaml then reproduces the run from its folder alone
-        self.cfg, self.default_lines = resolve_defaults(cfg, shape)
-        cfg = self.cfg
-        self.optimizer = build_optimizer(self.model, cfg)
-        self.scheduler = build_scheduler(self.optimizer, cfg, self.steps_per_epoch)
         if device.type == "cuda":
             torch.backends.cudnn.benchmark = True  # fixed input shapes: let cuDNN pick its fastest kernels
         fp16 = self.amp and self.amp_dtype == "float16" and device.type == "cuda"
         self.scaler = torch.amp.GradScaler(device.type, enabled=fp16)
+        self.lr_search: RangeTest | None = None
+        self._resolve_defaults(resumed)
+        cfg = self.cfg
+        self.optimizer = build_optimizer(self.model, cfg)
+        self.scheduler = build_scheduler(self.optimizer, cfg, self.steps_per_epoch)
         self.ema = (AveragedModel(self.model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay), use_buffers=True)
                     if cfg.ema else None)
 
@@ -154,6 +153,28 @@ class Trainer:
             self._restore(resumed)
         self.writer = None  # the run folder is written when training starts (``fit``), not before
 
+    def _resolve_defaults(self, resumed: dict[str, Any] | None) -> None:
+        """Every default that follows the run, resolved into ``self.cfg`` (config.yaml then reproduces the
+        run from its folder alone). ``--lr auto`` runs the range test here, or, on a resumed run, keeps the
+        rate the run began with."""
+        cfg = self.cfg
+        shape = RunShape(cfg.batch_size, self.rt.world_size, cfg.accumulate, self.steps_per_epoch,
+                         transfer=cfg.pretrained or cfg.weights is not None)
+        auto = cfg.lr == "auto"
+        self.cfg, self.default_lines = resolve_defaults(replace(cfg, lr=None) if auto else cfg, shape)
+        if not auto:
+            return
+        if resumed is not None:
+            lr = max(resumed["scheduler"]["base_lrs"])  # the head's: the backbone's is a fraction of it
+            self.default_lines[0] = f"lr {lr:.4g} (found by the range test when the run began)"
+        else:
+            if self.rt.is_main:
+                print(f"--lr auto: a learning-rate range test of {STEPS} steps", flush=True)
+            self.lr_search = range_test(self)
+            lr = self.lr_search.suggestion
+            self.default_lines[0] = self.lr_search.line()
+        self.cfg = replace(self.cfg, lr=lr)
+
     def _open_run_folder(self) -> None:
         from torch.utils.tensorboard import SummaryWriter
 
@@ -161,6 +182,10 @@ class Trainer:
         for stray in self.run_dir.glob(".*.tmp-*"):  # a write cut short by kill -9
             stray.unlink()
         self.cfg.save(self.run_dir / "config.yaml")
+        if self.lr_search is not None:
+            from ..evaluate.plots import plot_lr_find
+
+            plot_lr_find(self.lr_search, self.run_dir / "lr_find.png")
         if self.data.dataset.split_file is not None:
             write_split(self.data.dataset.split_file, self.run_dir / "split.json")
         self.writer = SummaryWriter(str(self.run_dir / "tensorboard"), purge_step=self.epoch + 1)
@@ -327,17 +352,11 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         batches = len(loader)
         for i, (x, y) in enumerate(bar):
-            x = x.to(device, non_blocking=True).contiguous(memory_format=self.memory_format)
-            y = y.to(device, non_blocking=True)
-            if x.shape[-1] != size:
-                x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
             stepping = (i + 1) % cfg.accumulate == 0 or i + 1 == batches
             # gradients are all-reduced once per optimizer step, not once per micro-batch
             sync = contextlib.nullcontext() if stepping or self.rt.world_size == 1 else self.train_model.no_sync()
             with sync:
-                with autocast_context(device, self.amp, self.amp_dtype):
-                    logits = self.train_model(x)
-                    loss = self._loss(logits.float(), x, y)
+                logits, loss = self.forward_loss(x, y, size)
                 self.scaler.scale(loss / cfg.accumulate).backward()
             if stepping:
                 self._optimizer_step()
@@ -359,6 +378,17 @@ class Trainer:
         hits = "train_exact_match" if self.task == "multilabel" else "train_top1"
         return {"train_loss": loss_total / seen_total, hits: correct_total / seen_total, "seconds": elapsed,
                 "images_per_s": seen_total / elapsed, "image_size": size}
+
+    def forward_loss(self, x: torch.Tensor, y: torch.Tensor, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """A loaded batch on the device at ``size`` px, through the training network: (logits, loss)."""
+        device = self.rt.device
+        x = x.to(device, non_blocking=True).contiguous(memory_format=self.memory_format)
+        y = y.to(device, non_blocking=True)
+        if x.shape[-1] != size:
+            x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+        with autocast_context(device, self.amp, self.amp_dtype):
+            logits = self.train_model(x)
+            return logits, self._loss(logits.float(), x, y)
 
     def _loss(self, logits: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         cfg = self.cfg
