@@ -9,6 +9,7 @@ import math
 from torch import Tensor
 
 NOT_LEARNING_SIGMAS = 2.0  # a validation top-1 within this many binomial standard deviations of chance
+ABOVE_UNIFORM = 1.05  # a first epoch's loss this far above uniform guessing: a from-scratch start hovers at it
 
 
 class TrainingDiverged(ValueError):
@@ -33,7 +34,7 @@ def uniform_guess_loss(task: str, num_classes: int, distilled: bool, pos_weighte
 
 
 def above_uniform_warning(train_loss: float, uniform: float | None) -> str:
-    if uniform is None or not train_loss > uniform:
+    if uniform is None or not train_loss > ABOVE_UNIFORM * uniform:
         return ""
     return (f"  warning: the training loss stayed above uniform guessing ({uniform:.3f}): the learning rate may be "
             f"too high (lower --lr, or `reslab lr-find`)")
