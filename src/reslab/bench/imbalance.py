@@ -53,7 +53,7 @@ def run_imbalance_bench(args: argparse.Namespace) -> dict:
         for seed in range(args.seeds):
             for name, fields in recipes.items():
                 cfg = TrainConfig(data=str(data), model=args.model, epochs=args.epochs, batch_size=args.batch_size,
-                                  lr=args.lr, seed=seed, device=args.device, out_dir=tmp,
+                                  lr=args.lr, warmup_epochs=0, seed=seed, device=args.device, out_dir=tmp,
                                   name=f"{name.replace(' ', '-')}-{seed}", **fields)
                 trainer = Trainer(cfg)
                 trainer.fit()
