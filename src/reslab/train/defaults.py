@@ -48,13 +48,17 @@ def default_warmup_steps(schedule: str, total_steps: int) -> int:
     return max(1, min(WARMUP_MAX_STEPS, math.ceil(WARMUP_FRACTION * total_steps)))
 
 
+def warmup_is_set(cfg: TrainConfig) -> bool:
+    """Whether the user (or a recipe) gave the warm-up. One-cycle climbs for a quarter of the run unless told
+    otherwise: its warm-up is its first half-cycle, so 0 there means the default."""
+    return cfg.warmup_epochs is not None and not (cfg.schedule == "onecycle" and cfg.warmup_epochs == 0)
+
+
 def warmup_steps(cfg: TrainConfig, steps_per_epoch: int) -> int:
-    """Optimizer steps of linear warm-up; ``warmup_epochs`` unset means the default for the run.
-    One-cycle climbs for a quarter of the run unless told otherwise (its warm-up is its first half-cycle)."""
-    total = cfg.epochs * steps_per_epoch
-    if cfg.warmup_epochs is None or (cfg.schedule == "onecycle" and cfg.warmup_epochs == 0):
-        return default_warmup_steps(cfg.schedule, total)
-    return round(cfg.warmup_epochs * steps_per_epoch)
+    """Optimizer steps of linear warm-up: the one set, or the default for the run."""
+    if warmup_is_set(cfg):
+        return round(cfg.warmup_epochs * steps_per_epoch)
+    return default_warmup_steps(cfg.schedule, cfg.epochs * steps_per_epoch)
 
 
 def _batch_words(shape: RunShape) -> str:
@@ -81,7 +85,7 @@ def _lr_line(cfg: TrainConfig, lr_base: float, shape: RunShape) -> str:
 
 def _warmup_line(cfg: TrainConfig, steps: int, shape: RunShape) -> str:
     epochs = steps / shape.steps_per_epoch
-    if cfg.warmup_epochs is not None and not (cfg.schedule == "onecycle" and cfg.warmup_epochs == 0):
+    if warmup_is_set(cfg):
         return f"warm-up {steps} steps ({epochs:.3g} epochs, set)"
     if cfg.schedule == "onecycle":
         why = "one-cycle's climb: a quarter of the run"
