@@ -190,7 +190,7 @@ def open_backends(path: Path, keys: list[Key], device: str, threads: int | None,
         return {k: TorchBackend(module.to(device), device, channels_last=False, precision=k[1]) for k in keys}, info
     if fmt == "reslab":
         onnx_keys = [k for k in keys if k[0] != "torch"]
-        graph = _cached_onnx(path)
+        graph = cached_onnx(path)
         if len(onnx_keys) == len(keys) and graph.is_file():  # its ONNX graph is there: no torch needed
             return _onnx_backends(str(graph), keys, threads, device), info or read_info(path)
         import torch
@@ -207,7 +207,7 @@ def open_backends(path: Path, keys: list[Key], device: str, threads: int | None,
     return _onnx_backends(str(path), keys, threads, device), info or read_info(path)
 
 
-def _cached_onnx(path: Path) -> Path:
+def cached_onnx(path: Path) -> Path:
     """Where the model file's ONNX graph is kept: by file content and the torch version that exports it."""
     return cache_root() / "onnx" / f"{file_digest(path)}-torch{runtime_version('torch')}.onnx"
 

@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import Literal, TypeVar
 
 import numpy as np
 from PIL import Image
@@ -122,16 +122,16 @@ class Predictor:
     def from_file(cls, path: str | Path, backend: str = "auto", device: object = "cpu",
                   threads: int | None = None, decode_threads: int | None = None,
                   max_pixels: int | None = None, precision: str = "auto",
-                  weights: str | Path | None = None) -> Predictor:
+                  weights: str | Path | None = None, timing: Literal["now", "later"] = "now") -> Predictor:
         """``path``: a reslab model file, ONNX (fp32 or INT8), OpenVINO IR, TorchScript or ``.pt2``; or a name
         (``resnet50``, ``resnet50:IMAGENET1K_V2``, ``hf:microsoft/resnet-50``, see ``models.pretrained``), with
         ``weights`` a local checkpoint instead of the download. ``backend`` and ``precision`` may be ``auto``
-        (see ``infer.selection``)."""
+        (see ``infer.selection``, which says what ``timing`` does)."""
         if not is_plain_file(path, weights):
             from ..models.pretrained import resolve_model  # downloads and converts with torch
 
             path = resolve_model(path, weights)
-        selection = load_backend(path, backend, device, threads, precision=precision)
+        selection = load_backend(path, backend, device, threads, precision=precision, timing=timing)
         return cls(selection.backend, selection.info, decode_threads, max_pixels, selection)
 
     @property

@@ -12,6 +12,7 @@ from __future__ import annotations
 import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
@@ -20,7 +21,8 @@ from ..hardware import cuda_possible, resolve_device, runtime_device
 from ..modelfile import ModelFileError, ModelInfo
 from ..precision import Agreement, VerificationError, bf16_rtol, check, check_choice, compare
 from ..timing import timed_calls
-from .backends import Backend, Key, choose_backend, open_backends, precision_refusal
+from .backends import Backend, Key, cached_onnx, choose_backend, open_backends, precision_refusal
+from .background import ChoiceRequest, choose_in_background
 from .memory import choice_key, recall, remember
 from .reference import default_images, reference_batch
 
@@ -32,10 +34,15 @@ class Selection:
     reason: str  # why this runtime and precision
     verification: Agreement | None = None  # bf16 against fp32 on real images
     timings_ms: dict[str, float] = field(default_factory=dict)  # "runtime precision" -> ms per batch of 8
+    pending: ChoiceRequest | None = None  # a first run's: the timing still to be done, after the answer
 
     @property
     def label(self) -> str:
         return f"{self.backend.name} {self.backend.precision}"
+
+    def choose_in_background(self) -> bool:
+        """Start the timing a first run left for later; False if there is none to start (or one runs)."""
+        return self.pending is not None and choose_in_background(self.pending)
 
 
 def _precisions(path: Path, info: ModelInfo, requested: str) -> list[str]:
@@ -99,11 +106,23 @@ def _torch_threads(keys: list[Key], threads: int | None) -> None:
         torch.set_num_threads(threads)
 
 
+def first_run_key(path: Path, keys: list[Key]) -> Key:
+    """What a first run answers with while the timing waits: fp32 (the file's own int8 for a quantised one) on
+    the runtime that opens fastest. A model file opens fastest in torch, unless its ONNX graph is cached
+    (ONNX Runtime then needs no torch at all)."""
+    graph_cached = model_format(path) == "reslab" and cached_onnx(path).is_file()
+    order = ["onnxruntime", "torch", "openvino"] if graph_cached else ["torch", "onnxruntime", "openvino"]
+    return min(keys, key=lambda k: (k[1] == "bf16", order.index(k[0])))
+
+
 def load_backend(
     path: str | Path, backend: str = "auto", device: object = "cpu", threads: int | None = None,
     channels_last: bool = True, precision: str = "auto", verify_images: list[Path] | None = None,
+    timing: Literal["now", "later"] = "now",
 ) -> Selection:
-    """Open ``path`` with ``backend`` in ``precision`` (each may be ``auto``); ``device``: a name or torch device."""
+    """Open ``path`` with ``backend`` in ``precision`` (each may be ``auto``); ``device``: a name or torch device.
+    ``timing``: whether an ``auto`` choice not remembered yet is timed before answering, or later (see the
+    module's docstring; ``Selection.choose_in_background`` starts it)."""
     path = Path(path)
     check_choice(precision)
     model_format(path)
@@ -125,6 +144,13 @@ def load_backend(
     if precision == "auto" and not images:  # nothing to check bf16 on: it is not considered
         keys = [k for k in keys if k[1] != "bf16"]
     _torch_threads(keys, threads)
+    if timing == "later" and memory and len(keys) > 1 and (quick := first_run_key(path, keys))[1] != "bf16":
+        opened, info = open_backends(path, [quick], device, threads, channels_last, info)
+        pending = ChoiceRequest(str(path), backend, precision, device, threads, channels_last,
+                                [str(p) for p in verify_images] if verify_images is not None else None, memory)
+        reason = (f"auto, first run: {quick[0]} {quick[1]}, a safe default, while {len(keys)} runtime and precision "
+                  f"pairs are timed in the background; the next run uses the fastest that passes the check")
+        return Selection(opened[quick], info, reason, pending=pending)
     references = [(b, "fp32") for b, p in keys if p == "bf16" and (b, "fp32") not in keys]
     opened, info = open_backends(path, keys + references, device, threads, channels_last, info)
     timings = {f"{b} {p}": _median_ms(opened[(b, p)], info) for b, p in keys} if len(keys) > 1 else {}

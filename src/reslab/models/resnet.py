@@ -15,7 +15,6 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torchvision.ops.misc import SqueezeExcitation
 
 Stem = Literal["imagenet", "cifar"]
 Shortcut = Literal["conv", "pad"]
@@ -29,7 +28,11 @@ def conv1x1(in_planes: int, out_planes: int, stride: int = 1) -> nn.Conv2d:
     return nn.Conv2d(in_planes, out_planes, kernel_size=1, stride=stride, bias=False)
 
 
-def squeeze_excitation(channels: int, reduction: int = 16) -> SqueezeExcitation:
+def squeeze_excitation(channels: int, reduction: int = 16) -> nn.Module:
+    # imported here, by the SE blocks that need it: torchvision.ops brings in torch._dynamo, a second of
+    # start-up that every plain ResNet (a first `reslab predict`, a server starting) would otherwise pay
+    from torchvision.ops.misc import SqueezeExcitation
+
     return SqueezeExcitation(channels, max(8, channels // reduction))
 
 

@@ -7,6 +7,7 @@ each loads in the background, batches its own requests and answers under its own
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 from pathlib import Path
@@ -15,6 +16,8 @@ from typing import Any
 import numpy as np
 
 from ..formats import forward_only_reason, model_digest
+from ..infer.background import choosing, lock_path
+from ..infer.memory import recall
 from ..infer.predictor import Predictor, answer, ranked
 from ..version import __version__
 from .batching import MicroBatcher
@@ -22,6 +25,7 @@ from .metrics import Metrics
 from .settings import ServeConfig
 
 log = logging.getLogger("reslab.serve")
+CHOICE_POLL_S = 1.0  # how often a first start looks whether the background timing has chosen
 
 
 class NotReadyError(RuntimeError):
@@ -46,35 +50,70 @@ class ModelSlot:
         self.load_error: str | None = None
         self._explaining = threading.Lock()  # one heat-map at a time: Grad-CAM hooks the network it runs
         self._explained_network: Any = None  # the network again, for gradients: loaded on the first /explain
+        self._switching: asyncio.Task | None = None  # a first start's wait for the runtime choice
 
     def _load(self) -> Predictor:
         c = self.config
         predictor = Predictor.from_file(self.path, backend=c.backend, device=c.device, precision=c.precision,
-                                        threads=self.threads, decode_threads=1, max_pixels=c.max_pixels)
+                                        threads=self.threads, decode_threads=1, max_pixels=c.max_pixels,
+                                        timing="later")
         self.version = file_version(Path(self.path))
         self.name = self.name or predictor.info.spec.arch
         return predictor
+
+    async def _serve_with(self, predictor: Predictor) -> None:
+        """Batch requests through ``predictor`` from now on (after a warm-up batch); the batcher it replaces
+        finishes what it holds."""
+        batcher = MicroBatcher(predictor.backend.run, self.config.max_batch, self.config.max_wait_ms / 1000,
+                               self.config.max_queue, self.metrics.batch_observer(self.name))
+        batcher.start()
+        pre = predictor.info.preprocess
+        await batcher.submit(np.zeros((pre.in_chans, pre.image_size, pre.image_size), np.float32))  # warm-up
+        replaced = self.batcher
+        self.predictor, self.batcher = predictor, batcher
+        self.metrics.model.labels(self.name).info({
+            "version": self.version, "backend": predictor.backend_name, "precision": predictor.precision,
+            "device": str(predictor.device)})
+        log.info("model %s (%s) ready: %s %s (%s)", self.name, self.path, predictor.backend_name,
+                 predictor.precision, predictor.choice)
+        if replaced is not None:
+            await replaced.stop()
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
         try:
             predictor = await loop.run_in_executor(None, self._load)
-            batcher = MicroBatcher(predictor.backend.run, self.config.max_batch, self.config.max_wait_ms / 1000,
-                                   self.config.max_queue, self.metrics.batch_observer(self.name))
-            batcher.start()
-            pre = predictor.info.preprocess
-            await batcher.submit(np.zeros((pre.in_chans, pre.image_size, pre.image_size), np.float32))  # warm-up
-            self.predictor, self.batcher = predictor, batcher
-            self.metrics.model.labels(self.name).info({
-                "version": self.version, "backend": predictor.backend_name, "precision": predictor.precision,
-                "device": str(predictor.device)})
-            log.info("model %s (%s) ready: %s %s (%s)", self.name, self.path, predictor.backend_name,
-                     predictor.precision, predictor.choice)
+            await self._serve_with(predictor)
         except Exception as e:  # shown by /readyz; the process stays up so the reason can be read
             self.load_error = f"{type(e).__name__}: {e}"
             log.error("model %s failed to load: %s", self.path, self.load_error)
+            return
+        pending = predictor.selection.pending if predictor.selection else None
+        if pending is not None:
+            predictor.selection.choose_in_background()
+            self._switching = asyncio.create_task(self._switch_when_chosen(pending.key))
+
+    async def _switch_when_chosen(self, key: str) -> None:
+        """A first start serves a safe default while the runtimes are timed in the background: once the
+        choice is remembered, serve with it."""
+        while choosing(key):
+            await asyncio.sleep(CHOICE_POLL_S)
+        if recall(key) is None:
+            log.warning("model %s: timing the runtimes failed (see %s); serving on with %s", self.name,
+                        lock_path(key).with_suffix(".log"), self.predictor.selection.label)
+            return
+        try:
+            predictor = await asyncio.get_running_loop().run_in_executor(None, self._load)
+            if predictor.selection.label != self.predictor.selection.label:
+                await self._serve_with(predictor)
+        except Exception as e:  # the model serves on as it was
+            log.error("model %s: could not switch to the runtime chosen: %s: %s", self.name, type(e).__name__, e)
 
     async def stop(self) -> None:
+        if self._switching is not None:
+            self._switching.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._switching
         if self.batcher:
             await self.batcher.stop()
 
