@@ -1,3 +1,4 @@
+import argparse
 import importlib.util
 import json
 import subprocess
@@ -185,3 +186,48 @@ def test_the_fp32_peak_is_the_fastest_of_several_libraries_products():
     assert any(k.startswith("torch.mm") for k in peak.kernels) and any(k.startswith("oneDNN") for k in peak.kernels)
     assert ("ONNX Runtime MatMul 2048x2048" in peak.kernels) == (importlib.util.find_spec("onnxruntime") is not None)
     assert peak.kernel in peak.describe()
+
+
+def _flag(command: list[str], *names: str) -> str:
+    return next(command[i + 1] for i, arg in enumerate(command) if arg in names)
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_vs_timm_gives_both_trainers_the_same_images_model_and_run(tmp_path, precision):
+    from reslab.bench.args import add_bench_vs_timm_args
+    from reslab.bench.vs_timm import reslab_command, timm_command
+
+    parser = argparse.ArgumentParser()
+    add_bench_vs_timm_args(parser)
+    args = parser.parse_args(["--data", str(tmp_path), "--model", "resnet34", "--image-size", "128",
+                              "--batch-size", "48", "--epochs", "4", "--workers", "3", "--precision", precision])
+    ours = reslab_command(args, seed=1, out=tmp_path / "out")
+    theirs = timm_command(args, Path("train.py"), 1, tmp_path / "out", classes=7, device="cpu",
+                          amp_dtype="bfloat16" if precision == "bf16" else None)
+    shared = {("--data",): ("--data-dir",), ("--model",): ("--model",), ("--image-size",): ("--img-size",),
+              ("--batch-size",): ("-b",), ("--epochs",): ("--epochs",), ("--workers",): ("-j",),
+              ("--seed",): ("--seed",)}
+    for mine, timms in shared.items():
+        assert _flag(ours, *mine) == _flag(theirs, *timms)
+    assert ("--amp" in theirs) == ("--amp" in ours) == (precision == "bf16")
+    assert ("--no-amp" in ours) == (precision == "fp32") and _flag(theirs, "--num-classes") == "7"
+    assert not {"--lr", "--warmup-epochs", "--sched", "--smoothing"} & set(ours + theirs)  # each its own defaults
+
+
+def test_vs_timm_needs_the_two_splits_and_says_where_train_py_comes_from(tmp_path, monkeypatch):
+    from reslab.bench.vs_timm import class_count, timm_train_script
+
+    (tmp_path / "train" / "cat").mkdir(parents=True)
+    with pytest.raises(SystemExit, match="needs val/"):
+        class_count(tmp_path)
+    (tmp_path / "val").mkdir()
+    assert class_count(tmp_path) == 1
+    monkeypatch.delenv("TIMM_TRAIN", raising=False)
+    if importlib.util.find_spec("timm") is None:
+        with pytest.raises(SystemExit, match=r"pip install 'reslab\[bench\]'"):
+            timm_train_script(None)
+        return
+    with pytest.raises(SystemExit, match="git clone --branch v.* pytorch-image-models"):
+        timm_train_script(None)
+    with pytest.raises(SystemExit, match="no such file"):
+        timm_train_script(str(tmp_path / "train.py"))

@@ -216,3 +216,14 @@ def test_eval_split_test_needs_a_test_split(cifar_folder, tmp_path):
         load_dataset(str(root), tmp_path, eval_split="test")
     full = load_dataset(str(cifar_folder), tmp_path, eval_split="test")
     assert len(full.val) == len(full.test) == 100 and len(full.train) == 600
+
+
+def test_channel_statistics_are_exact_for_every_channel_count():
+    from reslab.data.pipeline import channel_stats
+
+    rng = np.random.default_rng(0)
+    for channels in (1, 3):
+        images = rng.integers(0, 256, (7, channels, 9, 11), dtype=np.uint8)
+        mean, std = channel_stats(images)
+        np.testing.assert_allclose(mean, (images / 255.0).mean(axis=(0, 2, 3)), rtol=1e-12)
+        np.testing.assert_allclose(std, (images / 255.0).std(axis=(0, 2, 3)), rtol=1e-12)

@@ -374,6 +374,12 @@ def cmd_bench_label_issues(args: argparse.Namespace) -> None:
     run_label_issues_bench(args)
 
 
+def cmd_bench_vs_timm(args: argparse.Namespace) -> None:
+    from .bench.vs_timm import run_vs_timm_bench
+
+    run_vs_timm_bench(args)
+
+
 def cmd_bench_serve(args: argparse.Namespace) -> None:
     from .bench.serve import run_serve_bench
 
@@ -581,6 +587,7 @@ def build_parser() -> argparse.ArgumentParser:
         add_bench_multilabel_args,
         add_bench_serve_args,
         add_bench_train_args,
+        add_bench_vs_timm_args,
         add_time_to_accuracy_args,
     )
 
@@ -612,6 +619,10 @@ def build_parser() -> argparse.ArgumentParser:
     bs = bench.add_parser("serve", help="reslab serve under load against offline throughput and a plain server")
     add_bench_serve_args(bs)
     bs.set_defaults(func=cmd_bench_serve)
+    bv = bench.add_parser("vs-timm", help="reslab's defaults beside timm's train.py on one folder: val top-1 and "
+                          "wall time per epoch, median over seeds")
+    add_bench_vs_timm_args(bv)
+    bv.set_defaults(func=cmd_bench_vs_timm)
     return parser
 
 

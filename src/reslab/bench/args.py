@@ -150,3 +150,21 @@ def add_bench_multilabel_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--val", type=int, default=600, help="validation pictures (the thresholds are tuned on them)")
     parser.add_argument("--test", type=int, default=600, help="test pictures")
     add_seeded_recipe_args(parser, seeds=2)
+
+
+def add_bench_vs_timm_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data", required=True, help="a folder with train/ and val/, one sub-folder per class")
+    parser.add_argument("--timm-train", help="timm's train.py, from a clone of github.com/huggingface/"
+                        "pytorch-image-models (timm's pip package leaves it out; default: $TIMM_TRAIN)")
+    parser.add_argument("--model", default="resnet18", help="a name both trainers know")
+    parser.add_argument("--image-size", type=int, default=160)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--seeds", type=int, default=2, choices=range(1, 11), metavar="N", help="runs per trainer")
+    parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"],
+                        help="both trainers' precision; auto: the one reslab's --amp auto picks")
+    parser.add_argument("--device", default="auto", help="reslab's device; timm runs on the one it resolved")
+    parser.add_argument("--out-dir", help="keep both trainers' run folders and logs here (default: a temporary "
+                                          "folder)")
+    parser.add_argument("--json", action="store_true")
