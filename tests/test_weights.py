@@ -1,11 +1,14 @@
 """Loading weights from torchvision files, reslab model files and Hugging Face folders."""
 
+import json
+from dataclasses import asdict
+
 import pytest
 import torch
 import torchvision
 
 from reslab.data.preprocess import Preprocess
-from reslab.modelfile import ModelFileError, ModelInfo, save_model_file
+from reslab.modelfile import FORMAT_VERSION, ModelFileError, ModelInfo, save_model_file
 from reslab.models import ModelSpec, WeightsError, create_model, load_model_file
 
 
@@ -149,3 +152,35 @@ def test_fine_tuning_keeps_the_weights_normalisation(tiny_folder, tmp_path):
                                  weights=str(tmp_path / "a" / "best.safetensors"), out_dir=str(tmp_path), name="b"))
     assert second.data.preprocess.mean == (0.3, 0.3, 0.3)
     assert torch.equal(second.model.conv1.weight, first.eval_model().conv1.weight)
+
+
+def _write_layout(path, model, payload: dict) -> None:
+    from safetensors.torch import save_file
+
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path),
+              metadata={"reslab": json.dumps(payload)})
+
+
+def test_an_older_layout_loads_and_a_newer_format_version_is_refused(tmp_path):
+    model = _randomize_bn(create_model("resnet20", num_classes=10)).eval()
+    first_layout = {  # the first model files: no precision, task, thresholds, nor the later spec fields
+        "format": "reslab-model", "format_version": 1,
+        "model": {"arch": "resnet20", "num_classes": 10, "in_chans": 3, "stem": None, "dropout": 0.0,
+                  "zero_init_residual": False},
+        "classes": [f"c{i}" for i in range(10)],
+        "preprocess": asdict(Preprocess(32, 32, (0.5, 0.5, 0.5), (0.25, 0.25, 0.25))),
+        "training": {"reslab": "0.0.1"}}
+    _write_layout(tmp_path / "old.safetensors", model, first_layout)
+    loaded, info = load_model_file(tmp_path / "old.safetensors")
+    assert (info.precision, info.task, info.thresholds, info.spec.se) == ("fp32", "multiclass", None, False)
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(loaded(x), model(x))
+    newer = {**first_layout, "format_version": FORMAT_VERSION + 1, "training": {"reslab": "9.0.0"}}
+    _write_layout(tmp_path / "new.safetensors", model, newer)
+    with pytest.raises(ModelFileError, match=rf"new.safetensors: model file format version {FORMAT_VERSION + 1} "
+                       rf"\(written by reslab 9.0.0\); this reslab \(.+\) reads versions up to {FORMAT_VERSION}"):
+        load_model_file(tmp_path / "new.safetensors")
+    _write_layout(tmp_path / "odd.safetensors", model, {**first_layout, "format_version": "2"})
+    with pytest.raises(ModelFileError, match="odd.safetensors: damaged reslab metadata \\(format_version '2'"):
+        load_model_file(tmp_path / "odd.safetensors")

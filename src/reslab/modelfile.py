@@ -18,6 +18,7 @@ from safetensors import safe_open
 
 from .atomic import atomic_path
 from .data.preprocess import Preprocess
+from .version import __version__
 
 if TYPE_CHECKING:
     import torch
@@ -102,6 +103,7 @@ class ModelInfo:
             payload = json.loads(metadata["reslab"])
             if payload.get("format") != FORMAT:
                 raise ModelFileError(f"{path}: metadata format is {payload.get('format')!r}, expected {FORMAT!r}")
+            _check_version(payload, path)
             return cls(
                 spec=ModelSpec.from_dict(payload["model"]),
                 classes=list(payload["classes"]),
@@ -113,6 +115,20 @@ class ModelInfo:
             )
         except (KeyError, TypeError, json.JSONDecodeError) as e:
             raise ModelFileError(f"{path}: damaged reslab metadata ({e})") from e
+
+
+def _check_version(payload: dict[str, Any], path: Path) -> None:
+    """A file of a newer layout is refused rather than misread; older layouts load (their missing fields
+    take the defaults they had)."""
+    version = payload.get("format_version", 1)
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise ModelFileError(f"{path}: damaged reslab metadata (format_version {version!r}, expected a positive "
+                             f"integer)")
+    if version > FORMAT_VERSION:
+        writer = payload.get("training", {}).get("reslab") if isinstance(payload.get("training"), dict) else None
+        raise ModelFileError(f"{path}: model file format version {version}"
+                             f"{f' (written by reslab {writer})' if writer else ''}; this reslab ({__version__}) "
+                             f"reads versions up to {FORMAT_VERSION}: pip install --upgrade reslab")
 
 
 def save_model_file(path: str | Path, model: nn.Module, info: ModelInfo) -> Path:
