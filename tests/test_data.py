@@ -2,6 +2,7 @@ import json
 import shutil
 import warnings
 from collections import Counter
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -227,3 +228,12 @@ def test_channel_statistics_are_exact_for_every_channel_count():
         mean, std = channel_stats(images)
         np.testing.assert_allclose(mean, (images / 255.0).mean(axis=(0, 2, 3)), rtol=1e-12)
         np.testing.assert_allclose(std, (images / 255.0).std(axis=(0, 2, 3)), rtol=1e-12)
+
+
+def test_datasets_go_to_reslabs_cache_unless_a_folder_is_given(tmp_path, monkeypatch):
+    from reslab.config import TrainConfig
+    from reslab.paths import data_cache
+
+    monkeypatch.setenv("RESLAB_CACHE", str(tmp_path))
+    assert data_cache(TrainConfig().cache_dir) == tmp_path  # $RESLAB_CACHE is honoured by default
+    assert data_cache("~/datasets") == Path.home() / "datasets"

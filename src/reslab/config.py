@@ -34,7 +34,7 @@ class TrainConfig:
     resume: bool = False
     # data
     data: str = "cifar10"  # cifar10 | cifar100 | path to an image folder
-    cache_dir: str = "~/.cache/reslab"
+    cache_dir: str | None = None  # None: paths.cache_root() ($RESLAB_CACHE, else ~/.cache/reslab)
     image_column: str | None = None  # hf: data: default the first Image feature
     label_column: str | None = None  # hf: data: default the first ClassLabel feature
     image_size: int | None = None  # default: 32 for CIFAR-size data and networks, 224 otherwise
@@ -169,7 +169,8 @@ HELP = {
     "data": "cifar10 | cifar100 | path to an image folder (train/ val/ [test/], or one folder to split) "
             "| an .npz of uint8 arrays (x_train, y_train, [x_val, y_val], [x_test, y_test], [classes]) "
             "| hf:NAME[:CONFIG] (a Hugging Face dataset) | hf:DIR (save_to_disk or parquet files)",
-    "cache_dir": "where CIFAR is looked for and downloaded, and hf: datasets' images are unpacked",
+    "cache_dir": "where CIFAR is looked for and downloaded, and hf: datasets' images are unpacked "
+                 "(default: reslab's cache, $RESLAB_CACHE or ~/.cache/reslab)",
     "image_column": "hf: data: the image column (default: the first Image feature)",
     "label_column": "hf: data: the label column (default: the first ClassLabel feature)",
     "image_size": "training and evaluation size (default: the images' own up to 64 px, else 224)",

@@ -15,6 +15,11 @@ def cache_root() -> Path:
     return base / "reslab"
 
 
+def data_cache(given: str | Path | None) -> Path:
+    """Where datasets are downloaded and unpacked: ``given`` (``~`` expanded), else ``cache_root()``."""
+    return Path(given).expanduser() if given else cache_root()
+
+
 def file_digest(*paths: Path, length: int = 16) -> str:
     """The start of a SHA-256 over the files' contents (their identity in caches). Each file's hash is
     remembered per path, size and modification time, so the caches that key on it read a file once."""

@@ -75,7 +75,7 @@ def training_images(cfg: TrainConfig, out_dir: Path) -> Dataset:
     """``cfg.data`` with every training image in its train split: none held out for validation (there is
     nothing to validate here)."""
     split_file = out_dir / "split.json"
-    dataset = load_dataset(cfg.data, Path(cfg.cache_dir).expanduser(), cfg.seed, split_file,
+    dataset = load_dataset(cfg.data, cfg.cache_dir, cfg.seed, split_file,
                            columns=(cfg.image_column, cfg.label_column), hold_out=False)
     if dataset.split_file is not None:
         write_split(dataset.split_file, split_file)  # the same 70/20/10 split when the search goes on
@@ -188,7 +188,7 @@ def find_label_issues(cfg: TrainConfig, folds: int = 5, from_model: Path | None 
 
         model, info = load_model_file(from_model, resolve_device(cfg.device))
         split_file = from_model.parent / "split.json"
-        chosen = model_split(cfg.data, info.classes, split, Path(cfg.cache_dir).expanduser(),
+        chosen = model_split(cfg.data, info.classes, split, cfg.cache_dir,
                              int(info.training.get("seed", 0)), split_file if split_file.is_file() else None)
         chosen_name, classes, pre = split, info.classes, info.preprocess
         probs = split_probabilities(model, pre, chosen, len(classes), next(model.parameters()).device)

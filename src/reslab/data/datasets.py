@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from ..atomic import write_text_atomic
+from ..paths import data_cache
 from .images import is_image_file
 
 VAL_NAMES = ("val", "valid", "validation")
@@ -294,7 +295,7 @@ def load_arrays(path: Path, seed: int = 0, hold_out: bool = True) -> Dataset:
     return Dataset(path.stem, classes, train, val, test)
 
 
-def load_dataset(data: str, cache_dir: Path, seed: int = 0, split_file: Path | None = None,
+def load_dataset(data: str, cache_dir: str | Path | None, seed: int = 0, split_file: Path | None = None,
                  eval_split: str = "val", columns: tuple[str | None, str | None] = (None, None),
                  hold_out: bool | None = None, task: str = "multiclass") -> Dataset:
     """``eval_split="test"``: the test split is evaluated in place of val, and no training images
@@ -304,6 +305,7 @@ def load_dataset(data: str, cache_dir: Path, seed: int = 0, split_file: Path | N
     or None where there is neither). ``task="multilabel"``: an index of labels beside the images
     (``data.multilabel``)."""
     hold_out = eval_split == "val" if hold_out is None else hold_out
+    cache_dir = data_cache(cache_dir)
     if task == "multilabel":
         from .multilabel import load_multilabel
 

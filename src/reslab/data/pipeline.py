@@ -263,7 +263,7 @@ def describe(bundle: DataBundle) -> str:
 
 
 
-def model_split(data: str, classes: list[str], split: str, cache_dir: Path, seed: int = 0,
+def model_split(data: str, classes: list[str], split: str, cache_dir: str | Path | None, seed: int = 0,
                 split_file: Path | None = None, limit: int | None = None, task: str = "multiclass") -> Split:
     """``split`` of ``data`` for a model trained on ``classes`` (checked), at most ``limit`` images
     drawn at random with ``seed``."""

@@ -43,7 +43,7 @@ def run_eval(
     batch_size: int = 256,
     device: str = "auto",
     workers: int = 2,
-    cache_dir: Path = Path("~/.cache/reslab").expanduser(),
+    cache_dir: str | Path | None = None,
     split_file: Path | None = None,
     worst: int = 24,
     feature_maps: Path | None = None,

@@ -51,7 +51,7 @@ class PruneOptions:
     val_images: int | None = None
     device: str = "auto"
     seed: int = 0
-    cache_dir: str = "~/.cache/reslab"
+    cache_dir: str | None = None  # None: paths.cache_root()
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -162,7 +162,7 @@ def prune_model(model_path: Path, opts: PruneOptions, out: Path | None = None) -
     val_loader = None
     if data:
         pre = info.preprocess
-        split = model_split(data, info.classes, "val", Path(opts.cache_dir).expanduser(), opts.seed,
+        split = model_split(data, info.classes, "val", opts.cache_dir, opts.seed,
                             limit=opts.val_images)
         val_loader = make_loader(split, pre, 256, device, SkipLog(), in_memory=pre.image_size <= SMALL_IMAGE)
     before = measure(model, info, val_loader, device)

@@ -52,7 +52,7 @@ class QuantizeOptions:
     reduce_range: str = "auto"  # auto | on | off
     per_channel: bool = True
     seed: int = 0
-    cache_dir: str = "~/.cache/reslab"
+    cache_dir: str | None = None  # None: paths.cache_root()
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -83,7 +83,7 @@ def _arrays(batches) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _batches(data: str, info: ModelInfo, split: str, limit: int | None, opts: QuantizeOptions, skipped: SkipLog):
-    chosen = model_split(data, info.classes, split, Path(opts.cache_dir).expanduser(), opts.seed, limit=limit,
+    chosen = model_split(data, info.classes, split, opts.cache_dir, opts.seed, limit=limit,
                          task=info.task)
     pre = info.preprocess
     return make_loader(chosen, pre, 64, torch.device("cpu"), skipped, in_memory=pre.image_size <= SMALL_IMAGE)

@@ -98,7 +98,7 @@ class Trainer:
         device = self.rt.device
 
         if dataset is None:
-            dataset = load_dataset(cfg.data, Path(cfg.cache_dir).expanduser(), cfg.seed, self.run_dir / "split.json",
+            dataset = load_dataset(cfg.data, cfg.cache_dir, cfg.seed, self.run_dir / "split.json",
                                    cfg.eval_split, columns=(cfg.image_column, cfg.label_column), task=cfg.task)
         if dataset.task != cfg.task:  # splits given by the caller
             raise ValueError(f"{dataset.name}: {dataset.task} data, but the run's task is {cfg.task}")
