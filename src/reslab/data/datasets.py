@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import random
 from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -12,7 +13,7 @@ import numpy as np
 
 from ..atomic import write_text_atomic
 from ..paths import data_cache
-from .images import is_image_file
+from .images import is_image_file, open_image
 
 VAL_NAMES = ("val", "valid", "validation")
 SPLIT_NAMES = ("train", "val", "test")
@@ -240,10 +241,6 @@ def load_cifar(name: str, root: Path, seed: int = 0, hold_out: bool = True) -> D
 
 def _decode_pack(path: Path, blob: np.ndarray, offsets: np.ndarray, name: str) -> np.ndarray:
     """JPEG/PNG bytes laid end to end -> uint8 (N, H, W, C); all images must share one size."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    from .images import open_image
-
     def decode(i: int) -> np.ndarray:  # an unreadable image raises an error naming the pack, split and index
         return np.asarray(open_image(blob[offsets[i] : offsets[i + 1]].tobytes(), name=f"{path} {name}[{i}]"))
 

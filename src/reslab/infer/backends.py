@@ -28,12 +28,14 @@ import numpy as np
 from ..atomic import atomic_path
 from ..formats import model_format, read_info
 from ..hardware import (
+    autocast_dtype,
     bf16_refusal,
     onednn_bf16_refusal,
     onnxruntime_providers,
     openvino_capabilities,
     openvino_config,
     openvino_core,
+    use_exact_fp32,
 )
 from ..modelfile import ModelInfo
 from ..paths import cache_root, file_digest
@@ -92,8 +94,6 @@ class TorchBackend:
 
     def __init__(self, model: nn.Module, device: str, channels_last: bool = True, precision: str = "fp32") -> None:
         import torch
-
-        from ..hardware import autocast_dtype, use_exact_fp32
 
         self.device = device
         self._device = torch.device(device)
