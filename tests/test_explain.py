@@ -128,10 +128,13 @@ def test_explain_endpoint(trained_model, onnx_file, photos):
                     ("/explain?model=cifar&class=lion", data, 400, "'lion' is not one of model cifar's classes"),
                     ("/explain?model=cifar", b"", 400, "empty body"),
                     ("/explain?model=cifar", b"plain text", 415, "not an image"),
-                    ("/explain?model=cifar&method=lime", data, 422, "")]
+                    ("/explain?model=cifar&method=lime", data, 422, ""),
+                    ("/explain?model=cifar&class=", data, 422, "at least 1 character")]
         for url, body, status, message in refusals:
             response = running.client.post(url, content=body)
             assert response.status_code == status and message in response.text, (url, response.text)
+        declared = running.client.get("/openapi.json").json()["paths"]["/explain"]["post"]["parameters"]
+        assert next(p for p in declared if p["name"] == "class")["schema"]["anyOf"][0]["minLength"] == 1
         assert running.client.post("/predict?model=cifar", content=data).status_code == 200  # still serving
     finally:
         assert stopped_cleanly(running.stop())

@@ -255,8 +255,9 @@ def create_app(config: ServeConfig) -> FastAPI:
                          501: _error("the model file cannot give gradients (ONNX, OpenVINO...), or grad-cam is "
                                      "not installed")})
     async def explain(request: Request, model: str | None = MODEL_QUERY,
-                      class_name: str | None = Query(None, alias="class",
-                                                     description="the class to explain (default: the top one)"),
+                      class_name: str | None = Query(None, alias="class", min_length=1,
+                                                     description="the class to explain, one of GET /info's "
+                                                                 "classes (default: the top one)"),
                       method: str = Query("gradcam", pattern=r"^(gradcam|gradcam\+\+|scorecam)$",
                                           description="gradcam | gradcam++ | scorecam (slower)")) -> Response:
         slot = server.slot(model)
