@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-from torch.utils.flop_counter import FlopCounterMode
 
 
 def count_params(model: nn.Module) -> int:
@@ -17,6 +16,9 @@ def count_macs(model: nn.Module, image_size: int, in_chans: int = 3) -> int:
     PyTorch's flop counter counts a multiply and an add as two FLOPs; MACs are half of that,
     the unit torchvision's model tables report as "GFLOPS".
     """
+    # imported here: torch's flop counter pulls in triton and torch.export, 0.3 s of every command's start-up
+    from torch.utils.flop_counter import FlopCounterMode
+
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
