@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from .config import add_config_flags, config_from_args
+from .evaluate.methods import DEFAULT_METHOD, METHOD_HELP, METHODS
 from .export.formats import EXPORT_FORMATS
 from .infer.backends import BACKENDS
 from .precision import CHOICES
@@ -431,7 +432,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--tta", action="store_true", help="average with the horizontally flipped image")
     ev.add_argument("--out", help="report folder (default: beside the model, eval-<split>/)")
     ev.add_argument("--feature-maps", metavar="IMAGE", help="also draw conv1's feature maps for IMAGE")
-    ev.add_argument("--explain", nargs="?", const="gradcam", choices=["gradcam", "gradcam++", "scorecam"],
+    ev.add_argument("--explain", nargs="?", const=DEFAULT_METHOD, choices=METHODS,
                     help="also draw the worst images with Grad-CAM heat-maps of their predicted class "
                     "(worst_explained.png; a .safetensors model file)")
     ev.add_argument("--batch-size", type=int, default=256)
@@ -446,8 +447,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_model_argument(xp)
     xp.add_argument("inputs", nargs="+", help="image files or folders")
     xp.add_argument("--class", dest="class_name", help="explain this class (default: each image's top class)")
-    xp.add_argument("--method", default="gradcam", choices=["gradcam", "gradcam++", "scorecam"],
-                    help="scorecam runs the network once per channel of the layer: slower, no gradients")
+    xp.add_argument("--method", default=DEFAULT_METHOD, choices=METHODS, help=METHOD_HELP)
     xp.add_argument("--layer", help="the module to take the heat-map from, e.g. layer4.1 (default: the last block "
                     "of the last stage)")
     xp.add_argument("--out", default="explanations", help="folder of the overlay PNGs")

@@ -19,8 +19,8 @@ from torch import Tensor, nn
 
 from ..formats import forward_only_reason
 from ..modelfile import ModelInfo
+from .methods import DEFAULT_METHOD, METHODS
 
-METHODS = ("gradcam", "gradcam++", "scorecam")
 OVERLAY_MIN_SIZE = 224  # small inputs (CIFAR's 32 px) are shown enlarged
 
 
@@ -91,14 +91,15 @@ class Explanation:
 class Explainer:
     """Heat-maps of one network for batches of images, in fp32 on the network's device."""
 
-    def __init__(self, model: nn.Module, info: ModelInfo, method: str = "gradcam", layer: str | None = None) -> None:
+    def __init__(self, model: nn.Module, info: ModelInfo, method: str = DEFAULT_METHOD,
+                 layer: str | None = None) -> None:
         self.model, self.info, self.method = model.eval(), info, method
         self.cam_class = cam_class(method)
         self.layer = target_layer(model, layer)
         self.device = next(model.parameters()).device
 
     @classmethod
-    def from_file(cls, path: str | Path, method: str = "gradcam", layer: str | None = None,
+    def from_file(cls, path: str | Path, method: str = DEFAULT_METHOD, layer: str | None = None,
                   device: str | torch.device = "cpu") -> Explainer:
         from ..models import load_model_file
 

@@ -24,6 +24,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.datastructures import UploadFile
 
 from ..data.images import EmptyImageError, ImageTooLargeError, NotAnImageError, UnreadableImageError
+from ..evaluate.methods import DEFAULT_METHOD, METHOD_HELP, METHOD_PATTERN, METHODS
 from ..infer.predictor import probabilities_of
 from ..version import __version__
 from .auth import ApiKeys, UnauthorizedError
@@ -258,8 +259,8 @@ def create_app(config: ServeConfig) -> FastAPI:
                       class_name: str | None = Query(None, alias="class", min_length=1,
                                                      description="the class to explain, one of GET /info's "
                                                                  "classes (default: the top one)"),
-                      method: str = Query("gradcam", pattern=r"^(gradcam|gradcam\+\+|scorecam)$",
-                                          description="gradcam | gradcam++ | scorecam (slower)")) -> Response:
+                      method: str = Query(DEFAULT_METHOD, pattern=METHOD_PATTERN,
+                                          description=f"{' | '.join(METHODS)}; {METHOD_HELP}")) -> Response:
         slot = server.slot(model)
         slot.require_ready()
         refusal = slot.explain_refusal()
