@@ -156,16 +156,6 @@ def resolve_device(name: str | torch.device = "auto") -> torch.device:
     return device
 
 
-def gpu_decode_refusal(device: torch.device) -> str | None:
-    """Why JPEGs cannot be decoded on ``device`` with nvJPEG (torchvision's ``decode_jpeg``), or None."""
-    if device.type != "cuda":
-        return f"JPEGs are decoded on the GPU only when training on one, not on {device}"
-    import torch
-    import torchvision.io  # noqa: F401  (registers the image operators)
-
-    return None if hasattr(torch.ops.image, "decode_jpegs_cuda") else "this torchvision was built without nvJPEG"
-
-
 def default_workers(device: torch.device, world_size: int = 1) -> int:
     """Data-loading processes per training process: on a GPU every core but the one that feeds it
     (shared among the processes of this machine); on a CPU half the cores, the rest compute."""

@@ -55,6 +55,8 @@ def add_bench_data_args(parser: argparse.ArgumentParser) -> None:
                                                          "--image-size, 256 for 224)")
     parser.add_argument("--paths", default="fileloader,cpu,gpu,pack-cpu,pack-gpu",
                         help="the rows to run (GPU rows only on a GPU)")
+    parser.add_argument("--decoders", type=int, default=400, metavar="N", help="also time each JPEG decoder alone on "
+                        "N of a folder's JPEGs, one thread (0: not)")
     parser.add_argument("--json", action="store_true")
 
 

@@ -22,13 +22,15 @@ import torch
 from PIL import Image
 
 from ..data.datasets import FileSplit, PackSplit, load_arrays, load_folder
+from ..data.decode import gpu_decode_refusal
 from ..data.images import is_image_file, open_image
 from ..data.loaders import SkipLog
 from ..data.pack import pack_folder
 from ..data.pipeline import DataOptions, training_loader
 from ..data.preprocess import IMAGENET_MEAN, IMAGENET_STD, Preprocess, eval_resize_size
 from ..data.transforms import AugmentOptions
-from ..hardware import cpu_info, default_workers, gpu_decode_refusal, hardware_line, resolve_device
+from ..hardware import cpu_info, default_workers, hardware_line, resolve_device
+from .decoders import decoder_rates, format_decoder_rates
 from .output import printed_as_json
 
 TWELVE_MP = 12_000_000
@@ -119,13 +121,17 @@ def run_data_bench(args: argparse.Namespace) -> dict:
             rows.append({"path": name, "images": len(split), **time_loader(loader, args.epochs, device)})
             del loader  # its workers stop here, not during the next row
             gc.collect()
+        folder = splits["folder"].paths if "folder" in splits else []
+        jpegs = [f for f in folder if f.suffix.lower() in (".jpg", ".jpeg")]
+        decoders = decoder_rates(jpegs[:: max(1, len(jpegs) // args.decoders)][: args.decoders]) \
+            if args.decoders and jpegs else None
     base = next((r["images_per_s"] for r in rows if r["path"] == "fileloader"), None)
     for r in rows:
         r["vs_fileloader"] = r["images_per_s"] / base if base else None
     result = {"hardware": hardware_line(device), "data": args.data, "twelve_mp": args.twelve_mp,
               "image_size": args.image_size, "batch_size": args.batch_size,
               "workers": workers, "rows": rows, "left_out": left_out,
-              "pack": pack_info}
+              "pack": pack_info, "decoders": decoders}
     if printed_as_json(result, args.json):
         return result
     print(f"\n{result['hardware']}")
@@ -141,4 +147,6 @@ def run_data_bench(args: argparse.Namespace) -> dict:
         print(f"{r['path']:<12}{r['images']:>8}{r['images_per_s']:>11.1f}{r['first_epoch_s']:>15.2f}{ratio:>15}")
     for name, why in left_out.items():
         print(f"{name}: left out ({why})")
+    if decoders:
+        print(format_decoder_rates(decoders))
     return result

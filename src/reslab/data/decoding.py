@@ -5,7 +5,7 @@ enough pixels (the box is drawn on the full size, then mapped), crops, resizes a
 and hands over uint8; the main process normalises whole batches (and jitters their colours).
 
 GPU path: a worker only reads the file's bytes (and its EXIF orientation from the header); the main
-process decodes the batch's JPEGs with nvJPEG (``torchvision.io.decode_jpeg(..., device="cuda")``),
+process decodes the batch's JPEGs with nvJPEG (``decode.decode_jpegs``: TorchCodec or torchvision.io),
 then crops, flips, jitters and normalises the whole batch on the GPU. Files nvJPEG cannot take
 (PNG, GIF, WebP, CMYK or 16-bit JPEGs...) are decoded on the CPU by the worker, as ``open_image`` does.
 """
@@ -20,12 +20,15 @@ import numpy as np
 import torch
 from PIL import ExifTags, Image
 from torch import Tensor
+from torchvision.transforms.v2 import functional as TF
 
-from .batch_ops import color_jitter, flip_where, orient, resized_crops
+from .batch_ops import color_jitter, flip_where, resized_crops
 from .crops import CropDraw, center_box, jitter_factors, jpeg_reduction, scale_box, train_draw
+from .decode import as_bytes_tensor, decode_jpeg, decode_jpegs
 from .images import UnreadableImageError, open_image, oriented_size
 from .preprocess import RESAMPLE, Preprocess, to_chw
 from .streams import RawBatch
+from .transforms import INTERPOLATIONS
 
 Source = Path | bytes
 NVJPEG_MODES = ("RGB", "L")  # what nvJPEG decodes as such; CMYK, YCCK and 12/16-bit go to the CPU
@@ -36,9 +39,9 @@ _JPEG_MAGIC = b"\xff\xd8"
 class TrainCrops:
     """A worker's training sample on the CPU: RandomResizedCrop + flip -> uint8 (C, size, size).
 
-    A JPEG whose crop needs every pixel (no DCT reduction applies) is decoded by torchvision and
-    cropped as a tensor: about twice as fast as Pillow for such small images. Any other image goes
-    through Pillow, which can decode a JPEG at a reduced scale."""
+    A JPEG whose crop needs every pixel (no DCT reduction applies) is decoded to a tensor
+    (``decode.decode_jpeg``) and cropped as one: about twice as fast as Pillow for such small images.
+    Any other image goes through Pillow, which can decode a JPEG at a reduced scale."""
 
     image_size: int
     channels: int
@@ -56,11 +59,6 @@ class TrainCrops:
     def _full_scale_jpeg(self, data: bytes, index: int, epoch: int) -> np.ndarray | None:
         """The crop by torchvision, or None where Pillow should do it (a reduction applies, an odd mode,
         or a file torchvision refuses: Pillow then names the problem)."""
-        from torchvision.io import ImageReadMode, decode_jpeg
-        from torchvision.transforms.v2 import functional as TF
-
-        from .transforms import INTERPOLATIONS
-
         try:
             with Image.open(io.BytesIO(data)) as header:
                 if header.mode not in NVJPEG_MODES:
@@ -71,10 +69,8 @@ class TrainCrops:
         draw = train_draw(*size, self.seed, epoch, index)
         if jpeg_reduction(draw.box, self.image_size) > 1:
             return None
-        mode = ImageReadMode.RGB if self.channels == 3 else ImageReadMode.GRAY
         try:
-            image = decode_jpeg(torch.frombuffer(bytearray(data), dtype=torch.uint8), mode=mode,
-                                apply_exif_orientation=True)
+            image = decode_jpeg(as_bytes_tensor(data), self.channels)
         except RuntimeError:
             return None
         left, top, w, h = draw.box
@@ -134,7 +130,7 @@ class ReadEncoded:
                 with Image.open(io.BytesIO(data)) as header:
                     if header.mode in NVJPEG_MODES:
                         orientation = header.getexif().get(ExifTags.Base.Orientation, 1)
-                        return EncodedJpeg(torch.frombuffer(bytearray(data), dtype=torch.uint8), int(orientation))
+                        return EncodedJpeg(as_bytes_tensor(data), int(orientation))
             except (OSError, SyntaxError, ValueError):
                 pass  # open_image below names the problem
         return to_chw(open_image(data, self.channels, name=name))
@@ -145,39 +141,31 @@ def decode_on_device(payloads: list[EncodedJpeg | np.ndarray], channels: int, de
     """Upright uint8 (C, H, W) images on ``device``: JPEGs decoded there in one batched call, the rest
     moved there. A JPEG the batched decoder refuses is tried alone, then on the CPU; one that nothing
     decodes comes back as ``None`` with its reason."""
-    from torchvision.io import ImageReadMode, decode_jpeg
-
-    mode = ImageReadMode.RGB if channels == 3 else ImageReadMode.GRAY
     images: list[Tensor | None] = [None] * len(payloads)
     reasons: list[str | None] = [None] * len(payloads)
-    jpegs = [k for k, p in enumerate(payloads) if isinstance(p, EncodedJpeg)]
+    jpegs = [p for p in payloads if isinstance(p, EncodedJpeg)]
     try:
-        decoded = decode_jpeg([payloads[k].data for k in jpegs], mode=mode, device=device) if jpegs else []
+        decoded = decode_jpegs([p.data for p in jpegs], [p.orientation for p in jpegs], channels, device)
     except RuntimeError:  # one refused image fails the whole batch: each is tried alone below
         decoded = [None] * len(jpegs)
-    for k, image in zip(jpegs, decoded):
-        payload = payloads[k]
-        assert isinstance(payload, EncodedJpeg)
+    slots = [k for k, p in enumerate(payloads) if isinstance(p, EncodedJpeg)]
+    for k, payload, image in zip(slots, jpegs, decoded):
         try:
-            image = _decode_alone(payload.data, mode, channels, device) if image is None else image
+            images[k] = _decode_alone(payload, channels, device) if image is None else image
         except UnreadableImageError as e:
             reasons[k] = str(e)
-            continue
-        images[k] = orient(image, payload.orientation)
     for k, p in enumerate(payloads):
         if isinstance(p, np.ndarray):
             images[k] = torch.from_numpy(p).to(device, non_blocking=True)
     return images, reasons
 
 
-def _decode_alone(data: Tensor, mode, channels: int, device: torch.device) -> Tensor:
+def _decode_alone(payload: EncodedJpeg, channels: int, device: torch.device) -> Tensor:
     """One JPEG on ``device``, or on the CPU by ``open_image`` where the device's decoder refuses it."""
-    from torchvision.io import decode_jpeg
-
     try:
-        return decode_jpeg(data, mode=mode, device=device)
+        return decode_jpegs([payload.data], [payload.orientation], channels, device)[0]
     except RuntimeError:
-        return torch.from_numpy(to_chw(open_image(data.numpy().tobytes(), channels))).to(device)
+        return torch.from_numpy(to_chw(open_image(payload.data.numpy().tobytes(), channels))).to(device)
 
 
 def _jittered(x: Tensor, strength: float, seed: int, epoch: int, indices: list[int]) -> Tensor:

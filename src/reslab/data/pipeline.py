@@ -12,8 +12,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ..hardware import default_workers, gpu_decode_refusal
+from ..hardware import default_workers
 from .datasets import ArraySplit, Dataset, EncodedSplit, FileSplit, PackSplit, Split, load_dataset, subset
+from .decode import gpu_decode_refusal
 from .decoding import DeviceCrops, EvalGeometry, NormalizeBatch, ReadEncoded, TrainCrops
 from .images import open_image
 from .loaders import FileLoader, SkipLog, TensorLoader, decode_split
