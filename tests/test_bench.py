@@ -194,13 +194,15 @@ def _flag(command: list[str], *names: str) -> str:
 
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
 def test_vs_timm_gives_both_trainers_the_same_images_model_and_run(tmp_path, precision):
-    from reslab.bench.args import add_bench_vs_timm_args
+    from reslab.bench.options import VsTimmBench
     from reslab.bench.vs_timm import reslab_command, timm_command
+    from reslab.options import add_flags, from_args
 
     parser = argparse.ArgumentParser()
-    add_bench_vs_timm_args(parser)
-    args = parser.parse_args(["--data", str(tmp_path), "--model", "resnet34", "--image-size", "128",
-                              "--batch-size", "48", "--epochs", "4", "--workers", "3", "--precision", precision])
+    add_flags(parser, VsTimmBench)
+    args = from_args(parser.parse_args(["--data", str(tmp_path), "--model", "resnet34", "--image-size", "128",
+                                        "--batch-size", "48", "--epochs", "4", "--workers", "3", "--precision",
+                                        precision]), VsTimmBench)
     ours = reslab_command(args, seed=1, out=tmp_path / "out")
     theirs = timm_command(args, Path("train.py"), 1, tmp_path / "out", classes=7, device="cpu",
                           amp_dtype="bfloat16" if precision == "bf16" else None)

@@ -62,9 +62,7 @@ def test_shipped_recipes_load():
 def test_every_field_is_a_documented_flag():
     import dataclasses
 
-    from reslab.config import HELP
-
-    assert set(HELP) == {f.name for f in dataclasses.fields(TrainConfig)}
+    assert all(f.metadata["help"] for f in dataclasses.fields(TrainConfig))
     parser = argparse.ArgumentParser()
     add_config_flags(parser)
     text = parser.format_help()

@@ -9,10 +9,12 @@ import pytest
 import torch
 
 from reslab.data.check import check_folder
-from reslab.data.datasets import ArraySplit, load_dataset, load_folder, stratified_split
+from reslab.data.datasets import load_dataset
+from reslab.data.folders import load_folder
 from reslab.data.images import UnreadableImageError, open_image
 from reslab.data.loaders import SkipLog, TensorLoader, decode_split
 from reslab.data.preprocess import Preprocess
+from reslab.data.splits import ArraySplit, stratified_split
 from reslab.data.transforms import AugmentOptions, BatchAugment
 
 from .conftest import SAMPLES

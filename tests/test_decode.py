@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 import torch
 
-from reslab.data.datasets import FileSplit
 from reslab.data.loaders import SkipLog
 from reslab.data.pipeline import make_loader
 from reslab.data.preprocess import IMAGENET_MEAN, IMAGENET_STD, Preprocess
+from reslab.data.splits import FileSplit
 from reslab.infer.predictor import Predictor
 from reslab.infer.reference import reference_batch
 from reslab.modelfile import ModelInfo, ModelSpec, save_model_file

@@ -18,12 +18,13 @@ from torchvision.transforms.v2 import functional as TF
 
 from reslab.data.batch_ops import color_jitter, orient, resized_crops
 from reslab.data.crops import center_box, jpeg_reduction, random_resized_box, train_draw
-from reslab.data.datasets import PackSplit, load_dataset
+from reslab.data.datasets import load_dataset
 from reslab.data.decoding import DeviceCrops, NormalizeBatch, ReadEncoded, TrainCrops, decode_on_device
 from reslab.data.loaders import SkipLog
 from reslab.data.pack import pack_folder
 from reslab.data.preprocess import Preprocess
 from reslab.data.sampling import epoch_order
+from reslab.data.splits import PackSplit
 from reslab.data.streams import RawBatch, StreamLoader
 
 from .images import write_broken_images, write_odd_images

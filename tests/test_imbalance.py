@@ -16,11 +16,12 @@ from sklearn.utils.class_weight import compute_class_weight
 
 from reslab.config import TrainConfig
 from reslab.data.check import check_folder, format_report
-from reslab.data.datasets import ArraySplit, scan_folder
 from reslab.data.decoding import NormalizeBatch, TrainCrops
+from reslab.data.folders import scan_folder
 from reslab.data.loaders import SkipLog, TensorLoader
 from reslab.data.preprocess import Preprocess
 from reslab.data.sampling import balanced_weights, draw_keys, epoch_order, epoch_sequence
+from reslab.data.splits import ArraySplit
 from reslab.data.streams import StreamLoader
 from reslab.data.transforms import AugmentOptions, BatchAugment
 from reslab.evaluate.metrics import balanced_accuracy, macro_f1
@@ -179,11 +180,10 @@ def test_bad_imbalance_settings_are_refused_by_name():
 @pytest.mark.slow
 def test_weights_and_sampler_raise_balanced_accuracy_on_a_10_to_1_set():
     """The shipped sample with half of the classes cut to a tenth of their training images (val balanced)."""
-    from argparse import Namespace
-
     from reslab.bench.imbalance import run_imbalance_bench
+    from reslab.bench.options import ImbalanceBench
 
-    result = run_imbalance_bench(Namespace(
+    result = run_imbalance_bench(ImbalanceBench(
         data=None, ratio=10, recipes="none,class-weights balanced,sampler balanced", model="resnet20", epochs=10,
         batch_size=64, lr=0.05, seeds=2, device="cpu", json=True))
     assert result["train_counts"] == [300] * 5 + [30] * 5

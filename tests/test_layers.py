@@ -5,7 +5,7 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "src" / "reslab"
 LAYERS = [  # bottom first; a module may import its own layer's package and lower layers only
-    {"hardware", "precision", "timing", "collectives", "atomic", "version", "paths", "names"},
+    {"hardware", "precision", "timing", "collectives", "atomic", "version", "paths", "names", "options"},
     {"config", "data"},
     {"modelfile"},
     {"models"},
@@ -54,3 +54,39 @@ def test_no_import_goes_up_or_sideways():
                 wrong.append(f"{path.relative_to(PACKAGE)} ({own}, layer {LAYER[own]}) imports {target} "
                              f"(layer {LAYER[target]})")
     assert not wrong, "\n".join(wrong)
+
+
+def is_internal(node: ast.Import | ast.ImportFrom) -> bool:
+    if isinstance(node, ast.ImportFrom):
+        return bool(node.level) or (node.module or "").split(".")[0] == "reslab"
+    return any(a.name.split(".")[0] == "reslab" for a in node.names)
+
+
+def unexplained_inner_imports(path: Path) -> list[int]:
+    """Lines of reslab imports inside functions with no comment in their group saying why (torch kept off a
+    light path, an optional library, a cycle)."""
+    lines = path.read_text().splitlines()
+    found = []
+    for func in ast.walk(ast.parse("\n".join(lines))):
+        if not isinstance(func, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            continue
+        for node in ast.walk(func):
+            if (isinstance(node, (ast.Import, ast.ImportFrom)) and is_internal(node)
+                    and not any("#" in line for line in import_group(lines, node))):
+                found.append(node.lineno)
+    return sorted(set(found))
+
+
+def import_group(lines: list[str], node: ast.Import | ast.ImportFrom) -> list[str]:
+    """The import's own lines and the run of imports and comments just above it: one comment may say why
+    for a group of imports."""
+    first = node.lineno - 1
+    while first > 0 and lines[first - 1].strip().startswith(("from ", "import ", "#")):
+        first -= 1
+    return lines[first : node.end_lineno]
+
+
+def test_inner_internal_imports_say_why():
+    wrong = [f"{path.relative_to(PACKAGE)}:{line}" for path in sorted(PACKAGE.rglob("*.py"))
+             for line in unexplained_inner_imports(path)]
+    assert not wrong, "reslab imports inside functions without a comment saying why:\n" + "\n".join(wrong)

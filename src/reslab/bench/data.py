@@ -11,7 +11,6 @@ and flip, iterated ``--epochs`` times; the first epoch is start-up and reported 
 
 from __future__ import annotations
 
-import argparse
 import gc
 import statistics
 import tempfile
@@ -21,16 +20,19 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from ..data.datasets import FileSplit, PackSplit, load_arrays, load_folder
+from ..data.arrays import load_arrays
 from ..data.decode import gpu_decode_refusal
+from ..data.folders import load_folder
 from ..data.images import is_image_file, open_image
 from ..data.loaders import SkipLog
 from ..data.pack import pack_folder
 from ..data.pipeline import DataOptions, training_loader
 from ..data.preprocess import IMAGENET_MEAN, IMAGENET_STD, Preprocess, eval_resize_size
+from ..data.splits import FileSplit, PackSplit
 from ..data.transforms import AugmentOptions
 from ..hardware import cpu_info, default_workers, hardware_line, resolve_device
 from .decoders import decoder_rates, format_decoder_rates
+from .options import DataBench
 from .output import printed_as_json
 
 TWELVE_MP = 12_000_000
@@ -81,7 +83,7 @@ def time_loader(loader, epochs: int, device: torch.device) -> dict:
             "startup_s": first - seen / steady if len(rates) > 1 else 0.0}
 
 
-def run_data_bench(args: argparse.Namespace) -> dict:
+def run_data_bench(args: DataBench) -> dict:
     device = resolve_device(args.device)
     wanted = [p for p in args.paths.split(",") if p]
     unknown = sorted(set(wanted) - set(PATHS))

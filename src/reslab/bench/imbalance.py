@@ -6,7 +6,6 @@ the last epoch, with medians over seeds."""
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import tempfile
 from pathlib import Path
@@ -17,6 +16,7 @@ from ..config import TrainConfig
 from ..data.sample import SAMPLE_PACK
 from ..hardware import hardware_line, resolve_device
 from ..train.trainer import Trainer
+from .options import ImbalanceBench
 from .output import printed_as_json
 
 RECIPES = {"none": {}, "class-weights balanced": {"class_weights": "balanced"},
@@ -43,7 +43,7 @@ def imbalanced_pack(source: Path, out: Path, ratio: int) -> list[int]:
     return np.bincount(labels[kept], minlength=len(z["classes"])).tolist()
 
 
-def run_imbalance_bench(args: argparse.Namespace) -> dict:
+def run_imbalance_bench(args: ImbalanceBench) -> dict:
     device = resolve_device(args.device)
     recipes = {name: RECIPES[name] for name in args.recipes.split(",")}
     rows = []

@@ -14,7 +14,6 @@ the machine's measured fp32 GEMM peak; a third splits the fastest path's time in
 
 from __future__ import annotations
 
-import argparse
 import io
 import statistics
 import tempfile
@@ -37,6 +36,7 @@ from ..modelfile import ModelInfo, ModelSpec, save_model_file
 from ..models import count_macs, create_model
 from ..timing import timed_calls
 from .modes import MODES, compare_modes, print_modes_table, sample_batch
+from .options import InferBench
 from .output import printed_as_json
 from .peak import best_peak, measure_gemm_peak
 from .stages import phone_camera_jpegs, print_stage_table, stage_times
@@ -124,7 +124,7 @@ def onnxruntime_cuda_step(arch: str, x: torch.Tensor) -> Callable[[], None] | No
     The batch goes in from host memory, as a server would hand it over."""
     import onnxruntime as ort
 
-    from ..formats.onnx import to_onnx_proto
+    from ..formats.onnx import to_onnx_proto  # onnx: the deploy extra
 
     if "CUDAExecutionProvider" not in ort.get_available_providers():
         return None
@@ -136,7 +136,7 @@ def onnxruntime_cuda_step(arch: str, x: torch.Tensor) -> Callable[[], None] | No
     return lambda: backend.run(batch)
 
 
-def run_gpu_infer_bench(args: argparse.Namespace, device: torch.device) -> dict[str, Any]:
+def run_gpu_infer_bench(args: InferBench, device: torch.device) -> dict[str, Any]:
     modes = args.modes.split(",") if args.modes else list(MODES)
     tables = []
     for arch in args.gpu_models.split(","):
@@ -190,7 +190,7 @@ def open_rows(files: dict[str, Path], skip: list[str], only: str = "auto") -> tu
     return opened, left_out
 
 
-def run_infer_bench(args: argparse.Namespace) -> dict[str, Any]:
+def run_infer_bench(args: InferBench) -> dict[str, Any]:
     device = resolve_device(args.device)
     if device.type == "cuda" or args.modes:
         return run_gpu_infer_bench(args, device)

@@ -7,7 +7,6 @@ recall (flips that were flagged), and both for the top-ranked images as many as 
 
 from __future__ import annotations
 
-import argparse
 import tempfile
 import time
 from pathlib import Path
@@ -18,6 +17,7 @@ from ..config import config_from_dict, load_yaml
 from ..curate.label_issues import find_label_issues
 from ..data.sample import SAMPLE_PACK
 from ..hardware import hardware_line, resolve_device
+from .options import LabelIssuesBench
 from .output import printed_as_json
 
 
@@ -47,7 +47,7 @@ def precision_recall(found: set[int], truth: set[int]) -> tuple[float, float]:
     return hits / max(1, len(found)), hits / max(1, len(truth))
 
 
-def run_label_issues_bench(args: argparse.Namespace) -> dict:
+def run_label_issues_bench(args: LabelIssuesBench) -> dict:
     device = resolve_device(args.device)
     recipe = load_yaml(args.config)
     with tempfile.TemporaryDirectory() as tmp:

@@ -18,6 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..data.arrays import load_arrays
+from ..data.preprocess import DATASET_STATS, Preprocess
 from ..data.sample import SAMPLE_PACK
 from ..hardware import autocast_dtype
 
@@ -110,8 +112,6 @@ def time_modes(steps: dict[str, Callable[[], None]], device: torch.device, warmu
 def sample_batch(batch: int, size: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     """Real images for timing: the shipped CIFAR-10 sample, normalised, resized to ``size`` and
     repeated up to ``batch`` images, already on ``device``."""
-    from ..data.datasets import load_arrays
-    from ..data.preprocess import DATASET_STATS, Preprocess
 
     train = load_arrays(SAMPLE_PACK, hold_out=False).train
     index = torch.arange(batch) % len(train)

@@ -6,7 +6,6 @@ label: its AP is the label's share of the test images)."""
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import tempfile
 from pathlib import Path
@@ -20,13 +19,14 @@ from ..evaluate.multilabel import mean_average_precision
 from ..evaluate.report import run_eval
 from ..hardware import hardware_line, resolve_device
 from ..train.trainer import Trainer
+from .options import MultilabelBench
 from .output import printed_as_json
 
 FIGURES = ("map", "map_micro", "f1_samples", "exact_match", "f1_macro")
 WIDTHS = (8, 8, 11, 8, 10)
 
 
-def run_multilabel_bench(args: argparse.Namespace) -> dict:
+def run_multilabel_bench(args: MultilabelBench) -> dict:
     device = resolve_device(args.device)
     sizes = {"train": args.train, "val": args.val, "test": args.test}
     rows = []

@@ -8,7 +8,6 @@ each concurrency; the answers cache is off, so every request runs the model.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import io
 import shlex
@@ -24,9 +23,11 @@ from PIL import Image
 
 from ..hardware import hardware_line
 from ..infer.predictor import Predictor
+from ..models import load_model_file
 from ..timing import images_per_second
 from .infer import load_images, prepare_models
 from .loadgen import multipart_request, run_load
+from .options import ServeBench
 from .output import printed_as_json
 
 HOST = "127.0.0.1"
@@ -74,8 +75,7 @@ def as_onnx(model: Path, folder: Path) -> Path:
     """``model`` itself when it is ONNX, else its ONNX export (metadata included) in ``folder``."""
     if model.suffix == ".onnx":
         return model
-    from ..formats.onnx import to_onnx_proto
-    from ..models import load_model_file
+    from ..formats.onnx import to_onnx_proto  # onnx: the deploy extra
 
     network, info = load_model_file(model)
     out = folder / f"{model.stem}.onnx"
@@ -91,7 +91,7 @@ def offline_throughput(model: Path, backend: str, photos: list[bytes]) -> tuple[
     return images_per_second(predictor.predict, batch, seconds=5.0), predictor.precision  # type: ignore[arg-type]
 
 
-def run_serve_bench(args: argparse.Namespace) -> dict[str, Any]:
+def run_serve_bench(args: ServeBench) -> dict[str, Any]:
     levels = [int(c) for c in str(args.concurrency).split(",")]
     photos = [as_jpeg(b) for b in load_images(args.images)]
     requests = [multipart_request("/predict", f"{HOST}:{args.port}", b, f"photo{i}.jpg") for i, b in enumerate(photos)]

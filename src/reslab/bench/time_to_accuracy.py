@@ -11,7 +11,6 @@ the best accuracy and its time are printed instead.
 
 from __future__ import annotations
 
-import argparse
 import tempfile
 import time
 from pathlib import Path
@@ -19,7 +18,7 @@ from pathlib import Path
 from ..config import config_from_dict, load_yaml
 from ..hardware import hardware_line
 from ..train.trainer import Trainer
-from .args import JPEG_COPY
+from .options import JPEG_COPY, TimeToAccuracyBench
 from .output import printed_as_json
 
 
@@ -44,7 +43,7 @@ def time_to_targets(history: list[dict[str, float]], targets: list[float]) -> li
     return rows
 
 
-def run_time_to_accuracy(args: argparse.Namespace) -> dict:
+def run_time_to_accuracy(args: TimeToAccuracyBench) -> dict:
     data = args.data or (str(JPEG_COPY) if JPEG_COPY.is_file() else "cifar10")
     targets = [float(t) / 100 for t in args.targets.split(",") if t]
     overrides = {"data": data, "eval_split": "test", "device": args.device, "seed": args.seed, "name": "run"}

@@ -14,7 +14,6 @@ model's speed the data path lets through.
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import tempfile
 import time
@@ -32,6 +31,7 @@ from ..hardware import bf16_refusal, hardware_line, resolve_device
 from ..models import count_macs, create_model
 from ..train.trainer import Trainer
 from .modes import MODES, compare_modes, print_modes_table, sample_batch
+from .options import TrainBench
 from .output import printed_as_json
 from .peak import best_peak, measure_gemm_peak
 
@@ -88,7 +88,7 @@ def reslab_epochs(
     return [trainer.train_one_epoch()["images_per_s"] for _ in range(epochs)]
 
 
-def run_modes_bench(args: argparse.Namespace, device: torch.device) -> dict:
+def run_modes_bench(args: TrainBench, device: torch.device) -> dict:
     """Training steps in each mode on a GPU-resident batch of real images: the model's speed with
     the data path taken out (reslab keeps small datasets on the GPU, so it costs almost nothing)."""
     modes = args.modes.split(",") if args.modes else list(MODES)
@@ -108,7 +108,7 @@ def run_modes_bench(args: argparse.Namespace, device: torch.device) -> dict:
     return result
 
 
-def run_data_ratio_bench(args: argparse.Namespace, device: torch.device) -> dict:
+def run_data_ratio_bench(args: TrainBench, device: torch.device) -> dict:
     """``reslab train`` on the images of ``--data`` (a folder or a pack) against raw training steps on a
     batch already on the device, in the same mode (channels_last, the device's mixed precision)."""
     with tempfile.TemporaryDirectory() as tmp:
@@ -144,7 +144,7 @@ def run_data_ratio_bench(args: argparse.Namespace, device: torch.device) -> dict
     return result
 
 
-def run_train_bench(args: argparse.Namespace) -> dict:
+def run_train_bench(args: TrainBench) -> dict:
     device = resolve_device(args.device)
     if args.data and (args.vs_steps if args.vs_steps is not None else device.type == "cuda"):
         return run_data_ratio_bench(args, device)

@@ -13,7 +13,6 @@ timm's ``train.py`` is not in timm's pip package: it comes from a clone of its r
 
 from __future__ import annotations
 
-import argparse
 import csv
 import importlib.metadata
 import json
@@ -27,6 +26,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from ..hardware import hardware_line
+from .options import VsTimmBench
 from .output import printed_as_json
 
 TARGET_TIME_RATIO = 0.8  # reslab's wall time at most this fraction of timm's, at a higher top-1
@@ -73,7 +73,7 @@ def class_count(data: Path) -> int:
     return sum(1 for p in (data / "train").iterdir() if p.is_dir())
 
 
-def reslab_command(args: argparse.Namespace, seed: int, out: Path) -> list[str]:
+def reslab_command(args: VsTimmBench, seed: int, out: Path) -> list[str]:
     amp = {"auto": "--amp", "fp32": "--no-amp", "bf16": "--amp"}[args.precision]
     return [sys.executable, "-m", "reslab", "train", "--data", str(args.data), "--model", args.model,
             "--image-size", str(args.image_size), "--batch-size", str(args.batch_size), "--epochs", str(args.epochs),
@@ -82,7 +82,7 @@ def reslab_command(args: argparse.Namespace, seed: int, out: Path) -> list[str]:
             *([amp, "auto"] if args.precision == "auto" else [amp])]
 
 
-def timm_command(args: argparse.Namespace, script: Path, seed: int, out: Path, classes: int, device: str,
+def timm_command(args: VsTimmBench, script: Path, seed: int, out: Path, classes: int, device: str,
                  amp_dtype: str | None) -> list[str]:
     """timm's train.py with the shared settings and nothing else; ``amp_dtype``: None for fp32."""
     return [sys.executable, str(script), "--data-dir", str(args.data), "--train-split", "train",
@@ -112,7 +112,7 @@ def epoch_rows(table: Path) -> list[dict[str, str]]:
     return rows
 
 
-def run_reslab(args: argparse.Namespace, seed: int, out: Path) -> tuple[Side, dict]:
+def run_reslab(args: VsTimmBench, seed: int, out: Path) -> tuple[Side, dict]:
     wall = _run(reslab_command(args, seed, out), out / f"reslab-{seed}.log")
     run = out / f"reslab-{seed}"
     summary = json.loads((run / "summary.json").read_text())
@@ -122,7 +122,7 @@ def run_reslab(args: argparse.Namespace, seed: int, out: Path) -> tuple[Side, di
                 sum(float(e["seconds"]) for e in epochs)), summary
 
 
-def run_timm(args: argparse.Namespace, script: Path, seed: int, out: Path, classes: int, device: str,
+def run_timm(args: VsTimmBench, script: Path, seed: int, out: Path, classes: int, device: str,
              amp_dtype: str | None) -> Side:
     wall = _run(timm_command(args, script, seed, out, classes, device, amp_dtype), out / f"timm-{seed}.log")
     top1 = float(epoch_rows(out / f"timm-{seed}" / "summary.csv")[-1]["eval_top1"]) / 100  # timm writes percent
@@ -136,7 +136,7 @@ def medians(sides: list[Side], trainer: str) -> dict[str, float]:
             "s_per_epoch": statistics.median(s.s_per_epoch for s in mine)}
 
 
-def run_vs_timm_bench(args: argparse.Namespace) -> dict:
+def run_vs_timm_bench(args: VsTimmBench) -> dict:
     args.data = Path(args.data).resolve()
     script = timm_train_script(args.timm_train)
     classes = class_count(args.data)

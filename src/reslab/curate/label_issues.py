@@ -23,10 +23,14 @@ from torch import nn
 
 from ..atomic import write_text_atomic
 from ..config import TrainConfig
-from ..data.datasets import ArraySplit, Dataset, Split, load_dataset, subset, write_split
+from ..data.datasets import load_dataset
 from ..data.images import UnreadableImageError, open_image
+from ..data.pipeline import model_split
 from ..data.preprocess import Preprocess
+from ..data.splits import ArraySplit, Dataset, Split, subset, write_split
 from ..evaluate.plots import plot_image_grid
+from ..hardware import resolve_device
+from ..models import load_model_file
 from ..train.trainer import Trainer
 
 
@@ -182,9 +186,6 @@ def find_label_issues(cfg: TrainConfig, folds: int = 5, from_model: Path | None 
                                "model": cfg.model}
         classes, pre = dataset.classes, None
     else:
-        from ..data.pipeline import model_split
-        from ..hardware import resolve_device
-        from ..models import load_model_file
 
         model, info = load_model_file(from_model, resolve_device(cfg.device))
         split_file = from_model.parent / "split.json"
@@ -221,3 +222,13 @@ def find_label_issues(cfg: TrainConfig, folds: int = 5, from_model: Path | None 
                **how, "unreadable": unreadable, "files": {k: str(v) for k, v in files.items()}}
     write_text_atomic(files["summary"], json.dumps(summary, indent=1))
     return {**summary, "issues": rows}
+
+
+def format_label_issues(report: dict[str, Any], top: int) -> str:
+    lines = [f"{report['flagged']} of {report['readable']} {report['split']} images flagged as likely label errors "
+             f"({report['method']}; out-of-sample top-1 {report['out_of_sample_top1']:.3f})",
+             f"{'rank':>5}  {'quality':>8}  {'given':<14}{'suggested':<14}image"]
+    lines += [f"{row['rank']:>5}  {row['quality']:>8.4f}  {row['given_label'][:13]:<14}"
+              f"{row['suggested_label'][:13]:<14}{row['image']}" for row in report["issues"][:top]]
+    lines += [f"{name}: {path}" for name, path in report["files"].items()]
+    return "\n".join(lines + ["nothing in the dataset was changed"])

@@ -11,9 +11,10 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from .datasets import VAL_NAMES, scan_folder
+from .folders import scan_folder
 from .images import UnreadableImageError, open_image
 from .multilabel import is_multilabel_data, load_multilabel
+from .splits import VAL_NAMES
 
 
 def _splits(root: Path) -> dict[str, Path]:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from .datasets import VAL_NAMES, Dataset, FileSplit, holdout_validation
+from .splits import VAL_NAMES, Dataset, FileSplit, holdout_validation
 
 PREFIX = "hf:"
 

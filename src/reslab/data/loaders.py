@@ -21,10 +21,10 @@ from PIL import Image
 from torch import Tensor
 from torch.utils.data import DataLoader, Sampler
 
-from .datasets import ArraySplit, EncodedSplit
 from .images import UnreadableImageError
 from .preprocess import Preprocess
 from .sampling import epoch_generator, epoch_order, epoch_sequence, rank_positions, shard_size
+from .splits import ArraySplit, EncodedSplit
 from .transforms import BatchAugment
 
 

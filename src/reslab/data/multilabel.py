@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .datasets import (
+from .splits import (
     HOLDOUT_FRACTIONS,
     SPLIT_FRACTIONS,
     SPLIT_NAMES,

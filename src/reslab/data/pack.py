@@ -18,9 +18,10 @@ import numpy as np
 from PIL import ExifTags, Image
 
 from ..atomic import atomic_path
-from .datasets import Dataset, FileSplit, PackSplit, holdout_validation, load_folder
+from .folders import load_folder
 from .images import UnreadableImageError, open_image
 from .preprocess import resize_short_side
+from .splits import Dataset, FileSplit, PackSplit, holdout_validation
 
 PACK_FORMAT = 1
 SPLITS = ("train", "val", "test")

@@ -13,13 +13,14 @@ import torch
 from PIL import Image
 
 from ..hardware import default_workers
-from .datasets import ArraySplit, Dataset, EncodedSplit, FileSplit, PackSplit, Split, load_dataset, subset
+from .datasets import load_dataset
 from .decode import gpu_decode_refusal
 from .decoding import DeviceCrops, EvalGeometry, NormalizeBatch, ReadEncoded, TrainCrops
 from .images import open_image
 from .loaders import FileLoader, SkipLog, TensorLoader, decode_split
 from .preprocess import DATASET_STATS, Preprocess, eval_resize_size
 from .sampling import SAMPLERS, balanced_weights
+from .splits import ArraySplit, Dataset, EncodedSplit, FileSplit, PackSplit, Split, subset
 from .streams import StreamLoader
 from .transforms import AugmentOptions, BatchAugment, train_transform
 

@@ -22,10 +22,10 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Sampler
 
-from .datasets import EncodedSplit
 from .images import UnreadableImageError
 from .loaders import SkipLog, stack_labels
 from .sampling import draw_keys, epoch_sequence, rank_positions, shard_size
+from .splits import EncodedSplit
 
 
 @dataclass

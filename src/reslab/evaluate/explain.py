@@ -17,8 +17,12 @@ import torch
 from PIL import Image
 from torch import Tensor, nn
 
+from ..atomic import atomic_path
+from ..data.images import UnreadableImageError
 from ..formats import forward_only_reason
+from ..infer.predictor import expand_inputs
 from ..modelfile import ModelInfo
+from ..models import load_model_file
 from .methods import DEFAULT_METHOD, METHODS
 
 OVERLAY_MIN_SIZE = 224  # small inputs (CIFAR's 32 px) are shown enlarged
@@ -101,7 +105,6 @@ class Explainer:
     @classmethod
     def from_file(cls, path: str | Path, method: str = DEFAULT_METHOD, layer: str | None = None,
                   device: str | torch.device = "cpu") -> Explainer:
-        from ..models import load_model_file
 
         model, info = load_model_file(explainable(path), device)
         return cls(model, info, method, layer)
@@ -145,9 +148,6 @@ def explain_files(explainer: Explainer, inputs: Sequence[str | Path], out_dir: P
                   batch_size: int = 16) -> list[dict]:
     """An overlay PNG per image (files, or folders of them) in ``out_dir``; one row per image, with its
     error where it cannot be decoded."""
-    from ..atomic import atomic_path
-    from ..data.images import UnreadableImageError
-    from ..infer.predictor import expand_inputs
 
     rows: list[dict] = []
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -190,3 +190,8 @@ def worst_overlays(explainer: Explainer, worst: list[tuple[float, int, int, Tens
     views = views.round().clamp(0, 255).to(torch.uint8).numpy()
     explanations = explainer.explain_views(views, x, [pred for _, _, pred, _ in worst])
     return [np.asarray(e.overlay()) for e in explanations]
+
+
+def format_explained(rows: list[dict]) -> str:
+    return "\n".join(f"{row['file']}: skipped: {row['error']}" if "error" in row else
+                     f"{row['file']}: {row['class']} ({row['probability']:.3f}) -> {row['overlay']}" for row in rows)

@@ -129,3 +129,44 @@ def first_conv_feature_maps(model: nn.Module, info: ModelInfo, image: Path, out:
     x = torch.from_numpy(info.preprocess(info.preprocess.open(image))).unsqueeze(0).to(model.conv1.weight.device)
     maps = model.conv1(x)[0]
     return plot_feature_maps(maps.cpu(), out, f"conv1 feature maps of {image.name} ({maps.shape[0]} channels)")
+
+
+def format_eval(report: dict[str, Any]) -> str:
+    """The report as a reader wants it at a terminal (``--json`` prints it all)."""
+    if report["task"] == "multilabel":
+        return _format_multilabel(report)
+    split = report["split"]
+    lines = [f"{split}: {report['count']} images  top-1 {report['top1']:.4f}  top-5 {report['top5']:.4f}  "
+             f"loss {report['loss']:.4f}{'  (flip TTA)' if report['tta'] else ''}  "
+             f"[{report['device']}, {report['precision']}]",
+             f"balanced accuracy {report['balanced_accuracy']:.4f}  macro-F1 {report['macro_f1']:.4f}  "
+             f"(each class counted equally)",
+             f"precision: {report['precision_choice']}"]
+    if "fp32" in report:
+        fp32 = report["fp32"]
+        lines.append(f"fp32 on the same images: top-1 {fp32['top1']:.4f}, so {report['precision']} changes top-1 by "
+                     f"{100 * (report['top1'] - fp32['top1']):+.2f} points; predictions agree on "
+                     f"{fp32['agreement']:.1%}")
+    lines.append(f"{'class':<16}{'precision':>10}{'recall':>10}{'f1':>10}{'support':>9}")
+    lines += [f"{row['class'][:15]:<16}{row['precision']:>10.3f}{row['recall']:>10.3f}{row['f1']:>10.3f}"
+              f"{row['support']:>9}" for row in report["per_class"]]
+    return "\n".join(lines + [f"{name}: {path}" for name, path in report["files"].items()])
+
+
+def _format_multilabel(report: dict[str, Any]) -> str:
+    lines = [f"{report['split']}: {report['count']} images  mAP {report['map']:.4f} (micro "
+             f"{report['map_micro']:.4f})  loss {report['loss']:.4f}{'  (flip TTA)' if report['tta'] else ''}  "
+             f"[{report['device']}, {report['precision']}]",
+             f"at the thresholds ({report['thresholds']}): sample-F1 {report['f1_samples']:.4f}  exact match "
+             f"{report['exact_match']:.4f}  micro P/R/F1 {report['precision_micro']:.3f}/"
+             f"{report['recall_micro']:.3f}/{report['f1_micro']:.3f}  macro-F1 {report['f1_macro']:.3f}",
+             f"precision: {report['precision_choice']}"]
+    if "fp32" in report:
+        fp32 = report["fp32"]
+        lines.append(f"fp32 on the same images: mAP {fp32['map']:.4f}; decisions agree on {fp32['agreement']:.1%}")
+    lines.append(f"{'label':<16}{'AP':>8}{'threshold':>10}{'precision':>10}{'recall':>10}{'f1':>8}{'support':>9}")
+    for row in report["per_class"]:
+        ap = f"{row['ap']:>8.3f}" if row["ap"] is not None else f"{'-':>8}"
+        lines.append(f"{row['class'][:15]:<16}{ap}{row['threshold']:>10.3f}{row['precision']:>10.3f}"
+                     f"{row['recall']:>10.3f}{row['f1']:>8.3f}{row['support']:>9}")
+    return "\n".join(lines + [f"{name}: {path}" for name, path in report["files"].items()])

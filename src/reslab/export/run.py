@@ -55,11 +55,11 @@ def _write(fmt: str, model: torch.nn.Module, info: ModelInfo, folder: Path, stem
         path = onnx_format.save_onnx(proto, folder / f"{stem}.onnx")
         return path, path, [f"opset {opset}, dynamic batch axis, metadata in metadata_props"]
     if fmt == "openvino":
-        from ..formats.openvino import save_openvino
+        from ..formats.openvino import save_openvino  # openvino: the deploy extra
 
         path = save_openvino(proto, info, folder / f"{stem}.xml")
         return path, path, [f"OpenVINO IR, fp32 weights, inference precision {info.precision} (.xml + .bin)"]
-    from .triton import check_repository, write_repository
+    from .triton import check_repository, write_repository  # onnx: the deploy extra
 
     model_dir = write_repository(proto, info, folder, triton_name, max_batch_size)
     checked = check_repository(model_dir)
@@ -158,3 +158,11 @@ def _size(path: Path) -> int:
         return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
     return sum(f.stat().st_size for f in model_files(path) if f.is_file())
 
+
+
+def format_export(report: dict[str, Any]) -> str:
+    return "\n".join([f"{report['format']}: {report['output']} ({report['bytes'] / 1e6:.2f} MB)",
+                      *(f"  {note}" for note in report["notes"]),
+                      f"  {report['precision']}, checked with {report['checked_with']} on {report['images']} real "
+                      f"images: max |logit difference| {report['max_abs_diff']:.2e} (tolerance "
+                      f"{report['tolerance']:.1e}), top-1 agreement {report['top1_agreement']:.1%}"])

@@ -47,13 +47,13 @@ def read_info(path: Path) -> ModelInfo:
     if fmt == "reslab":
         return read_model_info(path)
     if fmt == "onnx":
-        from .onnx import info_from_onnx, load_onnx
+        from .onnx import info_from_onnx, load_onnx  # onnx: the deploy extra
 
         return info_from_onnx(load_onnx(path), path)
     if fmt == "openvino":
-        from .openvino import read_openvino_info
+        from .openvino import read_openvino_info  # openvino: the deploy extra
 
         return read_openvino_info(path)
-    from .archives import load_archive
+    from .archives import load_archive  # torch: reading ONNX needs none
 
     return load_archive(path, fmt)[1]

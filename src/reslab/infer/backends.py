@@ -183,7 +183,7 @@ def open_backends(path: Path, keys: list[Key], device: str, threads: int | None,
     ``info``: the file's metadata where the caller has read it already."""
     fmt = model_format(path)
     if fmt in ("torchscript", "pt2"):
-        from ..formats.archives import load_archive
+        from ..formats.archives import load_archive  # torch: ONNX and OpenVINO serve without it
 
         module, info = load_archive(path, fmt)
         # an exported program keeps the layout it was traced with: feed it plain NCHW
@@ -195,7 +195,7 @@ def open_backends(path: Path, keys: list[Key], device: str, threads: int | None,
             return _onnx_backends(str(graph), keys, threads, device), info or read_info(path)
         import torch
 
-        from ..models import load_model_file
+        from ..models import load_model_file  # torch: ONNX and OpenVINO serve without it
 
         model, info = load_model_file(path, device)
         # ONNX Runtime and OpenVINO run the model's ONNX graph, exported once per file and torch version

@@ -80,7 +80,7 @@ def choosing(key: str) -> bool:
 
 
 def _choose(order: Path) -> None:
-    from .selection import load_backend
+    from .selection import load_backend  # cycle: selection imports this module
 
     request = ChoiceRequest(**json.loads(order.read_text()))
     try:

@@ -201,3 +201,16 @@ class Predictor:
                             for (p, _), preds in zip(readable, predictions)]
         order = {str(p): i for i, p in enumerate(paths)}
         return sorted(results, key=lambda r: order.get(r["file"], -1))
+
+
+def format_predictions(results: list[dict]) -> str:
+    """One line per image: its top classes with their probabilities (and a multi-label model's labels)."""
+    lines = []
+    for entry in results:
+        if "error" in entry:
+            lines.append(f"{entry['file']}: ERROR {entry['error']}")
+            continue
+        top = "  ".join(f"{p['label']} {p['probability']:.3f}" for p in entry["predictions"])
+        labels = f"  => labels: {', '.join(entry['labels']) or '(none)'}" if "labels" in entry else ""
+        lines.append(f"{entry['file']}: {top}{labels}")
+    return "\n".join(lines)

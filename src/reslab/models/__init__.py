@@ -79,3 +79,10 @@ def load_model_file(path: str | Path, device: str | torch.device = "cpu") -> tup
     model = build_model(info.spec)
     model.load_state_dict(state)
     return model.to(device).eval(), info
+
+
+def format_models(rows: list[dict]) -> str:
+    lines = [f"{'model':<11}{'family':<10}{'classes':>8}{'size':>6}{'params':>14}{'GMACs':>9}"]
+    lines += [f"{r['model']:<11}{r['family']:<10}{r['classes']:>8}{r['image_size']:>6}{r['params']:>14,}"
+              f"{r['macs'] / 1e9:>9.3f}" for r in rows]
+    return "\n".join(lines)

@@ -16,7 +16,6 @@ import copy
 import dataclasses
 import tempfile
 import zlib
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +24,7 @@ from safetensors.torch import save as safetensors_bytes
 from torch import nn
 from torch.nn.utils import prune
 
+from ..config import TrainConfig
 from ..data.loaders import SkipLog
 from ..data.pipeline import SMALL_IMAGE, make_loader, model_split
 from ..evaluate.metrics import evaluate
@@ -36,30 +36,8 @@ from ..models.registry import build_model
 from ..models.reshape import changed_shapes
 from ..models.resnet import BasicBlock, Bottleneck
 from ..timing import interleaved_images_per_second
-
-METHODS = ("l1-unstructured", "structured")
-
-
-@dataclass
-class PruneOptions:
-    amount: float  # fraction of weights (unstructured) or of block-internal channels (structured)
-    method: str = "l1-unstructured"
-    data: str | None = None  # default: the data the model was trained on
-    finetune_epochs: int = 0
-    lr: float = 0.01
-    batch_size: int = 128
-    val_images: int | None = None
-    device: str = "auto"
-    seed: int = 0
-    cache_dir: str | None = None  # None: paths.cache_root()
-
-    def __post_init__(self) -> None:
-        if self.method not in METHODS:
-            raise ValueError(f"pruning method must be one of {', '.join(METHODS)}, got {self.method!r}")
-        if not 0 < self.amount < 1:
-            raise ValueError(f"amount must be a fraction between 0 and 1 (exclusive), got {self.amount}")
-        if self.finetune_epochs and self.method != "structured":
-            raise ValueError("--finetune-epochs applies to structured pruning (unstructured zeros would grow back)")
+from ..train.trainer import Trainer
+from .options import PruneOptions
 
 
 def prunable(model: nn.Module) -> list[nn.Module]:
@@ -130,8 +108,6 @@ def cpu_speeds(models: dict[str, nn.Module], info: ModelInfo) -> dict[str, float
 
 
 def _finetune(model: nn.Module, info: ModelInfo, data: str, opts: PruneOptions) -> tuple[nn.Module, list[dict]]:
-    from ..config import TrainConfig
-    from ..train.trainer import Trainer
 
     pre = info.preprocess
     with tempfile.TemporaryDirectory() as tmp:
@@ -192,3 +168,20 @@ def prune_model(model_path: Path, opts: PruneOptions, out: Path | None = None) -
     return {**record, "output": str(out), "data": data, "before": before, "pruned": pruned, "after": after,
             "layer_sparsity": sparsity(model) if opts.method == "l1-unstructured" else {},
             "finetune_history": history}
+
+
+def format_prune(r: dict[str, Any]) -> str:
+    stages = [("before", r["before"]), ("pruned", r["pruned"])]
+    if r["finetune_epochs"]:
+        stages.append((f"+{r['finetune_epochs']} ep", r["after"]))
+    lines = [f"{r['method']} pruning, amount {r['amount']}: {r['output']}",
+             f"{'':<9}{'top-1':>8}{'params':>12}{'MMACs':>10}{'zeros':>8}{'zlib MB':>9}{'CPU img/s':>11}"]
+    for name, row in stages:
+        top1 = f"{row['top1']:.4f}" if row.get("top1") is not None else "-"
+        lines.append(f"{name:<9}{top1:>8}{row['params']:>12,}{row['macs'] / 1e6:>10.1f}{row['zero_weights']:>8.1%}"
+                     f"{row['compressed_bytes'] / 1e6:>9.2f}{row['cpu_images_per_s']:>11.1f}")
+    if r["layer_sparsity"]:
+        lines += ["sparsity per layer: " + ", ".join(f"{k} {v:.0%}" for k, v in r["layer_sparsity"].items()),
+                  "note: unstructured zeros make the file compress better; dense kernels still do every "
+                  "multiplication, so it does not run faster. Use --method structured for speed."]
+    return "\n".join(lines)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import tempfile
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -30,37 +30,11 @@ from ..infer.predictor import probabilities_of
 from ..modelfile import ModelInfo
 from ..models import load_model_file
 from ..timing import interleaved_images_per_second
-
-METHODS = ("minmax", "entropy", "percentile")
-CALIBRATION_BATCH = 10  # the histogram calibrators need batches of one size
+from .options import CALIBRATION_BATCH, QuantizeOptions
 
 
 class QuantizationRejected(ValueError):
     """The INT8 model lost more top-1 (or mAP) than allowed; nothing was written."""
-
-
-@dataclass
-class QuantizeOptions:
-    calib_data: str
-    calib_images: int = 300
-    method: str = "minmax"
-    val_data: str | None = None  # default: calib_data
-    val_split: str = "val"
-    val_images: int | None = None  # default: the whole split
-    max_drop: float = 1.0  # points of top-1 (mAP for a multi-label model)
-    force: bool = False
-    reduce_range: str = "auto"  # auto | on | off
-    per_channel: bool = True
-    seed: int = 0
-    cache_dir: str | None = None  # None: paths.cache_root()
-
-    def __post_init__(self) -> None:
-        if self.method not in METHODS:
-            raise ValueError(f"calibration method must be one of {', '.join(METHODS)}, got {self.method!r}")
-        if self.reduce_range not in ("auto", "on", "off"):
-            raise ValueError(f"reduce_range must be auto, on or off, got {self.reduce_range!r}")
-        if self.calib_images < CALIBRATION_BATCH:
-            raise ValueError(f"calib_images must be at least {CALIBRATION_BATCH}, got {self.calib_images}")
 
 
 def fp32_source(model_path: Path) -> tuple[onnx.ModelProto, ModelInfo]:
@@ -181,3 +155,16 @@ def quantize_model(model_path: Path, opts: QuantizeOptions, out: Path | None = N
     with atomic_path(out) as tmp_out:
         onnx.save_model(int8, str(tmp_out))
     return report
+
+
+def format_quantize(r: dict[str, Any]) -> str:
+    metric, shown = r["metric"], {"top1": "top-1", "map": "mAP"}[r["metric"]]
+    lines = [f"INT8 ({r['method']} calibration on {r['calibration_images']} training images, per-channel "
+             f"{r['per_channel']}, reduce_range {r['reduce_range']}): {r['output']}",
+             f"{'':<8}{shown:>8}{'MB':>8}{'images/s':>10}   ({r['val_images']} {r['val_split']} images, batch 32)"]
+    lines += [f"{kind:<8}{r[f'{metric}_{kind}']:>8.4f}{r[f'bytes_{kind}'] / 1e6:>8.2f}"
+              f"{r[f'images_per_s_{kind}']:>10.1f}" for kind in ("fp32", "int8")]
+    lines.append(f"{shown} drop {r['drop_points']:.2f} points; predictions agree on {r['agreement']:.1%}; "
+                 f"{r['images_per_s_int8'] / r['images_per_s_fp32']:.2f}x faster, "
+                 f"{r['bytes_fp32'] / r['bytes_int8']:.1f}x smaller")
+    return "\n".join(lines)

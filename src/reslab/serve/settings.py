@@ -9,7 +9,10 @@ import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from ..infer.options import BACKENDS
 from ..names import is_model_name, output_stem
+from ..options import MODEL_HELP, PRECISION_HELP, check_choices, device_option, option, weights_option
+from ..precision import CHOICES
 
 ENV_VAR = "RESLAB_SERVE_CONFIG"  # how the config reaches uvicorn's worker processes
 
@@ -41,29 +44,33 @@ def stem(source: str) -> str:
 
 @dataclass
 class ServeConfig:
-    models: list[str]  # model files; the first is the default
-    host: str = "127.0.0.1"
-    port: int = 8000
-    backend: str = "auto"  # auto | torch | onnxruntime | openvino
-    workers: int = 1
-    max_batch: int = 32
-    max_wait_ms: float = 5.0
-    max_upload_mb: float = 20.0
-    max_pixels: int = 50_000_000
-    cache_size: int = 1024  # answers kept by the hash of the uploaded bytes; 0 = off
-    max_queue: int = 256  # images waiting for inference; beyond it requests get 503
-    timeout_s: float = 30.0
-    threads: int | None = None  # inference threads per worker (default: the cores, shared among workers)
-    decode_threads: int | None = None  # decoding threads per worker
+    models: list[str] = option(positional=True, help="model files; the first is the default")
+    host: str = option("127.0.0.1", help="the address to listen on")
+    port: int = option(8000, help="the port to listen on")
+    backend: str = option("auto", choices=("auto", *BACKENDS), help="auto: the fastest installed runtime that can "
+                          "read each model")
+    workers: int = option(1, help="server processes (each loads the model)")
+    max_batch: int = option(32, help="images per inference call at most")
+    max_wait_ms: float = option(5.0, help="how long a batch waits to fill")
+    max_upload_mb: float = option(20.0, help="larger bodies get 413 before being read")
+    max_pixels: int = option(50_000_000, help="larger images get 413 before decoding")
+    cache_size: int = option(1024, help="answers cached by the hash of the uploaded bytes (0 = off)")
+    max_queue: int = option(256, help="images waiting for inference beyond this get 503 + Retry-After")
+    timeout_s: float = option(30.0, help="a request without an answer by then gets 504")
+    threads: int | None = option(None, help="inference threads per worker (default: cores / workers)")
+    decode_threads: int | None = option(None, help="decoding threads per worker (default: cores / workers)")
     # each model's name in the API; None (one model, unnamed): its architecture, once the file is read
-    names: list[str | None] = dataclasses.field(default_factory=list)
-    device: str = "auto"
-    precision: str = "auto"  # auto | fp32 | bf16 | int8
-    api_keys: list[str] = dataclasses.field(default_factory=list, repr=False)  # empty: no key needed
-    ssl_certfile: str | None = None
-    ssl_keyfile: str | None = None
+    names: list[str | None] = option(factory=list, help="each model's name in answers and v2 URLs")
+    device: str = device_option()
+    precision: str = option("auto", choices=CHOICES, help=PRECISION_HELP)
+    api_keys: list[str] = dataclasses.field(default_factory=list, repr=False,  # empty: no key needed
+                                            metadata={"help": "accepted API keys"})
+    ssl_certfile: str | None = option(None, metavar="PEM", help="serve HTTPS with this certificate (and "
+                                      "--ssl-keyfile)")
+    ssl_keyfile: str | None = option(None, metavar="PEM", help="the certificate's private key")
 
     def __post_init__(self) -> None:
+        check_choices(self, "serve option")
         if not self.models:
             raise ValueError("serve needs at least one model")
         self.names = list(self.names) or [None] * len(self.models)
@@ -114,3 +121,19 @@ class ServeConfig:
         if ENV_VAR not in os.environ:
             raise RuntimeError(f"{ENV_VAR} is not set: start the server with `reslab serve MODEL`")
         return cls(**json.loads(os.environ[ENV_VAR]))
+
+
+@dataclass(kw_only=True)
+class ServeCommand:
+    """What ``reslab serve`` takes beside ``ServeConfig``'s settings: the models as named on the command line
+    and where the API keys come from."""
+
+    models: list[str] = option(positional=True, nargs="+", metavar="MODEL", help=MODEL_HELP + ". Several are served "
+                               "side by side, each under its name (its file's stem, or NAME=MODEL); the first is the "
+                               "default")
+    weights: str | None = weights_option()
+    name: str | None = option(None, help="a single model's name in answers and v2 URLs (default: its architecture)")
+    api_key: list[str] | None = option(None, nargs="append", metavar="KEY", help="require Authorization: Bearer "
+                                       "KEY for predictions, model metadata, /info and /metrics (repeatable; also "
+                                       "RESLAB_API_KEY=K1,K2)")
+    api_key_file: str | None = option(None, metavar="FILE", help="accepted API keys, one per line")

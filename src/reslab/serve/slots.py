@@ -149,7 +149,7 @@ class ModelSlot:
         of its own, so that batched predictions go on undisturbed."""
         predictor = self.require_ready()
         image = predictor.decode(data, filename)
-        from ..evaluate.explain import Explainer
+        from ..evaluate.explain import Explainer  # torch, grad-cam: a server of ONNX needs neither
         from ..models import load_model_file
 
         with self._explaining:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import copy
 import math
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch.optim.lr_scheduler import LambdaLR
@@ -19,13 +19,12 @@ from ..collectives import sum_across_ranks
 from ..models import set_train_mode
 from .checkpoint import restore_rng_state, rng_state
 from .optim import build_optimizer
+from .options import LrFindOptions
 
 if TYPE_CHECKING:
     from .trainer import Trainer
 
-START_LR = 1e-7
-END_LR = 10.0
-STEPS = 100
+START_LR, END_LR, STEPS = LrFindOptions.start_lr, LrFindOptions.end_lr, LrFindOptions.steps
 SMOOTHING = 0.98  # exponential moving average of the loss, debiased
 DIVERGED = 4.0  # stop once the smoothed loss is this many times its minimum
 SUGGESTION_BELOW_MINIMUM = 10.0  # the suggestion: an order of magnitude below the lowest loss's rate
@@ -55,6 +54,10 @@ class RangeTest:
         if end - start < 2:
             return self.lrs[end]
         return self.lrs[min(range(start, end), key=lambda i: self.losses[i + 1] - self.losses[i])]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"suggestion": self.suggestion, "minimum_lr": self.minimum_lr, "steepest_lr": self.steepest_lr,
+                "steps": len(self.lrs), "lrs": self.lrs, "losses": self.losses}
 
     @property
     def suggestion(self) -> float:

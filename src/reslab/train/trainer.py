@@ -24,8 +24,9 @@ from tqdm import tqdm
 from ..atomic import write_text_atomic
 from ..collectives import average_batchnorm_statistics, sum_across_ranks
 from ..config import TrainConfig
-from ..data.datasets import Dataset, load_dataset, write_split
+from ..data.datasets import load_dataset
 from ..data.pipeline import SMALL_IMAGE, DataBundle, DataOptions, build_data, describe
+from ..data.splits import Dataset, write_split
 from ..data.transforms import AugmentOptions
 from ..evaluate.metrics import EvalResult, autocast_context, evaluate
 from ..evaluate.multilabel import MultilabelResult, evaluate_multilabel, tune_thresholds
@@ -183,7 +184,7 @@ class Trainer:
             stray.unlink()
         self.cfg.save(self.run_dir / "config.yaml")
         if self.lr_search is not None:
-            from ..evaluate.plots import plot_lr_find
+            from ..evaluate.plots import plot_lr_find  # matplotlib: loaded when a plot is drawn
 
             plot_lr_find(self.lr_search, self.run_dir / "lr_find.png")
         if self.data.dataset.split_file is not None:
@@ -504,7 +505,7 @@ class Trainer:
         verdict = learned_nothing(self.best_score, self.val_confusion) if self.val_confusion is not None else ""
         summary["learned_nothing"] = verdict or None
         if self.rt.is_main:
-            from ..evaluate.plots import plot_history
+            from ..evaluate.plots import plot_history  # matplotlib: loaded when a plot is drawn
 
             plot_history(self.history, self.run_dir / "curves.png")
             write_text_atomic(self.run_dir / "summary.json", json.dumps(summary, indent=1))
