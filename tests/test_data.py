@@ -13,9 +13,10 @@ from reslab.data.datasets import load_dataset
 from reslab.data.folders import load_folder
 from reslab.data.images import UnreadableImageError, open_image
 from reslab.data.loaders import SkipLog, TensorLoader, decode_split
+from reslab.data.options import AugmentOptions
 from reslab.data.preprocess import Preprocess
 from reslab.data.splits import ArraySplit, stratified_split
-from reslab.data.transforms import AugmentOptions, BatchAugment
+from reslab.data.transforms import BatchAugment
 
 from .conftest import SAMPLES
 from .images import gradient, write_broken_images, write_odd_images

@@ -19,13 +19,23 @@ from torchvision.transforms.v2 import functional as TF
 from reslab.data.batch_ops import color_jitter, orient, resized_crops
 from reslab.data.crops import center_box, jpeg_reduction, random_resized_box, train_draw
 from reslab.data.datasets import load_dataset
-from reslab.data.decoding import DeviceCrops, NormalizeBatch, ReadEncoded, TrainCrops, decode_on_device
+from reslab.data.decoding import (
+    DeviceCrops,
+    NormalizeBatch,
+    PerImageTransform,
+    ReadEncoded,
+    TrainCrops,
+    decode_on_device,
+    to_device,
+)
 from reslab.data.loaders import SkipLog
+from reslab.data.options import AugmentOptions
 from reslab.data.pack import pack_folder
 from reslab.data.preprocess import Preprocess
 from reslab.data.sampling import epoch_order
 from reslab.data.splits import PackSplit
 from reslab.data.streams import RawBatch, StreamLoader
+from reslab.data.transforms import train_transform
 
 from .images import write_broken_images, write_odd_images
 
@@ -163,7 +173,8 @@ def _folder(tmp_path: Path, photos: dict[str, Path]) -> Path:
     return root
 
 
-@pytest.mark.parametrize("path", ["cpu", "gpu"])
+@pytest.mark.filterwarnings("ignore:skipping unreadable image")  # the skip is asserted below
+@pytest.mark.parametrize("path", ["cpu", "gpu", "per-image"])
 def test_stream_loader_sees_every_image_once_per_epoch_across_ranks(path, tmp_path, photos):
     root = _folder(tmp_path, photos)
     dataset = load_dataset(str(root), tmp_path / "cache")
@@ -173,6 +184,9 @@ def test_stream_loader_sees_every_image_once_per_epoch_across_ranks(path, tmp_pa
     for rank in range(2):
         if path == "cpu":
             read, finish, stack = TrainCrops(64, 3, "bilinear", 0), NormalizeBatch(pre, device, 0.2), True
+        elif path == "per-image":
+            transform = train_transform(AugmentOptions(preset="imagenet", auto_augment="randaugment"), pre)
+            read, finish, stack = PerImageTransform(transform, 3, 0), to_device(device), True
         else:
             read, finish, stack = ReadEncoded(3), DeviceCrops(pre, device, True, jitter=0.2), False
         loader = StreamLoader(dataset.train, read, finish, 2, skipped, device, workers=1, shuffle=True, seed=5,
@@ -187,6 +201,27 @@ def test_stream_loader_sees_every_image_once_per_epoch_across_ranks(path, tmp_pa
     mine = epoch_order(len(dataset.train), 5, 1, True, 0, 2, 2).tolist()
     theirs = epoch_order(len(dataset.train), 5, 1, True, 1, 2, 2).tolist()
     assert sorted(mine + theirs) == list(range(len(dataset.train)))
+
+
+def test_per_image_draws_depend_on_seed_epoch_and_index_only(tmp_path, photos):
+    """RandAugment and erasing on the per-image path draw by (seed, epoch, index): the same batches whatever
+    the workers and the batch size, other draws in another epoch."""
+    dataset = load_dataset(str(_folder(tmp_path, photos)), tmp_path / "cache")
+    pre = Preprocess(48, 55, (0.5,) * 3, (0.25,) * 3)
+    options = AugmentOptions(preset="imagenet", auto_augment="randaugment", random_erasing=0.5)
+    read = PerImageTransform(train_transform(options, pre), 3, seed=3)
+
+    def epoch(workers: int, batch: int, number: int) -> torch.Tensor:
+        loader = StreamLoader(dataset.train, read, to_device(torch.device("cpu")), batch, SkipLog(),
+                              torch.device("cpu"), workers=workers, seed=3)
+        loader.set_epoch(number)
+        with pytest.warns(UserWarning, match="skipping unreadable image .*broken.jpg"):
+            return torch.cat([x for x, _ in loader])
+
+    first = epoch(0, 4, 1)
+    assert len(first) == len(dataset.train) - 1  # the broken file skipped
+    assert torch.equal(first, epoch(2, 3, 1))
+    assert not torch.equal(first, epoch(0, 4, 2))
 
 
 def test_pack_round_trip(tmp_path, photos):
@@ -259,8 +294,8 @@ def test_training_from_a_pack_records_the_folder(tmp_path, photos, capsys):
 
 
 def test_decode_gpu_is_refused_with_the_reason(tmp_path, photos):
+    from reslab.data.options import AugmentOptions
     from reslab.data.pipeline import training_path
-    from reslab.data.transforms import AugmentOptions
 
     with pytest.raises(ValueError, match="--decode gpu: JPEGs are decoded on the GPU only when training on one"):
         training_path("gpu", torch.device("cpu"), AugmentOptions(preset="imagenet"))

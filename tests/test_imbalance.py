@@ -19,11 +19,12 @@ from reslab.data.check import check_folder, format_report
 from reslab.data.decoding import NormalizeBatch, TrainCrops
 from reslab.data.folders import scan_folder
 from reslab.data.loaders import SkipLog, TensorLoader
+from reslab.data.options import AugmentOptions
 from reslab.data.preprocess import Preprocess
 from reslab.data.sampling import balanced_weights, draw_keys, epoch_order, epoch_sequence
 from reslab.data.splits import ArraySplit
 from reslab.data.streams import StreamLoader
-from reslab.data.transforms import AugmentOptions, BatchAugment
+from reslab.data.transforms import BatchAugment
 from reslab.evaluate.metrics import balanced_accuracy, macro_f1
 from reslab.models import load_model_file
 from reslab.train.class_weights import class_weights

@@ -6,7 +6,8 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parents[1] / "src" / "reslab"
 LAYERS = [  # bottom first; a module may import its own layer's package and lower layers only
     {"hardware", "precision", "timing", "collectives", "atomic", "version", "paths", "names", "options"},
-    {"config", "data"},
+    {"data"},
+    {"config"},
     {"modelfile"},
     {"models"},
     {"formats"},

@@ -16,12 +16,15 @@ from typing import Any
 import yaml
 
 from .atomic import write_text_atomic
-from .options import AutoBool, AutoFloat, add_flags, check_choices, device_option, from_args, from_dict, option
+from .data.options import AugmentOptions
+from .options import AutoBool, AutoFloat, add_flags, device_option, from_args, from_dict, option
 from .options import load_yaml as load_yaml
 
 
 @dataclass
-class TrainConfig:
+class TrainConfig(AugmentOptions):
+    """Every field of a training run; the augmentation's come first, from ``AugmentOptions``."""
+
     # run
     name: str | None = option(None, help="run folder name under --out-dir (default: <model>-<data>)")
     out_dir: str = option("runs", help="where run folders go")
@@ -42,14 +45,6 @@ class TrainConfig:
     progressive_sizes: list[int] = option(factory=list, help="progressive resizing: training image sizes of the "
                                           "first epochs, one per epoch (e.g. 20,20,24,24,28,28); later epochs and "
                                           "evaluation use the image size")
-    preset: str = option("auto", help="augmentation: cifar (pad-crop + flip) | imagenet (RandomResizedCrop + flip) | "
-                         "auto", choices=("auto", "cifar", "imagenet"))
-    auto_augment: str = option("none", help="none | randaugment | trivialaugment",
-                               choices=("none", "randaugment", "trivialaugment"))
-    color_jitter: float = option(0.0, help="brightness/contrast/saturation jitter strength (0 = off)")
-    random_erasing: float = option(0.0, help="probability of random erasing (0 = off)")
-    crop_padding: int = option(4, help="cifar preset: zero padding before the random crop, in pixels (at most the "
-                               "shift)")
     mean: list[float] | None = option(None, help="normalisation mean per channel (default: the dataset's or the "
                                       "weights')")
     std: list[float] | None = option(None, help="normalisation std per channel")
@@ -140,9 +135,7 @@ class TrainConfig:
     kd_temperature: float = option(4.0, help="softmax temperature T of teacher and student in the distillation term")
 
     def __post_init__(self) -> None:
-        check_choices(self, "config field")
-        if self.crop_padding < 0:
-            raise ValueError(f"config field 'crop_padding' must be 0 or more, got {self.crop_padding}")
+        self.check("config field")
         for name in ("epochs", "batch_size", "accumulate", "in_chans", "eval_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"config field {name!r} must be at least 1, got {getattr(self, name)}")

@@ -25,11 +25,11 @@ from ..data.decode import gpu_decode_refusal
 from ..data.folders import load_folder
 from ..data.images import is_image_file, open_image
 from ..data.loaders import SkipLog
+from ..data.options import AugmentOptions
 from ..data.pack import pack_folder
 from ..data.pipeline import DataOptions, training_loader
 from ..data.preprocess import IMAGENET_MEAN, IMAGENET_STD, Preprocess, eval_resize_size
 from ..data.splits import FileSplit, PackSplit
-from ..data.transforms import AugmentOptions
 from ..hardware import cpu_info, default_workers, hardware_line, resolve_device
 from .decoders import decoder_rates, format_decoder_rates
 from .options import DataBench

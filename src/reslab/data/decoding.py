@@ -1,4 +1,5 @@
-"""The per-sample and per-batch steps of the two fast paths (``StreamLoader``'s ``read`` and ``finish``).
+"""The per-sample and per-batch steps of the paths from files and packs (``StreamLoader``'s ``read`` and
+``finish``).
 
 CPU path: a worker decodes each JPEG at the smallest libjpeg scale that still gives its crop box
 enough pixels (the box is drawn on the full size, then mapped), crops, resizes and flips with Pillow,
@@ -8,11 +9,15 @@ GPU path: a worker only reads the file's bytes (and its EXIF orientation from th
 process decodes the batch's JPEGs with nvJPEG (``decode.decode_jpegs``: TorchCodec or torchvision.io),
 then crops, flips, jitters and normalises the whole batch on the GPU. Files nvJPEG cannot take
 (PNG, GIF, WebP, CMYK or 16-bit JPEGs...) are decoded on the CPU by the worker, as ``open_image`` does.
+
+Per-image path: a worker decodes at full size and runs torchvision's per-image transforms; the main process
+only moves the batch to the device.
 """
 
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,7 +28,7 @@ from torch import Tensor
 from torchvision.transforms.v2 import functional as TF
 
 from .batch_ops import color_jitter, flip_where, resized_crops
-from .crops import CropDraw, center_box, jitter_factors, jpeg_reduction, scale_box, train_draw
+from .crops import CropDraw, center_box, jitter_factors, jpeg_reduction, sample_rng, scale_box, train_draw
 from .decode import as_bytes_tensor, decode_jpeg, decode_jpegs
 from .images import UnreadableImageError, open_image, oriented_size
 from .preprocess import RESAMPLE, Preprocess, to_chw
@@ -104,6 +109,33 @@ class EvalGeometry:
 
     def __call__(self, source: Source, index: int, epoch: int) -> np.ndarray:
         return self.pre.geometry(self.pre.open(source, name=_name(source, index)))
+
+
+@dataclass
+class PerImageTransform:
+    """A worker's training sample on the per-image path: decoded at full size (a random crop may zoom into a
+    small part of it), then torchvision's transforms (the CIFAR preset, RandAugment, TrivialAugment, random
+    erasing). Their random draws are seeded by (seed, epoch, index), as the fast paths' are, so that they
+    depend on neither the workers nor the batching, and a resumed run repeats them."""
+
+    transform: Callable[[Image.Image], Tensor]
+    channels: int
+    seed: int
+
+    def __call__(self, source: Source, index: int, epoch: int) -> np.ndarray:
+        image = open_image(source, channels=self.channels, name=_name(source, index))
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(int(sample_rng(self.seed, epoch, index).integers(2**63)))
+            return self.transform(image).numpy()
+
+
+def to_device(device: torch.device) -> Callable[[RawBatch, int], Tensor]:
+    """The per-image path's ``finish``: its batches are already normalised; they only move to ``device``."""
+    def finish(batch: RawBatch, epoch: int) -> Tensor:
+        assert isinstance(batch.payloads, Tensor)
+        return batch.payloads.to(device, non_blocking=True)
+
+    return finish
 
 
 def _name(source: Source, index: int) -> str:

@@ -1,10 +1,38 @@
-"""What ``reslab pack`` and ``reslab check-data`` take: flags, YAML and the Python API read these."""
+"""What the data room takes: the training augmentation (``TrainConfig`` takes its fields), ``reslab pack`` and
+``reslab check-data``. Flags, YAML and the Python API read these."""
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
-from ..options import option
+from ..options import check_choices, option
+
+
+@dataclass
+class AugmentOptions:
+    """The training augmentation. Which path runs which operation: ``pipeline.training_path``."""
+
+    preset: str = option("auto", help="augmentation: cifar (pad-crop + flip) | imagenet (RandomResizedCrop + flip) | "
+                         "auto", choices=("auto", "cifar", "imagenet"))
+    auto_augment: str = option("none", help="none | randaugment | trivialaugment",
+                               choices=("none", "randaugment", "trivialaugment"))
+    color_jitter: float = option(0.0, help="brightness/contrast/saturation jitter strength (0 = off)")
+    random_erasing: float = option(0.0, help="probability of random erasing (0 = off)")
+    crop_padding: int = option(4, help="cifar preset: zero padding before the random crop, in pixels (at most the "
+                               "shift)")
+
+    def __post_init__(self) -> None:
+        self.check("augment option")
+
+    def check(self, what: str) -> None:
+        check_choices(self, what)
+        if self.crop_padding < 0:
+            raise ValueError(f"{what} 'crop_padding' must be 0 or more, got {self.crop_padding}")
+
+    def augment_options(self) -> AugmentOptions:
+        """These fields alone (of a ``TrainConfig``, say)."""
+        return AugmentOptions(**{f.name: getattr(self, f.name) for f in dataclasses.fields(AugmentOptions)})
 
 
 @dataclass(kw_only=True)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import io
 import statistics
 from dataclasses import dataclass, field
@@ -15,18 +14,18 @@ from PIL import Image
 from ..hardware import default_workers
 from .datasets import load_dataset
 from .decode import gpu_decode_refusal
-from .decoding import DeviceCrops, EvalGeometry, NormalizeBatch, ReadEncoded, TrainCrops
-from .images import open_image
-from .loaders import FileLoader, SkipLog, TensorLoader, decode_split
+from .decoding import DeviceCrops, EvalGeometry, NormalizeBatch, PerImageTransform, ReadEncoded, TrainCrops, to_device
+from .loaders import SkipLog, TensorLoader, decode_split
+from .options import AugmentOptions
 from .preprocess import DATASET_STATS, Preprocess, eval_resize_size
 from .sampling import SAMPLERS, balanced_weights
 from .splits import ArraySplit, Dataset, EncodedSplit, FileSplit, PackSplit, Split, subset
 from .streams import StreamLoader
-from .transforms import AugmentOptions, BatchAugment, train_transform
+from .transforms import BatchAugment, train_transform
 
 SMALL_IMAGE = 64  # images this size or smaller train from memory with the CIFAR preset
 DECODE_CHOICES = ("auto", "gpu", "cpu")
-Loader = TensorLoader | FileLoader | StreamLoader
+Loader = TensorLoader | StreamLoader
 
 
 @dataclass
@@ -183,10 +182,8 @@ def training_loader(split: EncodedSplit, path: str, pre: Preprocess, augment: Au
         crops = TrainCrops(pre.image_size, pre.in_chans, pre.interpolation, opts.seed)
         finish = NormalizeBatch(pre, device, augment.color_jitter, opts.seed)
         return StreamLoader(split, crops, finish, opts.batch_size, skipped, device, **common)
-    # per image: decoded at full size, random crops may zoom into a small part of the image
-    full_decode = functools.partial(open_image, channels=pre.in_chans)
-    return FileLoader(split, train_transform(augment, pre), full_decode, opts.batch_size, skipped,
-                      pin_memory=device.type == "cuda", **common)
+    read = PerImageTransform(train_transform(augment, pre), pre.in_chans, opts.seed)
+    return StreamLoader(split, read, to_device(device), opts.batch_size, skipped, device, **common)
 
 
 def build_data(

@@ -88,7 +88,7 @@ def _collate(items: list[tuple[Any, int, int]], stack: bool) -> RawBatch:
 
 
 class StreamLoader:
-    """One interface with ``TensorLoader`` and ``FileLoader``: ``set_epoch``, ``len``, iterate ``(x, y)``.
+    """One interface with ``TensorLoader``: ``set_epoch``, ``len``, iterate ``(x, y)``.
 
     ``stack``: the workers' payloads are equal-size arrays, stacked in the worker. ``background``: run
     ``finish`` one batch ahead in a thread (on its own CUDA stream on a GPU), so that decoding the next

@@ -11,6 +11,7 @@ import torch
 from torch import Tensor
 from torchvision.transforms import v2
 
+from .options import AugmentOptions
 from .preprocess import Preprocess
 
 INTERPOLATIONS = {
@@ -18,15 +19,6 @@ INTERPOLATIONS = {
     "bicubic": v2.InterpolationMode.BICUBIC,
     "nearest": v2.InterpolationMode.NEAREST,
 }
-
-
-@dataclass
-class AugmentOptions:
-    preset: str = "cifar"  # "cifar": pad-and-crop + flip; "imagenet": RandomResizedCrop + flip
-    auto_augment: str = "none"  # none | randaugment | trivialaugment
-    color_jitter: float = 0.0
-    random_erasing: float = 0.0
-    crop_padding: int = 4
 
 
 def _auto_augment(name: str) -> list[v2.Transform]:

@@ -27,7 +27,6 @@ from ..config import TrainConfig
 from ..data.datasets import load_dataset
 from ..data.pipeline import SMALL_IMAGE, DataBundle, DataOptions, build_data, describe
 from ..data.splits import Dataset, write_split
-from ..data.transforms import AugmentOptions
 from ..evaluate.metrics import EvalResult, autocast_context, evaluate
 from ..evaluate.multilabel import MultilabelResult, evaluate_multilabel, tune_thresholds
 from ..hardware import hardware_line, hardware_report, resolve_device
@@ -201,7 +200,7 @@ class Trainer:
 
     def _build_data(self, dataset: Dataset) -> DataBundle:
         cfg = self.cfg
-        augment = AugmentOptions(cfg.preset, cfg.auto_augment, cfg.color_jitter, cfg.random_erasing, cfg.crop_padding)
+        augment = cfg.augment_options()
         return build_data(dataset, DataOptions(
             image_size=cfg.image_size, default_image_size=architecture(cfg.model).default_image_size,
             in_chans=cfg.in_chans, batch_size=cfg.batch_size, workers=cfg.workers, seed=cfg.seed, augment=augment,
