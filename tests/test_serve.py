@@ -160,6 +160,18 @@ def test_health_info_metrics_and_docs(server, trained_model):
         assert path in spec["paths"], path
     assert {"400", "413", "415", "422", "503"} <= set(spec["paths"]["/predict"]["post"]["responses"])
     assert "multipart/form-data" in spec["paths"]["/predict"]["post"]["requestBody"]["content"]
+    # /models leads to the v2 routes: each link names an operation of the schema, and following it works
+    operations = {op["operationId"]: (path, method) for path, item in spec["paths"].items()
+                  for method, op in item.items()}
+    links = spec["paths"]["/models"]["get"]["responses"]["200"]["links"]
+    assert {"/v2/models/{name}", "/v2/models/{name}/ready", "/v2/models/{name}/infer"} <= {
+        operations[link["operationId"]][0] for link in links.values()}
+    listed = httpx.get(f"{server.url}/models").json()
+    for link in links.values():
+        path, method = operations[link["operationId"]]
+        assert link["parameters"] == {"name": "$response.body#/default"}
+        if method == "get":
+            assert httpx.get(server.url + path.format(name=listed["default"])).status_code == 200
     assert httpx.get(f"{server.url}/docs").status_code == 200
     page = httpx.get(f"{server.url}/")
     assert page.status_code == 200 and "drop" in page.text.lower()

@@ -80,6 +80,13 @@ UPLOAD_BODY = {"requestBody": {"required": True, "content": {
 BATCH_BODY = {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
     "type": "object", "required": ["files"],
     "properties": {"files": {"type": "array", "minItems": 1, "items": {"type": "string", "format": "binary"}}}}}}}}
+# OpenAPI links: the served names lead to the v2 routes (a client or a schema-driven tester follows them)
+MODELS_LINKS = {"description": "Successful Response", "links": {
+    link: {"operationId": operation, "parameters": {"name": "$response.body#/default"},
+           "description": f"{what} of the default model; any name of `models` goes in the same place"}
+    for link, operation, what in (("ModelMetadata", "v2_model_metadata", "v2 metadata"),
+                                  ("ModelReady", "v2_model_ready", "v2 readiness"),
+                                  ("ModelInfer", "v2_model_infer", "v2 inference"))}}
 UNAUTHORIZED = {401: _error("no API key, or a wrong one: send Authorization: Bearer KEY")}
 MODEL_QUERY = Query(None, description="the model to ask, by its name (GET /models); default: the first one served")
 
@@ -290,7 +297,8 @@ def create_app(config: ServeConfig) -> FastAPI:
         return JSONResponse({"ready": False, "reason": server.not_ready_reason()}, status_code=503,
                             headers={"Retry-After": "1"})
 
-    @app.get("/models", summary="The models served, the default one first", responses=denied, **protected)
+    @app.get("/models", summary="The models served, the default one first", responses={200: MODELS_LINKS, **denied},
+             **protected)
     def models() -> dict[str, Any]:
         return {"default": server.slots[0].name, "models": [slot.summary() for slot in server.slots]}
 
@@ -328,7 +336,7 @@ def create_app(config: ServeConfig) -> FastAPI:
         return JSONResponse({"ready": server.ready}, status_code=200 if server.ready else 503)
 
     @app.get("/v2/models/{name}", summary="v2: model metadata", responses={404: _error("unknown model"), **denied},
-             **protected)
+             operation_id="v2_model_metadata", **protected)
     @app.get("/v2/models/{name}/versions/{version}", include_in_schema=False, **protected)
     def v2_model(name: str, version: str | None = None) -> dict[str, Any]:
         slot = ready_slot(name)
@@ -337,7 +345,7 @@ def create_app(config: ServeConfig) -> FastAPI:
                               predictor.info.task, predictor.info.decision_thresholds)
 
     @app.get("/v2/models/{name}/ready", summary="v2: model readiness", responses={404: _error("unknown"), **denied},
-             **protected)
+             operation_id="v2_model_ready", **protected)
     def v2_model_ready(name: str) -> dict[str, Any]:
         ready_slot(name)
         return {"name": name, "ready": True}
@@ -345,7 +353,7 @@ def create_app(config: ServeConfig) -> FastAPI:
     @app.post("/v2/models/{name}/infer", summary="v2: inference on a preprocessed FP32 tensor [N, C, H, W]",
               responses={400: _error("malformed request or tensor (the message gives the expected shape)"),
                          404: _error("unknown model"), 503: _error("not ready or queue full"), **denied},
-              **protected)
+              operation_id="v2_model_infer", **protected)
     @app.post("/v2/models/{name}/versions/{version}/infer", include_in_schema=False, **protected)
     async def v2_infer(name: str, request: Request, version: str | None = None) -> Response:
         slot = ready_slot(name)
