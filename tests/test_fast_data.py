@@ -17,15 +17,15 @@ from PIL import Image
 from torchvision.transforms.v2 import functional as TF
 
 from reslab.data.batch_ops import color_jitter, orient, resized_crops
-from reslab.data.crops import center_box, jpeg_reduction, random_resized_box, train_draw
+from reslab.data.crops import center_box, jitter_factors, jpeg_reduction, random_resized_box, train_draw
 from reslab.data.datasets import load_dataset
 from reslab.data.decoding import (
     DeviceCrops,
     NormalizeBatch,
-    PerImageTransform,
     ReadEncoded,
     TrainCrops,
     decode_on_device,
+    per_image_transform,
     to_device,
 )
 from reslab.data.loaders import SkipLog
@@ -35,7 +35,6 @@ from reslab.data.preprocess import Preprocess
 from reslab.data.sampling import epoch_order
 from reslab.data.splits import PackSplit
 from reslab.data.streams import RawBatch, StreamLoader
-from reslab.data.transforms import train_transform
 
 from .images import write_broken_images, write_odd_images
 
@@ -185,8 +184,8 @@ def test_stream_loader_sees_every_image_once_per_epoch_across_ranks(path, tmp_pa
         if path == "cpu":
             read, finish, stack = TrainCrops(64, 3, "bilinear", 0), NormalizeBatch(pre, device, 0.2), True
         elif path == "per-image":
-            transform = train_transform(AugmentOptions(preset="imagenet", auto_augment="randaugment"), pre)
-            read, finish, stack = PerImageTransform(transform, 3, 0), to_device(device), True
+            options = AugmentOptions(preset="imagenet", auto_augment="randaugment", color_jitter=0.2)
+            read, finish, stack = per_image_transform(options, pre, 0), to_device(device), True
         else:
             read, finish, stack = ReadEncoded(3), DeviceCrops(pre, device, True, jitter=0.2), False
         loader = StreamLoader(dataset.train, read, finish, 2, skipped, device, workers=1, shuffle=True, seed=5,
@@ -209,7 +208,7 @@ def test_per_image_draws_depend_on_seed_epoch_and_index_only(tmp_path, photos):
     dataset = load_dataset(str(_folder(tmp_path, photos)), tmp_path / "cache")
     pre = Preprocess(48, 55, (0.5,) * 3, (0.25,) * 3)
     options = AugmentOptions(preset="imagenet", auto_augment="randaugment", random_erasing=0.5)
-    read = PerImageTransform(train_transform(options, pre), 3, seed=3)
+    read = per_image_transform(options, pre, seed=3)
 
     def epoch(workers: int, batch: int, number: int) -> torch.Tensor:
         loader = StreamLoader(dataset.train, read, to_device(torch.device("cpu")), batch, SkipLog(),
@@ -222,6 +221,20 @@ def test_per_image_draws_depend_on_seed_epoch_and_index_only(tmp_path, photos):
     assert len(first) == len(dataset.train) - 1  # the broken file skipped
     assert torch.equal(first, epoch(2, 3, 1))
     assert not torch.equal(first, epoch(0, 4, 2))
+
+
+def test_per_image_colour_jitter_is_the_batch_operation(photos):
+    """The per-image path jitters with ``batch_ops.color_jitter`` and each sample's own factors, as the CPU and
+    GPU paths do; its crop and flip draws stay those without jitter."""
+    pre = Preprocess(40, 46, (0.5,) * 3, (0.25,) * 3)
+    plain = per_image_transform(AugmentOptions(preset="imagenet"), pre, seed=7)(photos["chelsea"], 3, 2)
+    jittered = per_image_transform(AugmentOptions(preset="imagenet", color_jitter=0.4), pre, seed=7)(
+        photos["chelsea"], 3, 2)
+    crop = torch.from_numpy(plain * 0.25 + 0.5).mul(255).round()  # the uint8 crop, recovered
+    factors = torch.from_numpy(jitter_factors(7, 2, [3], 0.4))
+    expected = (color_jitter(crop[None], factors)[0].round() / 255 - 0.5) / 0.25
+    assert torch.allclose(torch.from_numpy(jittered), expected, atol=1e-5)
+    assert not torch.allclose(torch.from_numpy(jittered), torch.from_numpy(plain), atol=0.1)
 
 
 def test_pack_round_trip(tmp_path, photos):

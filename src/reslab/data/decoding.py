@@ -31,9 +31,10 @@ from .batch_ops import color_jitter, flip_where, resized_crops
 from .crops import CropDraw, center_box, jitter_factors, jpeg_reduction, sample_rng, scale_box, train_draw
 from .decode import as_bytes_tensor, decode_jpeg, decode_jpegs
 from .images import UnreadableImageError, open_image, oriented_size
+from .options import AugmentOptions
 from .preprocess import RESAMPLE, Preprocess, to_chw
 from .streams import RawBatch
-from .transforms import INTERPOLATIONS
+from .transforms import INTERPOLATIONS, train_geometry, train_policies
 
 Source = Path | bytes
 NVJPEG_MODES = ("RGB", "L")  # what nvJPEG decodes as such; CMYK, YCCK and 12/16-bit go to the CPU
@@ -114,19 +115,30 @@ class EvalGeometry:
 @dataclass
 class PerImageTransform:
     """A worker's training sample on the per-image path: decoded at full size (a random crop may zoom into a
-    small part of it), then torchvision's transforms (the CIFAR preset, RandAugment, TrivialAugment, random
-    erasing). Their random draws are seeded by (seed, epoch, index), as the fast paths' are, so that they
-    depend on neither the workers nor the batching, and a resumed run repeats them."""
+    small part of it), cropped and flipped by torchvision, colour-jittered as every path is, then the per-image
+    policies (RandAugment, TrivialAugment, erasing). The random draws are seeded by (seed, epoch, index), as
+    the fast paths' are, so that they depend on neither the workers nor the batching, and a resumed run
+    repeats them."""
 
-    transform: Callable[[Image.Image], Tensor]
+    geometry: Callable[[Image.Image], Tensor]
+    policies: Callable[[Tensor], Tensor]
     channels: int
     seed: int
+    jitter: float = 0.0
 
     def __call__(self, source: Source, index: int, epoch: int) -> np.ndarray:
         image = open_image(source, channels=self.channels, name=_name(source, index))
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(int(sample_rng(self.seed, epoch, index).integers(2**63)))
-            return self.transform(image).numpy()
+            x = self.geometry(image)
+            if self.jitter > 0:
+                x = _jittered(x[None].float(), self.jitter, self.seed, epoch, [index])[0].round().to(torch.uint8)
+            return self.policies(x).numpy()
+
+
+def per_image_transform(augment: AugmentOptions, pre: Preprocess, seed: int) -> PerImageTransform:
+    return PerImageTransform(train_geometry(augment, pre), train_policies(augment, pre), pre.in_chans, seed,
+                             augment.color_jitter)
 
 
 def to_device(device: torch.device) -> Callable[[RawBatch, int], Tensor]:

@@ -14,14 +14,14 @@ from PIL import Image
 from ..hardware import default_workers
 from .datasets import load_dataset
 from .decode import gpu_decode_refusal
-from .decoding import DeviceCrops, EvalGeometry, NormalizeBatch, PerImageTransform, ReadEncoded, TrainCrops, to_device
+from .decoding import DeviceCrops, EvalGeometry, NormalizeBatch, ReadEncoded, TrainCrops, per_image_transform, to_device
 from .loaders import SkipLog, TensorLoader, decode_split
 from .options import AugmentOptions
 from .preprocess import DATASET_STATS, Preprocess, eval_resize_size
 from .sampling import SAMPLERS, balanced_weights
 from .splits import ArraySplit, Dataset, EncodedSplit, FileSplit, PackSplit, Split, subset
 from .streams import StreamLoader
-from .transforms import BatchAugment, train_transform
+from .transforms import BatchAugment
 
 SMALL_IMAGE = 64  # images this size or smaller train from memory with the CIFAR preset
 DECODE_CHOICES = ("auto", "gpu", "cpu")
@@ -182,7 +182,7 @@ def training_loader(split: EncodedSplit, path: str, pre: Preprocess, augment: Au
         crops = TrainCrops(pre.image_size, pre.in_chans, pre.interpolation, opts.seed)
         finish = NormalizeBatch(pre, device, augment.color_jitter, opts.seed)
         return StreamLoader(split, crops, finish, opts.batch_size, skipped, device, **common)
-    read = PerImageTransform(train_transform(augment, pre), pre.in_chans, opts.seed)
+    read = per_image_transform(augment, pre, opts.seed)
     return StreamLoader(split, read, to_device(device), opts.batch_size, skipped, device, **common)
 
 

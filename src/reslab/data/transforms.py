@@ -31,8 +31,8 @@ def _auto_augment(name: str) -> list[v2.Transform]:
     raise ValueError(f"auto_augment must be none, randaugment or trivialaugment, got {name!r}")
 
 
-def train_transform(options: AugmentOptions, pre: Preprocess) -> v2.Compose:
-    """Per-image training transform for images read from disk (PIL -> normalised float tensor)."""
+def train_geometry(options: AugmentOptions, pre: Preprocess) -> v2.Compose:
+    """The per-image path's crop and flip: PIL -> uint8 (C, size, size)."""
     interpolation = INTERPOLATIONS[pre.interpolation]
     if options.preset == "imagenet":
         geometry: list[v2.Transform] = [
@@ -46,11 +46,13 @@ def train_transform(options: AugmentOptions, pre: Preprocess) -> v2.Compose:
         ]
     else:
         raise ValueError(f"augmentation preset must be 'cifar' or 'imagenet', got {options.preset!r}")
-    steps = [v2.ToImage(), *geometry, v2.RandomHorizontalFlip()]
-    if options.color_jitter > 0:
-        j = options.color_jitter
-        steps.append(v2.ColorJitter(brightness=j, contrast=j, saturation=j if pre.in_chans == 3 else 0))
-    steps += _auto_augment(options.auto_augment)
+    return v2.Compose([v2.ToImage(), *geometry, v2.RandomHorizontalFlip()])
+
+
+def train_policies(options: AugmentOptions, pre: Preprocess) -> v2.Compose:
+    """The per-image path after its colour jitter (``batch_ops.color_jitter``, as on every path): the policy,
+    normalisation and erasing, uint8 -> normalised float32."""
+    steps = _auto_augment(options.auto_augment)
     steps += [v2.ToDtype(torch.float32, scale=True), v2.Normalize(list(pre.mean), list(pre.std))]
     if options.random_erasing > 0:
         steps.append(v2.RandomErasing(p=options.random_erasing))
