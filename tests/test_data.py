@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from reslab.data.batch_ops import color_jitter
 from reslab.data.check import check_folder
 from reslab.data.datasets import load_dataset
 from reslab.data.folders import load_folder
@@ -16,7 +17,7 @@ from reslab.data.loaders import SkipLog, TensorLoader, decode_split
 from reslab.data.options import AugmentOptions
 from reslab.data.preprocess import Preprocess
 from reslab.data.splits import ArraySplit, stratified_split
-from reslab.data.transforms import BatchAugment
+from reslab.data.transforms import BatchAugment, CropFlipDraws
 
 from .conftest import SAMPLES
 from .images import gradient, write_broken_images, write_odd_images
@@ -122,6 +123,20 @@ def test_batch_augment_crops_flips_and_repeats():
         inside = r[r > 0]
         steps = (inside[1:] - inside[:-1]).unique()
         assert set(steps.tolist()) <= {1.0, -1.0}
+
+
+def test_in_memory_colour_jitter_is_the_batch_operation():
+    """--color-jitter on the in-memory path: each sample's drawn factors through ``batch_ops.color_jitter``,
+    after the same crops and flips as without jitter."""
+    pre = Preprocess(32, 32, (0.0,) * 3, (1 / 255,) * 3)
+    plain, jittered = (BatchAugment(AugmentOptions(preset="cifar", color_jitter=j), pre) for j in (0.0, 0.4))
+    images = torch.randint(0, 256, (6, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    draws = jittered.draw(6, torch.Generator().manual_seed(1))
+    assert torch.equal(plain.draw(6, torch.Generator().manual_seed(1)).dy, draws.dy)
+    assert draws.jitter.shape == (6, 3) and ((draws.jitter >= 0.6) & (draws.jitter <= 1.4)).all()
+    crops = plain(images, CropFlipDraws(draws.dy, draws.dx, draws.flip))
+    expected = color_jitter(crops, draws.jitter).round()
+    assert torch.equal(jittered(images, draws), expected)
 
 
 def test_crop_padding_zero_only_flips():

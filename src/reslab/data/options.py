@@ -17,7 +17,8 @@ class AugmentOptions:
                          "auto", choices=("auto", "cifar", "imagenet"))
     auto_augment: str = option("none", help="none | randaugment | trivialaugment",
                                choices=("none", "randaugment", "trivialaugment"))
-    color_jitter: float = option(0.0, help="brightness/contrast/saturation jitter strength (0 = off)")
+    color_jitter: float = option(0.0, help="brightness/contrast/saturation jitter strength, on every data path "
+                                 "(0 = off)")
     random_erasing: float = option(0.0, help="probability of random erasing (0 = off)")
     crop_padding: int = option(4, help="cifar preset: zero padding before the random crop, in pixels (at most the "
                                "shift)")

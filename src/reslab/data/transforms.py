@@ -11,6 +11,7 @@ import torch
 from torch import Tensor
 from torchvision.transforms import v2
 
+from .batch_ops import color_jitter
 from .options import AugmentOptions
 from .preprocess import Preprocess
 
@@ -66,15 +67,18 @@ class CropFlipDraws:
     dy: Tensor
     dx: Tensor
     flip: Tensor
+    jitter: Tensor | None = None  # brightness, contrast and saturation factors (N, 3), where jitter is on
 
     def __getitem__(self, index: Tensor) -> CropFlipDraws:
-        return CropFlipDraws(self.dy[index], self.dx[index], self.flip[index])
+        jitter = self.jitter[index] if self.jitter is not None else None
+        return CropFlipDraws(self.dy[index], self.dx[index], self.flip[index], jitter)
 
 
 class BatchAugment:
-    """Augments a whole uint8 batch at once (on the batch's device): pad-and-crop, flip, then
-    the optional per-image policies. Crops and flips come from ``draw``, made with a seeded
-    generator for every sample of an epoch, so runs repeat exactly whatever the batching."""
+    """Augments a whole uint8 batch at once (on the batch's device): pad-and-crop, flip, colour jitter
+    (``batch_ops.color_jitter``, as on every path), then the optional per-image policies. The random
+    draws come from ``draw``, made with a seeded generator for every sample of an epoch, so runs repeat
+    exactly whatever the batching."""
 
     def __init__(self, options: AugmentOptions, pre: Preprocess) -> None:
         if options.preset != "cifar":
@@ -86,9 +90,14 @@ class BatchAugment:
 
     def draw(self, n: int, generator: torch.Generator) -> CropFlipDraws:
         span = 2 * self.options.crop_padding + 1
-        return CropFlipDraws(torch.randint(0, span, (n,), generator=generator),
-                             torch.randint(0, span, (n,), generator=generator),
-                             torch.rand(n, generator=generator) < 0.5)
+        draws = CropFlipDraws(torch.randint(0, span, (n,), generator=generator),
+                              torch.randint(0, span, (n,), generator=generator),
+                              torch.rand(n, generator=generator) < 0.5)
+        strength = self.options.color_jitter
+        if strength > 0:  # drawn after the crops: a run without jitter keeps its draws
+            low = max(0.0, 1.0 - strength)
+            draws.jitter = low + (1.0 + strength - low) * torch.rand((n, 3), generator=generator)
+        return draws
 
     def crop_flip(self, batch: Tensor, draws: CropFlipDraws) -> Tensor:
         n, _, h, w = batch.shape
@@ -104,6 +113,8 @@ class BatchAugment:
 
     def __call__(self, batch: Tensor, draws: CropFlipDraws) -> Tensor:
         batch = self.crop_flip(batch, draws)
+        if draws.jitter is not None:
+            batch = color_jitter(batch.float(), draws.jitter).round().to(torch.uint8)
         if self.per_image is not None:
             batch = torch.stack([self.per_image(img) for img in batch])
         out = self.pre.normalize(batch)
