@@ -82,8 +82,13 @@ def scale_box(box: Box, full: tuple[int, int], decoded: tuple[int, int]) -> Box:
     return (box[0] * sx, box[1] * sy, box[2] * sx, box[3] * sy)
 
 
+def jitter_range(strength: float) -> tuple[float, float]:
+    """Where colour-jitter factors lie: [1 - strength, 1 + strength], never below 0."""
+    return max(0.0, 1.0 - strength), 1.0 + strength
+
+
 def jitter_factors(seed: int, epoch: int, indices: list[int], strength: float) -> np.ndarray:
-    """Brightness, contrast and saturation factors in [1 - strength, 1 + strength], (N, 3), drawn per
-    sample apart from its crop (the image's size is not needed to draw them)."""
-    low = max(0.0, 1.0 - strength)
-    return np.stack([np.random.default_rng((seed, epoch, i, 1)).uniform(low, 1.0 + strength, 3) for i in indices])
+    """Brightness, contrast and saturation factors in ``jitter_range``, (N, 3), drawn per sample apart from
+    its crop (the image's size is not needed to draw them)."""
+    low, high = jitter_range(strength)
+    return np.stack([np.random.default_rng((seed, epoch, i, 1)).uniform(low, high, 3) for i in indices])

@@ -12,6 +12,7 @@ from torch import Tensor
 from torchvision.transforms import v2
 
 from .batch_ops import color_jitter
+from .crops import jitter_range
 from .options import AugmentOptions
 from .preprocess import Preprocess
 
@@ -95,8 +96,8 @@ class BatchAugment:
                               torch.rand(n, generator=generator) < 0.5)
         strength = self.options.color_jitter
         if strength > 0:  # drawn after the crops: a run without jitter keeps its draws
-            low = max(0.0, 1.0 - strength)
-            draws.jitter = low + (1.0 + strength - low) * torch.rand((n, 3), generator=generator)
+            low, high = jitter_range(strength)
+            draws.jitter = low + (high - low) * torch.rand((n, 3), generator=generator)
         return draws
 
     def crop_flip(self, batch: Tensor, draws: CropFlipDraws) -> Tensor:
