@@ -96,9 +96,9 @@ def test_two_processes_train_the_model_one_process_trains(cifar_folder, tmp_path
     # process, gives the top-1 the two processes reported for its epoch
     best = max(two, key=lambda r: float(r["val_top1"]))
     report = run_eval(run / "best.safetensors", str(cifar_folder), tmp_path / "eval", split="val", device="cpu")
-    assert report["count"] == 120
-    assert report["top1"] == pytest.approx(float(best["val_top1"]), abs=1e-9)
-    assert report["loss"] == pytest.approx(float(best["val_loss"]), rel=1e-4)
+    assert report.metrics["count"] == 120
+    assert report.metrics["top1"] == pytest.approx(float(best["val_top1"]), abs=1e-9)
+    assert report.metrics["loss"] == pytest.approx(float(best["val_loss"]), rel=1e-4)
 
 
 @pytest.mark.slow

@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import subprocess
 import sys
-from pathlib import Path
 from urllib.parse import unquote
 
 import numpy as np
@@ -86,7 +85,7 @@ def test_target_layers(trained_model, photos):
 
 @pytest.fixture(scope="module")
 def onnx_file(trained_model, tmp_path_factory):
-    return Path(export_model(trained_model, "onnx", tmp_path_factory.mktemp("onnx") / "cifar.onnx")["output"])
+    return export_model(trained_model, "onnx", tmp_path_factory.mktemp("onnx") / "cifar.onnx").output
 
 
 def test_forward_only_files_are_refused_with_the_reason(onnx_file, tmp_path):
@@ -100,9 +99,9 @@ def test_forward_only_files_are_refused_with_the_reason(onnx_file, tmp_path):
 def test_eval_draws_the_worst_images_with_their_heat_maps(trained_model, tmp_path):
     report = run_eval(trained_model, str(SAMPLES / "cifar10-sample.npz"), tmp_path / "eval", split="test",
                       worst=8, explain="gradcam")
-    picture = Image.open(report["files"]["worst_explained_png"])
+    picture = Image.open(report.files["worst_explained_png"])
     assert picture.size[0] > 600
-    assert len(load_dataset(str(SAMPLES / "cifar10-sample.npz"), tmp_path).test) == report["count"]
+    assert len(load_dataset(str(SAMPLES / "cifar10-sample.npz"), tmp_path).test) == report.metrics["count"]
 
 
 @pytest.mark.slow

@@ -40,8 +40,9 @@ def export(trained_model, tmp_path_factory):
 @pytest.mark.parametrize("fmt", list(FORMATS))
 def test_each_format_predicts_like_the_original(export, trained_model, photos, fmt):
     out, report = export(fmt)
-    assert report["top1_agreement"] == 1.0 and report["images"] == 6 and report["precision"] == "fp32"
-    assert report["max_abs_diff"] <= report["tolerance"] <= 50 * FP32_RTOL  # fp32's tolerance, whatever the CPU
+    a = report.agreement
+    assert a.top1_agreement == 1.0 and a.images == 6 and a.precision == "fp32"
+    assert a.max_abs_diff <= a.tolerance <= 50 * FP32_RTOL  # fp32's tolerance, whatever the CPU
     original = Predictor.from_file(trained_model, backend="torch", precision="fp32")
     exported = Predictor.from_file(out / FORMATS[fmt], precision="fp32")
     images = list(photos.values())
@@ -81,7 +82,7 @@ def test_triton_repository_follows_tritons_rules(export, trained_model):
     labels = (model_dir / "labels.txt").read_text().splitlines()
     assert labels == read_model_info(trained_model).classes
     assert (model_dir / "1" / "model.onnx").is_file()
-    assert "dims (dynamic batch axis)" in report["notes"][0]
+    assert "dims (dynamic batch axis)" in report.notes[0]
     text = (model_dir / "config.pbtxt").read_text()
     (model_dir / "config.pbtxt").write_text(text.replace("dims: [ 10 ]", "dims: [ 12 ]"))
     with pytest.raises(TritonConfigError, match="dims \\[12\\] but the graph has \\[10\\]"):

@@ -83,4 +83,4 @@ def test_training_and_evaluation_read_hf_data(saved_to_disk, tmp_path):
     Trainer(cfg).fit()
     report = run_eval(tmp_path / "hf" / "best.safetensors", None, tmp_path / "eval", split="test",
                       cache_dir=tmp_path / "cache", workers=0)
-    assert report["count"] == 20 and 0 <= report["top1"] <= 1
+    assert report.metrics["count"] == 20 and 0 <= report.metrics["top1"] <= 1

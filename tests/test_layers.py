@@ -5,7 +5,7 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "src" / "reslab"
 LAYERS = [  # bottom first; a module may import its own layer's package and lower layers only
-    {"hardware", "precision", "timing", "collectives", "atomic", "version", "paths", "names", "options"},
+    {"hardware", "precision", "timing", "collectives", "atomic", "version", "paths", "names", "options", "results"},
     {"data"},
     {"config"},
     {"modelfile"},

@@ -185,16 +185,16 @@ def test_eval_report_of_a_multilabel_model(multilabel_model, mosaic_folder, tmp_
     from reslab.evaluate.report import run_eval
 
     report = run_eval(multilabel_model, str(mosaic_folder), tmp_path, split="test", device="cpu", worst=8)
-    assert report["task"] == "multilabel" and report["count"] == 60
+    assert report.task == "multilabel" and report.metrics["count"] == 60
     for key in ("map", "map_micro", "f1_samples", "exact_match", "precision_micro", "recall_micro", "f1_macro"):
-        assert 0.0 <= report[key] <= 1.0
-    per_class = report["per_class"]
+        assert 0.0 <= report.metrics[key] <= 1.0
+    per_class = report.per_class
     info = read_model_info(multilabel_model)
     assert [r["threshold"] for r in per_class] == pytest.approx(info.thresholds)
     aps = [r["ap"] for r in per_class if r["ap"] is not None]
-    assert report["map"] == pytest.approx(sum(aps) / len(aps))
+    assert report.metrics["map"] == pytest.approx(sum(aps) / len(aps))
     for name in ("pr_curves_png", "worst_png"):
-        assert Image.open(report["files"][name]).size[0] > 300
+        assert Image.open(report.files[name]).size[0] > 300
 
 
 @pytest.mark.slow
@@ -214,7 +214,7 @@ def test_multilabel_map_is_far_above_the_label_frequency_baseline(tmp_path):
                       out_dir=str(tmp_path), name="run", device="cpu")
     Trainer(cfg).fit()
     report = run_eval(cfg.run_dir / "best.safetensors", str(data), tmp_path / "eval", split="test", device="cpu")
-    assert report["map"] > 1.5 * baseline and report["map"] > baseline + 0.1
+    assert report.metrics["map"] > 1.5 * baseline and report.metrics["map"] > baseline + 0.1
 
 
 @pytest.mark.slow
@@ -248,9 +248,9 @@ def test_multilabel_serving_quantisation_export_and_cli(multilabel_model, mosaic
     from reslab.formats.onnx import info_from_onnx, load_onnx
 
     exported = export_model(multilabel_model, "onnx", tmp_path / "m.onnx")
-    onnx_info = info_from_onnx(load_onnx(Path(exported["output"])), Path(exported["output"]))
+    onnx_info = info_from_onnx(load_onnx(exported.output), exported.output)
     assert (onnx_info.task, onnx_info.thresholds) == ("multilabel", info.thresholds)
-    onnx_predictor = Predictor.from_file(exported["output"], backend="onnxruntime")
+    onnx_predictor = Predictor.from_file(exported.output, backend="onnxruntime")
     torch_probabilities = Predictor.from_file(multilabel_model, backend="torch", precision="fp32").inference(
         onnx_predictor.preprocess([picture]))
     assert np.allclose(onnx_predictor.inference(onnx_predictor.preprocess([picture])), torch_probabilities, atol=1e-5)

@@ -111,8 +111,9 @@ def test_auto_without_images_to_check_on_stays_fp32(trained_model):
 @needs_bf16
 def test_a_bf16_openvino_export_is_checked_with_the_bf16_tolerance(trained_model, tmp_path):
     report = export_model(trained_model, "openvino", tmp_path / "m.xml", precision="bf16")
-    assert report["precision"] == "bf16" and report["passed"] and report["top1_agreement"] == 1.0
-    assert report["max_abs_diff"] <= report["tolerance"] and report["tolerance"] >= bf16_rtol(20)
+    a = report.agreement
+    assert a.precision == "bf16" and a.passed and a.top1_agreement == 1.0
+    assert a.max_abs_diff <= a.tolerance and a.tolerance >= bf16_rtol(20)
     predictor = Predictor.from_file(tmp_path / "m.xml", precision="bf16")
     assert predictor.info.precision == "bf16" and predictor.precision == "bf16"
 

@@ -51,16 +51,17 @@ def test_predict_command_json(model_file, photos):
 
 def test_eval_report_is_consistent(model_file, cifar_folder, tmp_path):
     report = run_eval(model_file, str(cifar_folder), tmp_path / "eval", split="test", worst=8)
-    assert report["count"] == 100 and 0 <= report["top1"] <= report["top5"] <= 1
+    assert report.metrics["count"] == 100 and 0 <= report.metrics["top1"] <= report.metrics["top5"] <= 1
     for name in ("confusion_csv", "confusion_png", "worst_png", "report"):
-        assert (tmp_path / "eval" / report["files"][name].split("/")[-1]).stat().st_size > 0
+        assert report.files[name].parent == tmp_path / "eval" and report.files[name].stat().st_size > 0
     rows = (tmp_path / "eval" / "confusion.csv").read_text().strip().splitlines()
     matrix = [[int(v) for v in row.split(",")[1:]] for row in rows[1:]]
     assert sum(map(sum, matrix)) == 100
-    assert sum(matrix[i][i] for i in range(10)) == round(report["top1"] * 100)
-    assert [r["support"] for r in report["per_class"]] == [10] * 10
+    assert sum(matrix[i][i] for i in range(10)) == round(report.metrics["top1"] * 100)
+    assert [r["support"] for r in report.per_class] == [10] * 10
+    assert json.loads(report.files["report"].read_text()) == json.loads(str(report))  # report.json = --json
     flipped = run_eval(model_file, str(cifar_folder), tmp_path / "tta", split="test", tta=True)
-    assert flipped["count"] == 100 and flipped["tta"]
+    assert flipped.metrics["count"] == 100 and flipped.tta
 
 
 def test_per_class_report_on_a_hand_computed_case():
@@ -110,4 +111,4 @@ def test_eval_defaults_to_the_runs_own_data_and_split(tiny_folder, tmp_path):
     assert len(split["train"]) + len(split["val"]) + len(split["test"]) == 160
     # no --data: the model file remembers its training data; the run's split.json is found beside it
     report = run_eval(tmp_path / "runs" / "r" / "best.safetensors", None, tmp_path / "e", split="test")
-    assert report["count"] == len(split["test"]) and report["data"] == str(flat.resolve())
+    assert report.metrics["count"] == len(split["test"]) and report.data == str(flat.resolve())

@@ -13,10 +13,10 @@ from reslab.optimize.prune import PruneOptions, prune_model
 def test_l1_unstructured_is_global_and_permanent(trained_model, cifar_folder, tmp_path):
     out = tmp_path / "u.safetensors"
     r = prune_model(trained_model, PruneOptions(amount=0.5, data=str(cifar_folder)), out)
-    assert abs(r["pruned"]["zero_weights"] - 0.5) < 0.01
-    assert r["pruned"]["macs"] == r["before"]["macs"] and r["pruned"]["params"] == r["before"]["params"]
-    assert r["pruned"]["compressed_bytes"] < 0.75 * r["before"]["compressed_bytes"]
-    per_layer = r["layer_sparsity"]
+    assert abs(r.pruned.zero_weights - 0.5) < 0.01
+    assert r.pruned.macs == r.before.macs and r.pruned.params == r.before.params
+    assert r.pruned.compressed_bytes < 0.75 * r.before.compressed_bytes
+    per_layer = r.layer_sparsity
     assert len(set(round(v, 2) for v in per_layer.values())) > 3  # ranked globally: layers differ
     with safe_open(str(out), "pt") as f:
         assert not any(k.endswith(("weight_orig", "weight_mask")) for k in f.keys())  # noqa: SIM118 (not a dict)
@@ -32,17 +32,17 @@ def test_structured_removes_channels_and_stays_usable(trained_model, cifar_folde
     out = tmp_path / "s.safetensors"
     r = prune_model(trained_model, PruneOptions(amount=0.5, method="structured", data=str(cifar_folder),
                                                 finetune_epochs=1, batch_size=64), out)
-    assert r["pruned"]["macs"] < 0.6 * r["before"]["macs"]
-    assert r["pruned"]["params"] < 0.6 * r["before"]["params"]
-    assert r["after"]["top1"] is not None and len(r["finetune_history"]) == 1
+    assert r.pruned.macs < 0.6 * r.before.macs
+    assert r.pruned.params < 0.6 * r.before.params
+    assert r.after.top1 is not None and len(r.finetune_history) == 1
     model, info = load_model_file(out)  # the narrower layers come back from the file alone
     assert model.layer1[0].conv1.out_channels == 8 and model.layer1[0].conv2.in_channels == 8
     assert model.layer1[0].conv2.out_channels == 16  # the residual path keeps its width
-    assert count_macs(model, 32) == r["pruned"]["macs"]
+    assert count_macs(model, 32) == r.pruned.macs
     preds = Predictor.from_file(out, backend="torch").predict([photos["chelsea"]], topk=3)
     assert len(preds[0]) == 3
     report = export_model(out, "onnx", tmp_path / "s.onnx")
-    assert report["top1_agreement"] == 1.0
+    assert report.agreement.top1_agreement == 1.0
 
 
 def test_bad_options_are_refused():

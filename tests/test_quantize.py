@@ -22,11 +22,12 @@ def quantized(trained_model, sample_folder, tmp_path_factory):
 
 def test_int8_keeps_top1_on_real_validation_images(quantized):
     out, r = quantized
-    assert r["val_images"] == 600 and r["calibration_images"] == 300 and r["written"]
-    assert r["top1_fp32"] > 0.5  # a real model: far above chance (0.1)
-    assert r["drop_points"] <= 1.0
-    assert r["agreement"] >= 0.95
-    assert r["bytes_int8"] < r["bytes_fp32"] / 2.5
+    assert r.val_images == 600 and r.calibration_images == 300 and r.output == out and out.is_file()
+    assert r.metric == "top1" and r.fp32.score > 0.5  # a real model: far above chance (0.1)
+    assert r.drop_points == pytest.approx(100 * (r.fp32.score - r.int8.score)) and r.drop_points <= 1.0
+    assert r.agreement >= 0.95
+    assert r.int8.bytes < r.fp32.bytes / 2.5
+    assert json.loads(str(r))["int8"]["score"] == r.int8.score  # prints as JSON, as --json does
 
 
 def test_int8_graph_is_qdq_per_channel_with_metadata(quantized, trained_model):
@@ -80,5 +81,5 @@ def test_histogram_calibrations_write_a_checked_model(trained_model, sample_fold
     opts = QuantizeOptions(calib_data=str(sample_folder), calib_images=20, method=method, val_images=100,
                            max_drop=100.0)
     report = quantize_model(trained_model, opts, tmp_path / "m-int8.onnx")
-    assert report["written"] and report["calibration_images"] == 20 and report["val_images"] == 100
+    assert report.calibration_images == 20 and report.val_images == 100
     assert read_info(tmp_path / "m-int8.onnx").precision == "int8"

@@ -196,8 +196,8 @@ def test_progressive_resizing_and_flip_tta_evaluation(tiny_folder, tmp_path):
     assert load_model_file(tmp_path / "run" / "best.safetensors")[1].preprocess.image_size == 32
     # the reported figures are those of flip TTA: evaluating the saved model with TTA gives them again
     report = run_eval(tmp_path / "run" / "best.safetensors", str(tiny_folder), tmp_path / "eval", tta=True)
-    assert report["top1"] == pytest.approx(float(best["val_top1"]))
-    assert report["loss"] == pytest.approx(float(best["val_loss"]), rel=1e-5)
+    assert report.metrics["top1"] == pytest.approx(float(best["val_top1"]))
+    assert report.metrics["loss"] == pytest.approx(float(best["val_loss"]), rel=1e-5)
 
 
 def test_a_progressive_size_above_the_image_size_is_refused(tiny_folder, tmp_path):

@@ -27,6 +27,7 @@ from .infer.options import PredictCommand
 from .names import is_model_name, is_plain_file, output_stem
 from .optimize.options import PruneCommand, QuantizeCommand
 from .options import Printed, add_flags, from_args
+from .results import plain
 from .serve.settings import ServeCommand, ServeConfig, split_model_arguments
 from .train.options import LrFindOptions
 
@@ -52,8 +53,9 @@ def output_beside(model: str, suffix: str) -> Path | None:
     return Path(output_stem(model) + suffix) if is_model_name(model) else None
 
 
-def show(result: Any, as_json: bool, text: Callable[[Any], str]) -> None:
-    print(json.dumps(result, indent=1) if as_json else text(result))
+def show(result: Any, as_json: bool, text: Callable[[Any], str] | None = None) -> None:
+    """``result`` as JSON, or as text: ``text(result)``, or a typed report's own ``text()``."""
+    print(json.dumps(plain(result), indent=1) if as_json else text(result) if text else result.text())
 
 
 def cmd_train(args: argparse.Namespace) -> None:
@@ -91,7 +93,7 @@ def cmd_lr_find(args: argparse.Namespace) -> None:
 
 
 def cmd_eval(args: argparse.Namespace) -> None:
-    from .evaluate.report import format_eval, run_eval  # torch
+    from .evaluate.report import run_eval  # torch
 
     o = from_args(args, EvalCommand)
     out = Path(o.out) if o.out else (output_beside(o.model, "") or Path(o.model)).parent / f"eval-{o.split}"
@@ -99,7 +101,7 @@ def cmd_eval(args: argparse.Namespace) -> None:
                       device=o.device, workers=o.workers, precision=o.precision,
                       split_file=Path(o.split_file) if o.split_file else None,
                       feature_maps=Path(o.feature_maps) if o.feature_maps else None, explain=o.explain)
-    show(report, args.json, format_eval)
+    show(report, args.json)
 
 
 def cmd_predict(args: argparse.Namespace) -> None:
@@ -123,7 +125,7 @@ def cmd_predict(args: argparse.Namespace) -> None:
 
 
 def cmd_export(args: argparse.Namespace) -> None:
-    from .export.run import default_output, export_model, format_export  # torch
+    from .export.run import default_output, export_model  # torch
 
     o = from_args(args, ExportCommand)
     named = output_beside(o.model, ".safetensors")  # a name's exports go into the current folder
@@ -131,22 +133,22 @@ def cmd_export(args: argparse.Namespace) -> None:
     report = export_model(model_path(o.model, o.weights), o.format, out, opset=o.opset,
                           verify_images=[Path(p) for p in o.verify_images] if o.verify_images else None,
                           rtol=o.rtol, triton_name=o.name, max_batch_size=o.max_batch_size, precision=o.precision)
-    show(report, args.json, format_export)
+    show(report, args.json)
 
 
 def cmd_quantize(args: argparse.Namespace) -> None:
-    from .optimize.quantize import format_quantize, quantize_model  # torch, onnx
+    from .optimize.quantize import quantize_model  # torch, onnx
 
     o = from_args(args, QuantizeCommand)
     out = Path(o.out) if o.out else output_beside(o.model, "-int8.onnx")
-    show(quantize_model(model_path(o.model, o.weights), o, out), args.json, format_quantize)
+    show(quantize_model(model_path(o.model, o.weights), o, out), args.json)
 
 
 def cmd_prune(args: argparse.Namespace) -> None:
-    from .optimize.prune import format_prune, prune_model  # torch
+    from .optimize.prune import prune_model  # torch
 
     o = from_args(args, PruneCommand)
-    show(prune_model(Path(o.model), o, Path(o.out) if o.out else None), args.json, format_prune)
+    show(prune_model(Path(o.model), o, Path(o.out) if o.out else None), args.json)
 
 
 def cmd_serve(args: argparse.Namespace) -> None:

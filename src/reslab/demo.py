@@ -43,9 +43,9 @@ def main() -> None:
     int8 = RUN / "best-int8.onnx"
     step(["predict", str(int8), *photos, "--topk", "3"])
 
-    report = json.loads((RUN / "eval-test" / "report.json").read_text())
+    metrics = json.loads((RUN / "eval-test" / "report.json").read_text())["metrics"]
     print(f"\nDemo done in {(time.perf_counter() - start) / 60:.1f} min.")
-    print(f"Test top-1 {report['top1']:.1%} on {report['count']} held-out images (chance: 10%).")
+    print(f"Test top-1 {metrics['top1']:.1%} on {metrics['count']} held-out images (chance: 10%).")
     print(f"Run folder:      {RUN}/ (config.yaml, metrics.csv, curves.png, tensorboard/, last.pt)")
     print(f"Model file:      {model}")
     print(f"Exports:         {RUN / 'best.onnx'} (fp32), {int8} (INT8)")

@@ -15,7 +15,7 @@ Every lower precision must also keep every top-1 of the verification images (100
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -54,9 +54,6 @@ class Agreement:
     def line(self) -> str:
         return (f"{self.images} real images: max |logit difference| {self.max_abs_diff:.2e} (tolerance "
                 f"{self.tolerance:.1e}), top-1 agreement {self.top1_agreement:.1%}")
-
-    def to_dict(self) -> dict:
-        return {**asdict(self), "passed": self.passed}
 
 
 def compare(reference: np.ndarray, candidate: np.ndarray, rtol: float, precision: str = "fp32") -> Agreement:

@@ -42,7 +42,7 @@ def run_multilabel_bench(args: MultilabelBench) -> dict:
             Trainer(cfg).fit()
             report = run_eval(cfg.run_dir / "best.safetensors", str(data), cfg.run_dir / "eval", split="test",
                               device=args.device)
-            rows.append({"seed": seed, **{k: report[k] for k in FIGURES}})
+            rows.append({"seed": seed, **{k: report.metrics[k] for k in FIGURES}})
     medians = {k: statistics.median(r[k] for r in rows) for k in FIGURES}
     spread = max(r["map"] for r in rows) - min(r["map"] for r in rows)
     result = {"hardware": hardware_line(device), "sizes": sizes, "labels_per_image": float(test.sum(1).mean()),

@@ -15,6 +15,16 @@ from ..hardware import autocast_dtype
 
 
 @dataclass
+class Figures:
+    """What ``reslab eval`` reports of a split, for either task."""
+
+    metrics: dict[str, float]  # loss, top1, top5, balanced_accuracy, macro_f1, count; multi-label: map, ...
+    per_class: list[dict]  # one row per class: precision, recall, f1, support (multi-label: ap, threshold too)
+    fp32: dict[str, float] | None = None  # bf16 runs: the same split in fp32 and the decisions' agreement
+    thresholds: str | None = None  # multi-label: "tuned on val" or "0.5"
+
+
+@dataclass
 class EvalResult:
     loss: float
     top1: float

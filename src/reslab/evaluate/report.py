@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 from collections.abc import Iterable
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -19,10 +18,35 @@ from ..data.pipeline import SMALL_IMAGE, make_loader, model_split
 from ..hardware import resolve_device
 from ..infer.selection import load_backend
 from ..modelfile import ModelInfo
+from ..results import Result
 from .explain import Explainer, explainable, worst_overlays
-from .metrics import evaluate, per_class_report
+from .metrics import Figures, evaluate, per_class_report
 from .multilabel_report import multilabel_report
 from .plots import plot_confusion, plot_feature_maps, plot_worst
+
+
+@dataclass
+class EvalReport(Result):
+    """``reslab eval``'s answer, also written as ``report.json`` into the report folder."""
+
+    model: Path
+    data: str
+    split: str
+    task: str
+    tta: bool
+    device: str
+    precision: str
+    precision_choice: str  # why that precision: asked for, or what ``auto`` measured
+    metrics: dict[str, float]  # the split's figures (``Figures``)
+    per_class: list[dict]
+    fp32: dict[str, float] | None
+    thresholds: str | None
+    skipped_files: list[str]
+    files: dict[str, Path]  # the pictures and tables written, and report.json itself
+
+    def text(self) -> str:
+        """The report as a reader wants it at a terminal (``--json`` prints it all)."""
+        return _format_multilabel(self) if self.task == "multilabel" else _format_multiclass(self)
 
 
 def confusion_csv(confusion: torch.Tensor, classes: list[str]) -> str:
@@ -49,7 +73,7 @@ def run_eval(
     feature_maps: Path | None = None,
     precision: str = "fp32",
     explain: str | None = None,
-) -> dict[str, Any]:
+) -> EvalReport:
     """Evaluate ``model_path`` on a split and write the report folder; ``feature_maps`` also
     draws conv1's activations for that image. ``precision`` other than fp32 (bf16, or auto where it picks
     bf16) is checked against fp32 on real images first, and the split is evaluated in fp32 too. ``explain``
@@ -79,37 +103,25 @@ def run_eval(
         figures, files = multiclass_report(model, info, loader, torch_device, out_dir, tta, worst, bf16, explain)
     if feature_maps is not None:
         files["feature_maps"] = first_conv_feature_maps(model, info, feature_maps, out_dir / "feature_maps.png")
-    report = {
-        "model": str(model_path),
-        "data": data,
-        "split": split,
-        "task": info.task,
-        "tta": tta,
-        "device": str(torch_device),
-        "precision": selection.backend.precision,
-        "precision_choice": selection.reason,
-        **figures,
-        "skipped_files": sorted(skipped.files),
-        "files": {k: str(v) for k, v in files.items()},
-    }
     files["report"] = out_dir / "report.json"
-    report["files"]["report"] = str(files["report"])
-    write_text_atomic(files["report"], json.dumps(report, indent=1))
+    report = EvalReport(model_path, data, split, info.task, tta, str(torch_device), selection.backend.precision,
+                        selection.reason, **asdict(figures), skipped_files=sorted(skipped.files), files=files)
+    write_text_atomic(files["report"], report.to_json())
     return report
 
 
 def multiclass_report(model: nn.Module, info: ModelInfo, loader: Iterable[tuple[Tensor, Tensor]],
                       device: torch.device, out_dir: Path, tta: bool, worst: int, bf16: bool,
-                      explain: str | None) -> tuple[dict[str, Any], dict[str, Path]]:
+                      explain: str | None) -> tuple[Figures, dict[str, Path]]:
     """Top-1/top-5, balanced accuracy, per-class figures, the confusion matrix and the worst images."""
     classes, pre = info.classes, info.preprocess
     result = evaluate(model, loader, len(classes), device, tta=tta, keep_worst=worst, channels_last=True, amp=bf16)
-    figures: dict[str, Any] = result.summary()
+    fp32_figures = None
     if bf16:  # the same split in fp32: what the lower precision changes
         fp32 = evaluate(model, loader, len(classes), device, tta=tta, channels_last=True)
         agreement = float((fp32.predictions == result.predictions).double().mean())
-        figures["fp32"] = {"top1": fp32.top1, "top5": fp32.top5, "loss": fp32.loss, "agreement": agreement}
-    figures["per_class"] = per_class_report(result.confusion, classes)
+        fp32_figures = {"top1": fp32.top1, "top5": fp32.top5, "loss": fp32.loss, "agreement": agreement}
+    figures = Figures(result.summary(), per_class_report(result.confusion, classes), fp32_figures)
     files = {
         "confusion_csv": out_dir / "confusion.csv",
         "confusion_png": plot_confusion(result.confusion, classes, out_dir / "confusion.png"),
@@ -131,42 +143,35 @@ def first_conv_feature_maps(model: nn.Module, info: ModelInfo, image: Path, out:
     return plot_feature_maps(maps.cpu(), out, f"conv1 feature maps of {image.name} ({maps.shape[0]} channels)")
 
 
-def format_eval(report: dict[str, Any]) -> str:
-    """The report as a reader wants it at a terminal (``--json`` prints it all)."""
-    if report["task"] == "multilabel":
-        return _format_multilabel(report)
-    split = report["split"]
-    lines = [f"{split}: {report['count']} images  top-1 {report['top1']:.4f}  top-5 {report['top5']:.4f}  "
-             f"loss {report['loss']:.4f}{'  (flip TTA)' if report['tta'] else ''}  "
-             f"[{report['device']}, {report['precision']}]",
-             f"balanced accuracy {report['balanced_accuracy']:.4f}  macro-F1 {report['macro_f1']:.4f}  "
+def _format_multiclass(report: EvalReport) -> str:
+    m, fp32 = report.metrics, report.fp32
+    lines = [f"{report.split}: {m['count']} images  top-1 {m['top1']:.4f}  top-5 {m['top5']:.4f}  "
+             f"loss {m['loss']:.4f}{'  (flip TTA)' if report.tta else ''}  [{report.device}, {report.precision}]",
+             f"balanced accuracy {m['balanced_accuracy']:.4f}  macro-F1 {m['macro_f1']:.4f}  "
              f"(each class counted equally)",
-             f"precision: {report['precision_choice']}"]
-    if "fp32" in report:
-        fp32 = report["fp32"]
-        lines.append(f"fp32 on the same images: top-1 {fp32['top1']:.4f}, so {report['precision']} changes top-1 by "
-                     f"{100 * (report['top1'] - fp32['top1']):+.2f} points; predictions agree on "
-                     f"{fp32['agreement']:.1%}")
+             f"precision: {report.precision_choice}"]
+    if fp32 is not None:
+        lines.append(f"fp32 on the same images: top-1 {fp32['top1']:.4f}, so {report.precision} changes top-1 by "
+                     f"{100 * (m['top1'] - fp32['top1']):+.2f} points; predictions agree on {fp32['agreement']:.1%}")
     lines.append(f"{'class':<16}{'precision':>10}{'recall':>10}{'f1':>10}{'support':>9}")
     lines += [f"{row['class'][:15]:<16}{row['precision']:>10.3f}{row['recall']:>10.3f}{row['f1']:>10.3f}"
-              f"{row['support']:>9}" for row in report["per_class"]]
-    return "\n".join(lines + [f"{name}: {path}" for name, path in report["files"].items()])
+              f"{row['support']:>9}" for row in report.per_class]
+    return "\n".join(lines + [f"{name}: {path}" for name, path in report.files.items()])
 
 
-def _format_multilabel(report: dict[str, Any]) -> str:
-    lines = [f"{report['split']}: {report['count']} images  mAP {report['map']:.4f} (micro "
-             f"{report['map_micro']:.4f})  loss {report['loss']:.4f}{'  (flip TTA)' if report['tta'] else ''}  "
-             f"[{report['device']}, {report['precision']}]",
-             f"at the thresholds ({report['thresholds']}): sample-F1 {report['f1_samples']:.4f}  exact match "
-             f"{report['exact_match']:.4f}  micro P/R/F1 {report['precision_micro']:.3f}/"
-             f"{report['recall_micro']:.3f}/{report['f1_micro']:.3f}  macro-F1 {report['f1_macro']:.3f}",
-             f"precision: {report['precision_choice']}"]
-    if "fp32" in report:
-        fp32 = report["fp32"]
+def _format_multilabel(report: EvalReport) -> str:
+    m, fp32 = report.metrics, report.fp32
+    lines = [f"{report.split}: {m['count']} images  mAP {m['map']:.4f} (micro {m['map_micro']:.4f})  "
+             f"loss {m['loss']:.4f}{'  (flip TTA)' if report.tta else ''}  [{report.device}, {report.precision}]",
+             f"at the thresholds ({report.thresholds}): sample-F1 {m['f1_samples']:.4f}  exact match "
+             f"{m['exact_match']:.4f}  micro P/R/F1 {m['precision_micro']:.3f}/{m['recall_micro']:.3f}/"
+             f"{m['f1_micro']:.3f}  macro-F1 {m['f1_macro']:.3f}",
+             f"precision: {report.precision_choice}"]
+    if fp32 is not None:
         lines.append(f"fp32 on the same images: mAP {fp32['map']:.4f}; decisions agree on {fp32['agreement']:.1%}")
     lines.append(f"{'label':<16}{'AP':>8}{'threshold':>10}{'precision':>10}{'recall':>10}{'f1':>8}{'support':>9}")
-    for row in report["per_class"]:
+    for row in report.per_class:
         ap = f"{row['ap']:>8.3f}" if row["ap"] is not None else f"{'-':>8}"
         lines.append(f"{row['class'][:15]:<16}{ap}{row['threshold']:>10.3f}{row['precision']:>10.3f}"
                      f"{row['recall']:>10.3f}{row['f1']:>8.3f}{row['support']:>9}")
-    return "\n".join(lines + [f"{name}: {path}" for name, path in report["files"].items()])
+    return "\n".join(lines + [f"{name}: {path}" for name, path in report.files.items()])

@@ -9,8 +9,8 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -23,8 +23,27 @@ from ..infer.selection import load_backend
 from ..modelfile import ModelInfo
 from ..models import load_model_file, weighted_layers
 from ..precision import FP32_RTOL, Agreement, bf16_rtol, check, check_choice, compare
+from ..results import Result
 from .formats import EXPORT_FORMATS, MIN_OPSET
 from .huggingface import check_preprocessing, transformers_logits, write_huggingface
+
+
+@dataclass
+class ExportReport(Result):
+    """What ``export_model`` wrote and how closely its runtime's logits match the model file's."""
+
+    format: str
+    output: Path
+    checked_with: str  # the runtime that reloaded the written file
+    notes: list[str]
+    agreement: Agreement
+    bytes: int
+
+    def text(self) -> str:
+        a = self.agreement
+        return "\n".join([f"{self.format}: {self.output} ({self.bytes / 1e6:.2f} MB)",
+                          *(f"  {note}" for note in self.notes),
+                          f"  {a.precision}, checked with {self.checked_with} on {a.line()}"])
 
 
 def default_output(model_path: Path, fmt: str) -> Path:
@@ -94,7 +113,7 @@ def export_precision(fmt: str, requested: str) -> str:
 def export_model(
     model_path: Path, fmt: str, out: Path | None = None, opset: int = 18, verify_images: list[Path] | None = None,
     rtol: float | None = None, triton_name: str | None = None, max_batch_size: int = 32, precision: str = "fp32",
-) -> dict[str, Any]:
+) -> ExportReport:
     """Write ``fmt`` and check it against the model file on real images: within ``rtol`` of the largest
     logit (default: the precision's own tolerance, ``reslab.precision``) and with every top-1 kept."""
     if fmt not in EXPORT_FORMATS:
@@ -132,10 +151,7 @@ def export_model(
         agreement: Agreement = compare(reference, logits, rtol, precision)
         check(agreement, f"{fmt} export ({label})")
         _move_into_place(written, destination)
-    return {
-        "format": fmt, "output": str(destination), "checked_with": EXPORT_FORMATS[fmt][1], "notes": notes,
-        **agreement.to_dict(), "bytes": _size(destination),
-    }
+    return ExportReport(fmt, destination, EXPORT_FORMATS[fmt][1], notes, agreement, _size(destination))
 
 
 def _transformers_logits(folder: Path, info: ModelInfo, batch: np.ndarray) -> np.ndarray:
@@ -157,12 +173,3 @@ def _size(path: Path) -> int:
     if path.is_dir():
         return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
     return sum(f.stat().st_size for f in model_files(path) if f.is_file())
-
-
-
-def format_export(report: dict[str, Any]) -> str:
-    return "\n".join([f"{report['format']}: {report['output']} ({report['bytes'] / 1e6:.2f} MB)",
-                      *(f"  {note}" for note in report["notes"]),
-                      f"  {report['precision']}, checked with {report['checked_with']} on {report['images']} real "
-                      f"images: max |logit difference| {report['max_abs_diff']:.2e} (tolerance "
-                      f"{report['tolerance']:.1e}), top-1 agreement {report['top1_agreement']:.1%}"])

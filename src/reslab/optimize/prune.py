@@ -16,8 +16,8 @@ import copy
 import dataclasses
 import tempfile
 import zlib
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import torch
 from safetensors.torch import save as safetensors_bytes
@@ -35,9 +35,55 @@ from ..models import count_macs, count_params, load_model_file
 from ..models.registry import build_model
 from ..models.reshape import changed_shapes
 from ..models.resnet import BasicBlock, Bottleneck
+from ..results import Result
 from ..timing import interleaved_images_per_second
 from ..train.trainer import Trainer
 from .options import PruneOptions
+
+
+@dataclass
+class Stage:
+    """The network at one stage of pruning: its size, its work and (with validation data) its top-1."""
+
+    params: int
+    macs: int
+    zero_weights: float  # the share of convolution and head weights that are zero
+    compressed_bytes: int  # the weights' safetensors bytes after zlib: what unstructured zeros save
+    top1: float | None  # None without validation data
+    cpu_images_per_s: float = 0.0  # batch 32, channels_last; filled once every stage is known
+
+
+@dataclass
+class PruneReport(Result):
+    """What ``prune_model`` wrote: the network before pruning, right after it, and after the fine-tune."""
+
+    method: str
+    amount: float
+    finetune_epochs: int
+    source: Path
+    output: Path
+    data: str | None
+    before: Stage
+    pruned: Stage
+    after: Stage  # the pruned stage again when there was no fine-tune
+    layer_sparsity: dict[str, float]  # per layer, for unstructured pruning only
+    finetune_history: list[dict]
+
+    def text(self) -> str:
+        stages = [("before", self.before), ("pruned", self.pruned)]
+        if self.finetune_epochs:
+            stages.append((f"+{self.finetune_epochs} ep", self.after))
+        lines = [f"{self.method} pruning, amount {self.amount}: {self.output}",
+                 f"{'':<9}{'top-1':>8}{'params':>12}{'MMACs':>10}{'zeros':>8}{'zlib MB':>9}{'CPU img/s':>11}"]
+        for name, row in stages:
+            top1 = f"{row.top1:.4f}" if row.top1 is not None else "-"
+            lines.append(f"{name:<9}{top1:>8}{row.params:>12,}{row.macs / 1e6:>10.1f}{row.zero_weights:>8.1%}"
+                         f"{row.compressed_bytes / 1e6:>9.2f}{row.cpu_images_per_s:>11.1f}")
+        if self.layer_sparsity:
+            lines += ["sparsity per layer: " + ", ".join(f"{k} {v:.0%}" for k, v in self.layer_sparsity.items()),
+                      "note: unstructured zeros make the file compress better; dense kernels still do every "
+                      "multiplication, so it does not run faster. Use --method structured for speed."]
+        return "\n".join(lines)
 
 
 def prunable(model: nn.Module) -> list[nn.Module]:
@@ -81,20 +127,16 @@ def sparsity(model: nn.Module) -> dict[str, float]:
             if isinstance(m, (nn.Conv2d, nn.Linear))}
 
 
-def measure(model: nn.Module, info: ModelInfo, val_loader, device: torch.device) -> dict[str, Any]:
-    pre = info.preprocess
+def measure(model: nn.Module, info: ModelInfo, val_loader, device: torch.device) -> Stage:
     weights = [m.weight for m in prunable(model)]
     zeros = sum(int((w == 0).sum()) for w in weights)
     state = {k: v.contiguous() for k, v in model.state_dict().items()}
-    row = {
-        "params": count_params(model), "macs": count_macs(model, pre.image_size),
-        "zero_weights": zeros / sum(w.numel() for w in weights),
-        "compressed_bytes": len(zlib.compress(safetensors_bytes(state), 6)),
-    }
+    top1 = None
     if val_loader is not None:
-        row["top1"] = evaluate(model.to(device), val_loader, len(info.classes), device).top1
+        top1 = evaluate(model.to(device), val_loader, len(info.classes), device).top1
         model.cpu()
-    return row
+    return Stage(count_params(model), count_macs(model, info.preprocess.image_size),
+                 zeros / sum(w.numel() for w in weights), len(zlib.compress(safetensors_bytes(state), 6)), top1)
 
 
 def cpu_speeds(models: dict[str, nn.Module], info: ModelInfo) -> dict[str, float]:
@@ -122,7 +164,7 @@ def _finetune(model: nn.Module, info: ModelInfo, data: str, opts: PruneOptions) 
     return tuned, trainer.history
 
 
-def prune_model(model_path: Path, opts: PruneOptions, out: Path | None = None) -> dict[str, Any]:
+def prune_model(model_path: Path, opts: PruneOptions, out: Path | None = None) -> PruneReport:
     model, info = load_model_file(model_path)
     if info.multilabel:
         raise ValueError(f"{model_path}: a multi-label model; pruning measures and fine-tunes single-label models "
@@ -158,30 +200,12 @@ def prune_model(model_path: Path, opts: PruneOptions, out: Path | None = None) -
         model, history = _finetune(model, pruned_info, data, opts)
     after = measure(model, pruned_info, val_loader, device) if opts.finetune_epochs else pruned
     speeds = cpu_speeds({"before": original, "after": model}, info)
-    before["cpu_images_per_s"] = speeds["before"]
-    pruned["cpu_images_per_s"] = after["cpu_images_per_s"] = speeds["after"]  # the same network shapes
+    before.cpu_images_per_s = speeds["before"]
+    pruned.cpu_images_per_s = after.cpu_images_per_s = speeds["after"]  # the same network shapes
+    report = PruneReport(opts.method, opts.amount, opts.finetune_epochs, model_path, out, data, before, pruned, after,
+                         sparsity(model) if opts.method == "l1-unstructured" else {}, history)
     record = {"method": opts.method, "amount": opts.amount, "finetune_epochs": opts.finetune_epochs,
-              "source": str(model_path), **{f"top1_{k}": r.get("top1") for k, r in
+              "source": str(model_path), **{f"top1_{k}": stage.top1 for k, stage in
                                             (("before", before), ("pruned", pruned), ("after", after))}}
-    final_info = dataclasses.replace(pruned_info, training={**info.training, "pruning": record})
-    save_model_file(out, model, final_info)
-    return {**record, "output": str(out), "data": data, "before": before, "pruned": pruned, "after": after,
-            "layer_sparsity": sparsity(model) if opts.method == "l1-unstructured" else {},
-            "finetune_history": history}
-
-
-def format_prune(r: dict[str, Any]) -> str:
-    stages = [("before", r["before"]), ("pruned", r["pruned"])]
-    if r["finetune_epochs"]:
-        stages.append((f"+{r['finetune_epochs']} ep", r["after"]))
-    lines = [f"{r['method']} pruning, amount {r['amount']}: {r['output']}",
-             f"{'':<9}{'top-1':>8}{'params':>12}{'MMACs':>10}{'zeros':>8}{'zlib MB':>9}{'CPU img/s':>11}"]
-    for name, row in stages:
-        top1 = f"{row['top1']:.4f}" if row.get("top1") is not None else "-"
-        lines.append(f"{name:<9}{top1:>8}{row['params']:>12,}{row['macs'] / 1e6:>10.1f}{row['zero_weights']:>8.1%}"
-                     f"{row['compressed_bytes'] / 1e6:>9.2f}{row['cpu_images_per_s']:>11.1f}")
-    if r["layer_sparsity"]:
-        lines += ["sparsity per layer: " + ", ".join(f"{k} {v:.0%}" for k, v in r["layer_sparsity"].items()),
-                  "note: unstructured zeros make the file compress better; dense kernels still do every "
-                  "multiplication, so it does not run faster. Use --method structured for speed."]
-    return "\n".join(lines)
+    save_model_file(out, model, dataclasses.replace(pruned_info, training={**info.training, "pruning": record}))
+    return report

@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import json
 import tempfile
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import onnx
@@ -29,8 +28,50 @@ from ..infer.backends import OnnxRuntimeBackend
 from ..infer.predictor import probabilities_of
 from ..modelfile import ModelInfo
 from ..models import load_model_file
+from ..results import Result
 from ..timing import interleaved_images_per_second
 from .options import CALIBRATION_BATCH, QuantizeOptions
+
+
+@dataclass
+class Measured:
+    """One side of the comparison, the fp32 network or the INT8 one, on the same validation images."""
+
+    score: float  # the report's metric: top-1, or mAP for a multi-label model
+    bytes: int
+    images_per_s: float  # batch 32, the two networks timed in alternating rounds
+
+
+@dataclass
+class QuantizeReport(Result):
+    """The INT8 model ``quantize_model`` wrote, measured against the fp32 model it came from."""
+
+    model: Path
+    output: Path
+    method: str
+    calibration_images: int
+    per_channel: bool
+    reduce_range: bool
+    val_images: int
+    val_split: str
+    metric: str  # "top1" or "map"
+    fp32: Measured
+    int8: Measured
+    drop_points: float  # 100 x (fp32 - int8) of the metric
+    agreement: float  # the share of images whose decision is the same
+    skipped_images: list[str]
+
+    def text(self) -> str:
+        shown = {"top1": "top-1", "map": "mAP"}[self.metric]
+        lines = [f"INT8 ({self.method} calibration on {self.calibration_images} training images, per-channel "
+                 f"{self.per_channel}, reduce_range {self.reduce_range}): {self.output}",
+                 f"{'':<8}{shown:>8}{'MB':>8}{'images/s':>10}   ({self.val_images} {self.val_split} images, batch 32)"]
+        lines += [f"{kind:<8}{m.score:>8.4f}{m.bytes / 1e6:>8.2f}{m.images_per_s:>10.1f}"
+                  for kind, m in (("fp32", self.fp32), ("int8", self.int8))]
+        lines.append(f"{shown} drop {self.drop_points:.2f} points; predictions agree on {self.agreement:.1%}; "
+                     f"{self.int8.images_per_s / self.fp32.images_per_s:.2f}x faster, "
+                     f"{self.fp32.bytes / self.int8.bytes:.1f}x smaller")
+        return "\n".join(lines)
 
 
 class QuantizationRejected(ValueError):
@@ -107,7 +148,7 @@ def quantize_onnx(fp32_path: Path, out_path: Path, calibration: np.ndarray, meth
         prepared.unlink(missing_ok=True)
 
 
-def quantize_model(model_path: Path, opts: QuantizeOptions, out: Path | None = None) -> dict[str, Any]:
+def quantize_model(model_path: Path, opts: QuantizeOptions, out: Path | None = None) -> QuantizeReport:
     proto, info = fp32_source(model_path)
     out = out or model_path.with_name(f"{model_path.stem}-int8.onnx")
     if out.suffix != ".onnx":
@@ -121,50 +162,34 @@ def quantize_model(model_path: Path, opts: QuantizeOptions, out: Path | None = N
         fp32_path, int8_path = Path(tmp) / "fp32.onnx", Path(tmp) / "int8.onnx"
         onnx.save_model(proto, str(fp32_path))
         quantize_onnx(fp32_path, int8_path, calibration, opts.method, opts.per_channel, reduce_range)
-        int8 = onnx.load(str(int8_path))
+        int8_proto = onnx.load(str(int8_path))
         fp32_run, int8_run = OnnxRuntimeBackend(str(fp32_path)), OnnxRuntimeBackend(str(int8_path))
         logits_fp32, logits_int8 = (np.concatenate([run(val_x[i : i + 64]) for i in range(0, len(val_x), 64)])
                                     for run in (fp32_run.run, int8_run.run))
         metric = "map" if info.multilabel else "top1"
         speed_batch = val_x[:32] if len(val_x) >= 32 else np.resize(val_x, (32, *val_x.shape[1:]))
-        report: dict[str, Any] = {
-            "model": str(model_path), "output": str(out), "method": opts.method,
-            "calibration_images": len(calibration) - len(calibration) % CALIBRATION_BATCH,
-            "per_channel": opts.per_channel, "reduce_range": reduce_range,
-            "val_images": len(val_y), "val_split": opts.val_split, "metric": metric,
-            f"{metric}_fp32": _score(logits_fp32, val_y, info), f"{metric}_int8": _score(logits_int8, val_y, info),
-            "agreement": float((_decisions(logits_fp32, info) == _decisions(logits_int8, info)).mean()),
-            "bytes_fp32": fp32_path.stat().st_size, "bytes_int8": int8_path.stat().st_size,
-            **{f"images_per_s_{k}": v for k, v in interleaved_images_per_second(
-                {"fp32": fp32_run.run, "int8": int8_run.run}, speed_batch).items()},
-            "skipped_images": sorted(skipped.files),
-        }
-    report["drop_points"] = 100 * (report[f"{metric}_fp32"] - report[f"{metric}_int8"])
-    report["written"] = report["drop_points"] <= opts.max_drop or opts.force
-    if not report["written"]:
+        speeds = interleaved_images_per_second({"fp32": fp32_run.run, "int8": int8_run.run}, speed_batch)
+        fp32, int8 = (Measured(_score(logits, val_y, info), path.stat().st_size, speeds[kind])
+                      for kind, logits, path in (("fp32", logits_fp32, fp32_path), ("int8", logits_int8, int8_path)))
+    report = QuantizeReport(
+        model=model_path, output=out, method=opts.method,
+        calibration_images=len(calibration) - len(calibration) % CALIBRATION_BATCH, per_channel=opts.per_channel,
+        reduce_range=reduce_range, val_images=len(val_y), val_split=opts.val_split, metric=metric,
+        fp32=fp32, int8=int8, drop_points=100 * (fp32.score - int8.score),
+        agreement=float((_decisions(logits_fp32, info) == _decisions(logits_int8, info)).mean()),
+        skipped_images=sorted(skipped.files))
+    if report.drop_points > opts.max_drop and not opts.force:
         shown = "mAP" if info.multilabel else "top-1"
         raise QuantizationRejected(
-            f"INT8 {shown} {report[f'{metric}_int8']:.4f} is {report['drop_points']:.2f} points below fp32 "
-            f"{report[f'{metric}_fp32']:.4f} on {report['val_images']} images (--max-drop {opts.max_drop}); "
-            f"nothing written. Try --method entropy or percentile, more --calib-images, or --force")
-    set_metadata(int8, {p.key: p.value for p in proto.metadata_props} | onnx_metadata(info.with_precision("int8")))
-    set_metadata(int8, {"quantization": json.dumps({k: report[k] for k in (
-        "method", "calibration_images", "per_channel", "reduce_range", "metric", f"{metric}_fp32", f"{metric}_int8",
-        "val_images")}
-        | {"options": asdict(opts)})})
+            f"INT8 {shown} {int8.score:.4f} is {report.drop_points:.2f} points below fp32 {fp32.score:.4f} "
+            f"on {report.val_images} images (--max-drop {opts.max_drop}); nothing written. Try --method entropy "
+            f"or percentile, more --calib-images, or --force")
+    kept = {p.key: p.value for p in proto.metadata_props}
+    set_metadata(int8_proto, kept | onnx_metadata(info.with_precision("int8")))
+    recorded = {k: getattr(report, k) for k in ("method", "calibration_images", "per_channel", "reduce_range",
+                                                 "metric", "val_images")}
+    set_metadata(int8_proto, {"quantization": json.dumps(
+        recorded | {f"{metric}_fp32": fp32.score, f"{metric}_int8": int8.score, "options": asdict(opts)})})
     with atomic_path(out) as tmp_out:
-        onnx.save_model(int8, str(tmp_out))
+        onnx.save_model(int8_proto, str(tmp_out))
     return report
-
-
-def format_quantize(r: dict[str, Any]) -> str:
-    metric, shown = r["metric"], {"top1": "top-1", "map": "mAP"}[r["metric"]]
-    lines = [f"INT8 ({r['method']} calibration on {r['calibration_images']} training images, per-channel "
-             f"{r['per_channel']}, reduce_range {r['reduce_range']}): {r['output']}",
-             f"{'':<8}{shown:>8}{'MB':>8}{'images/s':>10}   ({r['val_images']} {r['val_split']} images, batch 32)"]
-    lines += [f"{kind:<8}{r[f'{metric}_{kind}']:>8.4f}{r[f'bytes_{kind}'] / 1e6:>8.2f}"
-              f"{r[f'images_per_s_{kind}']:>10.1f}" for kind in ("fp32", "int8")]
-    lines.append(f"{shown} drop {r['drop_points']:.2f} points; predictions agree on {r['agreement']:.1%}; "
-                 f"{r['images_per_s_int8'] / r['images_per_s_fp32']:.2f}x faster, "
-                 f"{r['bytes_fp32'] / r['bytes_int8']:.1f}x smaller")
-    return "\n".join(lines)
