@@ -155,10 +155,10 @@ def test_bench_data_times_each_path_side_by_side(tmp_path, photos):
     assert out.returncode == 0, out.stderr[-2000:]
     result = json.loads(out.stdout[out.stdout.index("{"):])
     rows = {r["path"]: r for r in result["rows"]}
-    assert set(rows) == {"fileloader", "cpu", "pack-cpu"} and set(result["left_out"]) == {"gpu", "pack-gpu"}
+    assert set(rows) == {"torchvision", "cpu", "pack-cpu"} and set(result["left_out"]) == {"gpu", "pack-gpu"}
     for r in rows.values():
         assert r["images"] == 3 and len(r["epochs"]) == 2 and r["images_per_s"] > 0
-        assert r["vs_fileloader"] == r["images_per_s"] / rows["fileloader"]["images_per_s"]
+        assert r["vs_torchvision"] == r["images_per_s"] / rows["torchvision"]["images_per_s"]
     assert result["pack"]["bytes_after"] < result["pack"]["bytes_before"]
 
 

@@ -12,11 +12,12 @@ import pytest
 import torch
 
 from reslab.config import TrainConfig
-from reslab.data.sampling import epoch_order, shard_size
+from reslab.data.sampling import shard_size
 from reslab.evaluate.report import run_eval
 from reslab.train.distributed import Runtime
 from reslab.train.trainer import Trainer
 
+from .order import epoch_order
 from .test_train import read_metrics
 
 PER_RANK_BATCH = 10  # 600 training images: 30 global batches of 20, no tail

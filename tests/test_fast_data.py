@@ -17,7 +17,14 @@ from PIL import Image
 from torchvision.transforms.v2 import functional as TF
 
 from reslab.data.batch_ops import color_jitter, orient, resized_crops
-from reslab.data.crops import center_box, jitter_factors, jpeg_reduction, random_resized_box, train_draw
+from reslab.data.crops import (
+    center_box,
+    jitter_factors,
+    jpeg_reduction,
+    random_resized_box,
+    shift_draw,
+    train_draw,
+)
 from reslab.data.datasets import load_dataset
 from reslab.data.decoding import (
     DeviceCrops,
@@ -32,11 +39,12 @@ from reslab.data.loaders import SkipLog
 from reslab.data.options import AugmentOptions
 from reslab.data.pack import pack_folder
 from reslab.data.preprocess import Preprocess
-from reslab.data.sampling import epoch_order
 from reslab.data.splits import PackSplit
 from reslab.data.streams import RawBatch, StreamLoader
+from reslab.data.transforms import BatchAugment, CropFlipDraws
 
 from .images import write_broken_images, write_odd_images
+from .order import epoch_order
 
 SAME_BOX_LEVELS = 1.5  # mean |difference| in grey levels between two resamplings of one box (same filter)
 OTHER_FILTER_LEVELS = 2.5  # the same between roi_align's box-like filter and a triangle filter, on detailed photos
@@ -237,6 +245,22 @@ def test_per_image_colour_jitter_is_the_batch_operation(photos):
     assert not torch.allclose(torch.from_numpy(jittered), torch.from_numpy(plain), atol=0.1)
 
 
+def test_per_image_crops_are_those_of_the_other_paths(photos):
+    """The per-image path crops as the CPU path does (imagenet preset) and pad-and-crops as the in-memory path
+    does (cifar preset): the same pixels for the same draws, before its per-image policies."""
+    pre = Preprocess(40, 46, (0.5,) * 3, (0.25,) * 3)
+    source, index, epoch = photos["chelsea"], 5, 3
+    per_image = per_image_transform(AugmentOptions(preset="imagenet"), pre, seed=11)(source, index, epoch)
+    cpu = TrainCrops(40, 3, "bilinear", 11)(source, index, epoch)
+    assert np.allclose(per_image, pre.normalize(cpu[None])[0], atol=1e-5)  # fp32: x / 255 - mean, or x - 255 mean
+    shifted = per_image_transform(AugmentOptions(preset="cifar", crop_padding=6), pre, seed=11)(source, index, epoch)
+    dy, dx, flip = shift_draw(6, 11, epoch, index)
+    image = torch.from_numpy(pre.geometry(pre.open(source)))[None]
+    in_memory = BatchAugment(AugmentOptions(preset="cifar", crop_padding=6), pre).crop_flip(
+        image, CropFlipDraws(torch.tensor([dy]), torch.tensor([dx]), torch.tensor([flip])))
+    assert np.allclose(shifted, pre.normalize(in_memory.numpy())[0], atol=1e-5)
+
+
 def test_pack_round_trip(tmp_path, photos):
     root = _folder(tmp_path, photos)
     out = tmp_path / "photos.npz"
@@ -312,10 +336,31 @@ def test_decode_gpu_is_refused_with_the_reason(tmp_path, photos):
 
     with pytest.raises(ValueError, match="--decode gpu: JPEGs are decoded on the GPU only when training on one"):
         training_path("gpu", torch.device("cpu"), AugmentOptions(preset="imagenet"))
-    with pytest.raises(ValueError, match="auto_augment run per image on the CPU"):
+    with pytest.raises(ValueError, match="--decode gpu does not run RandAugment or TrivialAugment: they run on"):
         training_path("gpu", torch.device("cpu"), AugmentOptions(preset="imagenet", auto_augment="randaugment"))
-    assert training_path("auto", torch.device("cpu"), AugmentOptions(preset="imagenet")) == "cpu"
-    assert training_path("cpu", torch.device("cpu"), AugmentOptions(preset="cifar")) == "per-image"
+
+
+@pytest.mark.parametrize("augment", [AugmentOptions(preset="imagenet"), AugmentOptions(preset="cifar"),
+                                     AugmentOptions(preset="imagenet", color_jitter=0.3),
+                                     AugmentOptions(preset="imagenet", auto_augment="trivialaugment"),
+                                     AugmentOptions(preset="cifar", random_erasing=0.25)])
+def test_the_augmentation_table_picks_and_refuses_paths(augment):
+    """A path is chosen only where the table says it runs every augmentation asked for, and the in-memory path
+    refuses what it does not run, naming it."""
+    from reslab.data.augmentations import AUGMENTATIONS, not_run_by
+    from reslab.data.pipeline import training_path
+
+    asked = [a for a in AUGMENTATIONS if a.requested(augment)]
+    path = training_path("auto", torch.device("cpu"), augment)
+    assert all(path in a.paths for a in asked) and not not_run_by(path, augment)
+    expected = "cpu" if all("cpu" in a.paths for a in asked) else "per-image"
+    assert path == expected
+    pre = Preprocess(32, 32, (0.5,) * 3, (0.25,) * 3)
+    if all("memory" in a.paths for a in asked):
+        BatchAugment(augment, pre)
+    else:
+        with pytest.raises(ValueError, match="in-memory batches do not run RandomResizedCrop"):
+            BatchAugment(augment, pre)
 
 
 def test_pack_keeps_small_jpegs_as_they_are(tmp_path, photos):

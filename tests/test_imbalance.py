@@ -21,7 +21,7 @@ from reslab.data.folders import scan_folder
 from reslab.data.loaders import SkipLog, TensorLoader
 from reslab.data.options import AugmentOptions
 from reslab.data.preprocess import Preprocess
-from reslab.data.sampling import balanced_weights, draw_keys, epoch_order, epoch_sequence
+from reslab.data.sampling import balanced_weights, draw_keys, epoch_sequence
 from reslab.data.splits import ArraySplit
 from reslab.data.streams import StreamLoader
 from reslab.data.transforms import BatchAugment
@@ -30,6 +30,7 @@ from reslab.models import load_model_file
 from reslab.train.class_weights import class_weights
 from reslab.train.trainer import Trainer
 
+from .order import epoch_order
 from .test_train import read_metrics, tiny_config
 
 LABELS_10_TO_1 = [0] * 1000 + [1] * 100  # 10:1

@@ -2,8 +2,9 @@
 
 Rows (each the loader ``reslab train`` builds for that path, at ``--image-size`` with RandomResizedCrop
 and flip, iterated ``--epochs`` times; the first epoch is start-up and reported apart):
-- ``fileloader``: per-image torchvision transforms after a full-size decode, workers restarted every
-  epoch (reslab's loader before the fast paths, and still its path for the per-image policies);
+- ``torchvision``: the loop most tutorials write, the baseline: a ``DataLoader`` over the files with
+  torchvision's per-image transforms after a full-size Pillow decode (``RandomResizedCrop``, flip,
+  ``ToDtype``, ``Normalize``), workers restarted every epoch;
 - ``cpu``: persistent workers decoding each JPEG at the smallest scale its crop allows, Pillow crops;
 - ``gpu``: workers read bytes, nvJPEG decodes the batch, crops and flips are batch operations (GPU only);
 - ``pack-cpu`` / ``pack-gpu``: the same two from a pack of the images made by ``reslab pack``.
@@ -19,6 +20,7 @@ from pathlib import Path
 
 import torch
 from PIL import Image
+from torchvision.transforms import v2
 
 from ..data.arrays import load_arrays
 from ..data.decode import gpu_decode_refusal
@@ -36,8 +38,37 @@ from .options import DataBench
 from .output import printed_as_json
 
 TWELVE_MP = 12_000_000
-PATHS = ("fileloader", "cpu", "gpu", "pack-cpu", "pack-gpu")
-LOADER_PATH = {"fileloader": "per-image", "cpu": "cpu", "gpu": "gpu", "pack-cpu": "cpu", "pack-gpu": "gpu"}
+PATHS = ("torchvision", "cpu", "gpu", "pack-cpu", "pack-gpu")
+LOADER_PATH = {"cpu": "cpu", "gpu": "gpu", "pack-cpu": "cpu", "pack-gpu": "gpu"}
+
+
+class _TutorialImages(torch.utils.data.Dataset):
+    def __init__(self, split: FileSplit, transform: v2.Compose) -> None:
+        self.split, self.transform = split, transform
+
+    def __len__(self) -> int:
+        return len(self.split)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        with Image.open(self.split.paths[index]) as img:
+            return self.transform(img.convert("RGB")), self.split.labels[index]
+
+
+class TutorialLoader:
+    """The baseline row: torchvision's per-image transforms in a plain ``DataLoader``."""
+
+    def __init__(self, split: FileSplit, pre: Preprocess, batch_size: int, workers: int) -> None:
+        transform = v2.Compose([v2.ToImage(), v2.RandomResizedCrop(pre.image_size, antialias=True),
+                                v2.RandomHorizontalFlip(), v2.ToDtype(torch.float32, scale=True),
+                                v2.Normalize(list(pre.mean), list(pre.std))])
+        self.loader = torch.utils.data.DataLoader(_TutorialImages(split, transform), batch_size=batch_size,
+                                                  shuffle=True, num_workers=workers)
+
+    def set_epoch(self, epoch: int) -> None:
+        torch.manual_seed(epoch)
+
+    def __iter__(self):
+        return iter(self.loader)
 
 
 def twelve_megapixel_copies(folder: Path, photos: list[Path], count: int, out: Path) -> Path:
@@ -118,8 +149,9 @@ def run_data_bench(args: DataBench) -> dict:
             if name in left_out or source not in splits:
                 continue
             split = repeated(splits[source], args.repeat)
-            loader = training_loader(split, LOADER_PATH[name], pre, opts.augment, opts, device, SkipLog(),
-                                     drop_last=False, rank=0, world_size=1)
+            loader = TutorialLoader(split, pre, args.batch_size, workers) if name == "torchvision" else \
+                training_loader(split, LOADER_PATH[name], pre, opts.augment, opts, device, SkipLog(),
+                                drop_last=False, rank=0, world_size=1)
             rows.append({"path": name, "images": len(split), **time_loader(loader, args.epochs, device)})
             del loader  # its workers stop here, not during the next row
             gc.collect()
@@ -127,9 +159,9 @@ def run_data_bench(args: DataBench) -> dict:
         jpegs = [f for f in folder if f.suffix.lower() in (".jpg", ".jpeg")]
         decoders = decoder_rates(jpegs[:: max(1, len(jpegs) // args.decoders)][: args.decoders]) \
             if args.decoders and jpegs else None
-    base = next((r["images_per_s"] for r in rows if r["path"] == "fileloader"), None)
+    base = next((r["images_per_s"] for r in rows if r["path"] == "torchvision"), None)
     for r in rows:
-        r["vs_fileloader"] = r["images_per_s"] / base if base else None
+        r["vs_torchvision"] = r["images_per_s"] / base if base else None
     result = {"hardware": hardware_line(device), "data": args.data, "twelve_mp": args.twelve_mp,
               "image_size": args.image_size, "batch_size": args.batch_size,
               "workers": workers, "rows": rows, "left_out": left_out,
@@ -143,9 +175,9 @@ def run_data_bench(args: DataBench) -> dict:
     if pack_info:
         print(f"pack: {pack_info['bytes_before'] / 1e6:.1f} MB -> {pack_info['bytes_after'] / 1e6:.1f} MB in "
               f"{pack_info['seconds']:.1f} s")
-    print(f"{'path':<12}{'images':>8}{'images/s':>11}{'first epoch s':>15}{'vs fileloader':>15}")
+    print(f"{'path':<12}{'images':>8}{'images/s':>11}{'first epoch s':>15}{'vs torchvision':>15}")
     for r in rows:
-        ratio = f"{r['vs_fileloader']:.2f}x" if r["vs_fileloader"] else "-"
+        ratio = f"{r['vs_torchvision']:.2f}x" if r["vs_torchvision"] else "-"
         print(f"{r['path']:<12}{r['images']:>8}{r['images_per_s']:>11.1f}{r['first_epoch_s']:>15.2f}{ratio:>15}")
     for name, why in left_out.items():
         print(f"{name}: left out ({why})")

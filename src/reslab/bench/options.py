@@ -58,7 +58,7 @@ class DataBench(Printed):
     photos: list[str] = option(factory=list, nargs="*", help="more photos to re-encode with --twelve-mp")
     short_side: int | None = option(None, help="the pack's short side (default: the evaluation resize of "
                                     "--image-size, 256 for 224)")
-    paths: str = option("fileloader,cpu,gpu,pack-cpu,pack-gpu", help="the rows to run (GPU rows only on a GPU)")
+    paths: str = option("torchvision,cpu,gpu,pack-cpu,pack-gpu", help="the rows to run (GPU rows only on a GPU)")
     decoders: int = option(400, metavar="N", help="also time each JPEG decoder alone on N of a folder's JPEGs, one "
                            "thread (0: not)")
 

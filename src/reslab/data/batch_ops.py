@@ -74,6 +74,19 @@ def resized_crops(images: Sequence[Tensor], boxes: Sequence[Box], size: int, bud
     return torch.cat(out)
 
 
+def shifted_crops(batch: Tensor, dy: Tensor, dx: Tensor, padding: int) -> Tensor:
+    """Pad-and-crop (the CIFAR recipe's random translation): each (N, C, H, W) image zero-padded by ``padding``
+    on every side, then cut back to H x W at its own offset ``(dy, dx)`` in 0..2 x padding."""
+    n, _, h, w = batch.shape
+    device = batch.device
+    padded = torch.nn.functional.pad(batch, (padding,) * 4)
+    rows = dy.to(device)[:, None] + torch.arange(h, device=device)
+    cols = dx.to(device)[:, None] + torch.arange(w, device=device)
+    index = torch.arange(n, device=device)[:, None, None]
+    # (N, H, W, C) by advanced indexing, then back to NCHW
+    return padded.permute(0, 2, 3, 1)[index, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2)
+
+
 def flip_where(batch: Tensor, flips: Tensor) -> Tensor:
     """Mirror the images whose flag is set."""
     return torch.where(flips.to(batch.device)[:, None, None, None], batch.flip(-1), batch)

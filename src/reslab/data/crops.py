@@ -61,6 +61,18 @@ def train_draw(width: int, height: int, seed: int, epoch: int, index: int) -> Cr
     return CropDraw(box, bool(rng.random() < 0.5))
 
 
+def shift_draw(padding: int, seed: int, epoch: int, index: int) -> tuple[int, int, bool]:
+    """A sample's pad-and-crop offsets (dy, dx), each in 0..2 x padding, and its flip."""
+    rng = sample_rng(seed, epoch, index)
+    dy, dx = rng.integers(0, 2 * padding + 1, 2)
+    return int(dy), int(dx), bool(rng.random() < 0.5)
+
+
+def policy_seed(seed: int, epoch: int, index: int) -> int:
+    """The torch seed of a sample's per-image policies (RandAugment, erasing), apart from its crop draws."""
+    return int(np.random.default_rng((seed, epoch, index, 2)).integers(2**63))
+
+
 def center_box(width: int, height: int, resize_size: int, image_size: int) -> Box:
     """The part of the full-size image that evaluation's resize (short side to ``resize_size``) and
     centre crop (``image_size``) keep, in full-size pixels."""

@@ -10,8 +10,9 @@ process decodes the batch's JPEGs with nvJPEG (``decode.decode_jpegs``: TorchCod
 then crops, flips, jitters and normalises the whole batch on the GPU. Files nvJPEG cannot take
 (PNG, GIF, WebP, CMYK or 16-bit JPEGs...) are decoded on the CPU by the worker, as ``open_image`` does.
 
-Per-image path: a worker decodes at full size and runs torchvision's per-image transforms; the main process
-only moves the batch to the device.
+Per-image path: a worker crops as the CPU path does (or pad-and-crops for the CIFAR preset, as the in-memory
+path does), jitters, then runs torchvision's per-image policies; the main process only moves the batch to the
+device. Which path runs which augmentation: ``augmentations.AUGMENTATIONS``.
 """
 
 from __future__ import annotations
@@ -27,14 +28,23 @@ from PIL import ExifTags, Image
 from torch import Tensor
 from torchvision.transforms.v2 import functional as TF
 
-from .batch_ops import color_jitter, flip_where, resized_crops
-from .crops import CropDraw, center_box, jitter_factors, jpeg_reduction, sample_rng, scale_box, train_draw
+from .batch_ops import color_jitter, flip_where, resized_crops, shifted_crops
+from .crops import (
+    CropDraw,
+    center_box,
+    jitter_factors,
+    jpeg_reduction,
+    policy_seed,
+    scale_box,
+    shift_draw,
+    train_draw,
+)
 from .decode import as_bytes_tensor, decode_jpeg, decode_jpegs
 from .images import UnreadableImageError, open_image, oriented_size
 from .options import AugmentOptions
 from .preprocess import RESAMPLE, Preprocess, to_chw
 from .streams import RawBatch
-from .transforms import INTERPOLATIONS, train_geometry, train_policies
+from .transforms import INTERPOLATIONS, train_policies
 
 Source = Path | bytes
 NVJPEG_MODES = ("RGB", "L")  # what nvJPEG decodes as such; CMYK, YCCK and 12/16-bit go to the CPU
@@ -113,32 +123,51 @@ class EvalGeometry:
 
 
 @dataclass
-class PerImageTransform:
-    """A worker's training sample on the per-image path: decoded at full size (a random crop may zoom into a
-    small part of it), cropped and flipped by torchvision, colour-jittered as every path is, then the per-image
-    policies (RandAugment, TrivialAugment, erasing). The random draws are seeded by (seed, epoch, index), as
-    the fast paths' are, so that they depend on neither the workers nor the batching, and a resumed run
-    repeats them."""
+class ShiftedCrops:
+    """A worker's training sample for the CIFAR preset: the model's resize and centre crop, then pad-and-crop
+    and flip by the batch operations the in-memory path runs -> uint8 (C, size, size)."""
 
-    geometry: Callable[[Image.Image], Tensor]
+    pre: Preprocess
+    padding: int
+    seed: int
+
+    def __call__(self, source: Source, index: int, epoch: int) -> np.ndarray:
+        image = torch.from_numpy(self.pre.geometry(self.pre.open(source, name=_name(source, index))))[None]
+        dy, dx, flip = shift_draw(self.padding, self.seed, epoch, index)
+        shifted = shifted_crops(image, torch.tensor([dy]), torch.tensor([dx]), self.padding)
+        return flip_where(shifted, torch.tensor([flip]))[0].numpy()
+
+
+@dataclass
+class PerImageTransform:
+    """A worker's training sample on the per-image path: the crop and flip of a shared read step (``TrainCrops``
+    as on the CPU path, or ``ShiftedCrops``), the colour jitter every path runs, then the per-image policies
+    (RandAugment, TrivialAugment, erasing). Every draw is seeded by (seed, epoch, index), so that it depends on
+    neither the workers nor the batching, and a resumed run repeats it."""
+
+    crop: Callable[[Source, int, int], np.ndarray]
     policies: Callable[[Tensor], Tensor]
-    channels: int
     seed: int
     jitter: float = 0.0
 
     def __call__(self, source: Source, index: int, epoch: int) -> np.ndarray:
-        image = open_image(source, channels=self.channels, name=_name(source, index))
+        x = torch.from_numpy(self.crop(source, index, epoch))
+        if self.jitter > 0:
+            x = _jittered(x[None].float(), self.jitter, self.seed, epoch, [index])[0].round().to(torch.uint8)
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(int(sample_rng(self.seed, epoch, index).integers(2**63)))
-            x = self.geometry(image)
-            if self.jitter > 0:
-                x = _jittered(x[None].float(), self.jitter, self.seed, epoch, [index])[0].round().to(torch.uint8)
+            torch.manual_seed(policy_seed(self.seed, epoch, index))
             return self.policies(x).numpy()
 
 
 def per_image_transform(augment: AugmentOptions, pre: Preprocess, seed: int) -> PerImageTransform:
-    return PerImageTransform(train_geometry(augment, pre), train_policies(augment, pre), pre.in_chans, seed,
-                             augment.color_jitter)
+    if augment.preset == "imagenet":
+        crop: Callable[[Source, int, int], np.ndarray] = TrainCrops(pre.image_size, pre.in_chans, pre.interpolation,
+                                                                    seed)
+    elif augment.preset == "cifar":
+        crop = ShiftedCrops(pre, augment.crop_padding, seed)
+    else:
+        raise ValueError(f"augmentation preset must be 'cifar' or 'imagenet', got {augment.preset!r}")
+    return PerImageTransform(crop, train_policies(augment, pre), seed, augment.color_jitter)
 
 
 def to_device(device: torch.device) -> Callable[[RawBatch, int], Tensor]:

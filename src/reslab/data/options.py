@@ -11,7 +11,7 @@ from ..options import check_choices, option
 
 @dataclass
 class AugmentOptions:
-    """The training augmentation. Which path runs which operation: ``pipeline.training_path``."""
+    """The training augmentation. Which path runs which operation: ``augmentations.AUGMENTATIONS``."""
 
     preset: str = option("auto", help="augmentation: cifar (pad-crop + flip) | imagenet (RandomResizedCrop + flip) | "
                          "auto", choices=("auto", "cifar", "imagenet"))

@@ -12,6 +12,7 @@ import torch
 from PIL import Image
 
 from ..hardware import default_workers
+from .augmentations import not_run_by
 from .datasets import load_dataset
 from .decode import gpu_decode_refusal
 from .decoding import DeviceCrops, EvalGeometry, NormalizeBatch, ReadEncoded, TrainCrops, per_image_transform, to_device
@@ -118,24 +119,22 @@ def _stats_sample(split: Split, pre: Preprocess, count: int = 500) -> np.ndarray
 
 
 def training_path(decode: str, device: torch.device, augment: AugmentOptions) -> str:
-    """How images from disk are decoded and augmented for training: ``gpu`` (nvJPEG and batch
-    operations on the GPU), ``cpu`` (reduced-scale decoding and Pillow crops in workers, batch
-    normalisation), or ``per-image`` (torchvision transforms per image: the CIFAR preset and the
-    per-image policies RandAugment, TrivialAugment and random erasing)."""
+    """How images from disk are decoded and augmented for training: the first of the paths that ``decode``
+    allows (``auto``: gpu where it can run, then cpu, then per-image) that runs every augmentation asked for
+    (``augmentations.AUGMENTATIONS``)."""
     if decode not in DECODE_CHOICES:
         raise ValueError(f"config field 'decode': {decode!r}, expected one of {', '.join(DECODE_CHOICES)}")
-    policies = [name for name, on in (("auto_augment", augment.auto_augment != "none"),
-                                      ("random_erasing", augment.random_erasing > 0),
-                                      ("preset cifar", augment.preset != "imagenet")) if on]
-    if policies:
-        if decode == "gpu":
-            raise ValueError(f"--decode gpu does RandomResizedCrop, flip and colour jitter; {', '.join(policies)} "
-                             f"run per image on the CPU: use --decode cpu, or leave them out")
-        return "per-image"
     refusal = gpu_decode_refusal(device)
-    if decode == "gpu" and refusal:
-        raise ValueError(f"--decode gpu: {refusal}")
-    return ("cpu" if refusal else "gpu") if decode == "auto" else decode
+    if decode == "gpu":
+        missing = not_run_by("gpu", augment)
+        if missing:
+            raise ValueError(f"--decode gpu does not run {', '.join(missing)}: they run on the CPU, per image; "
+                             f"use --decode cpu, or leave them out")
+        if refusal:
+            raise ValueError(f"--decode gpu: {refusal}")
+        return "gpu"
+    allowed = ["cpu", "per-image"] if decode == "cpu" or refusal else ["gpu", "cpu", "per-image"]
+    return next(path for path in allowed if not not_run_by(path, augment))
 
 
 def make_loader(

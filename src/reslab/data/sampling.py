@@ -51,14 +51,8 @@ def rank_positions(n: int, rank: int = 0, world_size: int = 1, batch_size: int =
     return torch.cat([head, tail])
 
 
-def epoch_order(n: int, seed: int, epoch: int, shuffle: bool, rank: int = 0, world_size: int = 1,
-                batch_size: int = 1, drop_last: bool = False, weights: Tensor | None = None) -> Tensor:
-    """This rank's sample indices for an epoch (see ``epoch_sequence`` and ``rank_positions``)."""
-    return epoch_sequence(n, seed, epoch, shuffle, weights)[rank_positions(n, rank, world_size, batch_size, drop_last)]
-
-
 def shard_size(n: int, rank: int, world_size: int, batch_size: int = 1, drop_last: bool = False) -> int:
-    """How many of ``n`` samples ``epoch_order`` deals to ``rank``, without drawing the sequence."""
+    """How many of ``n`` samples ``rank_positions`` deals to ``rank``."""
     global_batch = batch_size * world_size
     head = n // global_batch * batch_size
     m = n % global_batch

@@ -1,4 +1,4 @@
-"""The training augmentation presets, per image (PIL, from disk) and per batch (uint8 tensors in memory).
+"""The in-memory path's batch augmentation, and the per-image policies of the per-image path.
 
 Evaluation's preprocessing is ``data.preprocess.Preprocess``, which needs no torch.
 """
@@ -11,7 +11,8 @@ import torch
 from torch import Tensor
 from torchvision.transforms import v2
 
-from .batch_ops import color_jitter
+from .augmentations import not_run_by
+from .batch_ops import color_jitter, flip_where, shifted_crops
 from .crops import jitter_range
 from .options import AugmentOptions
 from .preprocess import Preprocess
@@ -33,27 +34,9 @@ def _auto_augment(name: str) -> list[v2.Transform]:
     raise ValueError(f"auto_augment must be none, randaugment or trivialaugment, got {name!r}")
 
 
-def train_geometry(options: AugmentOptions, pre: Preprocess) -> v2.Compose:
-    """The per-image path's crop and flip: PIL -> uint8 (C, size, size)."""
-    interpolation = INTERPOLATIONS[pre.interpolation]
-    if options.preset == "imagenet":
-        geometry: list[v2.Transform] = [
-            v2.RandomResizedCrop(pre.image_size, interpolation=interpolation, antialias=True),
-        ]
-    elif options.preset == "cifar":
-        geometry = [
-            v2.Resize(pre.resize_size, interpolation=interpolation, antialias=True),
-            v2.CenterCrop(pre.image_size),
-            v2.RandomCrop(pre.image_size, padding=options.crop_padding),
-        ]
-    else:
-        raise ValueError(f"augmentation preset must be 'cifar' or 'imagenet', got {options.preset!r}")
-    return v2.Compose([v2.ToImage(), *geometry, v2.RandomHorizontalFlip()])
-
-
 def train_policies(options: AugmentOptions, pre: Preprocess) -> v2.Compose:
-    """The per-image path after its colour jitter (``batch_ops.color_jitter``, as on every path): the policy,
-    normalisation and erasing, uint8 -> normalised float32."""
+    """The per-image path after its crop, flip and colour jitter (the operations every path shares): the
+    policy, normalisation and erasing, uint8 -> normalised float32."""
     steps = _auto_augment(options.auto_augment)
     steps += [v2.ToDtype(torch.float32, scale=True), v2.Normalize(list(pre.mean), list(pre.std))]
     if options.random_erasing > 0:
@@ -82,8 +65,10 @@ class BatchAugment:
     exactly whatever the batching."""
 
     def __init__(self, options: AugmentOptions, pre: Preprocess) -> None:
-        if options.preset != "cifar":
-            raise ValueError("in-memory batches support the 'cifar' preset (pad-and-crop + flip)")
+        missing = not_run_by("memory", options)
+        if missing:
+            raise ValueError(f"in-memory batches do not run {', '.join(missing)}: use the 'cifar' preset "
+                             f"(pad-and-crop + flip), or --no-in-memory")
         self.options = options
         self.pre = pre
         self.per_image = v2.Compose(_auto_augment(options.auto_augment)) if options.auto_augment != "none" else None
@@ -101,16 +86,7 @@ class BatchAugment:
         return draws
 
     def crop_flip(self, batch: Tensor, draws: CropFlipDraws) -> Tensor:
-        n, _, h, w = batch.shape
-        p = self.options.crop_padding
-        device = batch.device
-        padded = torch.nn.functional.pad(batch, (p, p, p, p))
-        rows = draws.dy.to(device)[:, None] + torch.arange(h, device=device)
-        cols = draws.dx.to(device)[:, None] + torch.arange(w, device=device)
-        cols = torch.where(draws.flip.to(device)[:, None], cols.flip(1), cols)
-        index = torch.arange(n, device=device)[:, None, None]
-        # (N, H, W, C) by advanced indexing, then back to NCHW
-        return padded.permute(0, 2, 3, 1)[index, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2)
+        return flip_where(shifted_crops(batch, draws.dy, draws.dx, self.options.crop_padding), draws.flip)
 
     def __call__(self, batch: Tensor, draws: CropFlipDraws) -> Tensor:
         batch = self.crop_flip(batch, draws)
