@@ -133,7 +133,9 @@ def test_explain_endpoint(trained_model, onnx_file, photos):
             response = running.client.post(url, content=body)
             assert response.status_code == status and message in response.text, (url, response.text)
         declared = running.client.get("/openapi.json").json()["paths"]["/explain"]["post"]["parameters"]
-        assert next(p for p in declared if p["name"] == "class")["schema"]["anyOf"][0]["minLength"] == 1
+        declared_class = next(p for p in declared if p["name"] == "class")["schema"]["anyOf"][0]
+        assert declared_class["minLength"] == 1
+        assert declared_class["enum"] == sorted(running.client.get("/info?model=cifar").json()["classes"])
         assert running.client.post("/predict?model=cifar", content=data).status_code == 200  # still serving
     finally:
         assert stopped_cleanly(running.stop())

@@ -167,6 +167,10 @@ def test_health_info_metrics_and_docs(server, trained_model):
     assert {"/v2/models/{name}", "/v2/models/{name}/ready", "/v2/models/{name}/infer"} <= {
         operations[link["operationId"]][0] for link in links.values()}
     listed = httpx.get(f"{server.url}/models").json()
+    served = [m["name"] for m in listed["models"]]
+    for path in ("/v2/models/{name}", "/v2/models/{name}/infer"):  # the names the server answers for, once loaded
+        name = next(p for item in spec["paths"][path].values() for p in item["parameters"] if p["name"] == "name")
+        assert name["schema"]["enum"] == served
     for link in links.values():
         path, method = operations[link["operationId"]]
         assert link["parameters"] == {"name": "$response.body#/default"}

@@ -10,6 +10,7 @@ first is the default. Models load in the background after start-up: ``/healthz``
 from __future__ import annotations
 
 import asyncio
+import copy
 import logging
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
@@ -34,7 +35,7 @@ from .limits import BodyLimit, UploadTooLargeError
 from .metrics import Metrics, RequestMetrics
 from .settings import ServeConfig
 from .slots import ModelSlot, NotReadyError
-from .v2 import HEADER_LENGTH, V2Error, infer_response, model_metadata, parse_infer_request
+from .v2 import HEADER_LENGTH, V2_INFER_BODY, V2Error, infer_response, model_metadata, parse_infer_request
 
 log = logging.getLogger("reslab.serve")
 
@@ -71,13 +72,13 @@ PREDICT_ERRORS = {
     503: _error("model still loading, or the queue is full (--max-queue): retry after Retry-After seconds"),
     504: _error("no answer within --timeout-s"),
 }
+FILE = {"type": "string", "format": "binary", "minLength": 1}  # an empty body is refused (400)
 UPLOAD_BODY = {"requestBody": {"required": True, "content": {
-    "multipart/form-data": {"schema": {"type": "object", "required": ["file"],
-                                       "properties": {"file": {"type": "string", "format": "binary"}}}},
-    "image/*": {"schema": {"type": "string", "format": "binary"}},
-    "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+    "multipart/form-data": {"schema": {"type": "object", "required": ["file"], "properties": {"file": FILE}}},
+    "image/*": {"schema": FILE},
+    "application/octet-stream": {"schema": FILE},
 }}}
-BATCH_BODY = {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
+BATCH_BODY = {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {  # a bad file: its row
     "type": "object", "required": ["files"],
     "properties": {"files": {"type": "array", "minItems": 1, "items": {"type": "string", "format": "binary"}}}}}}}}
 # OpenAPI links: the served names lead to the v2 routes (a client or a schema-driven tester follows them)
@@ -165,6 +166,22 @@ async def read_upload(request: Request) -> tuple[bytes, str]:
         return await upload.read(), upload.filename or "upload"
     data = await request.body()
     return data, "body"
+
+
+def with_served_values(schema: dict[str, Any], names: list[str], classes: list[str]) -> dict[str, Any]:
+    """``schema`` with what the loaded models enforce: the v2 routes' ``{name}`` one of the served names, and
+    /explain's ``class`` one of their classes."""
+    if not names:
+        return schema
+    schema = copy.deepcopy(schema)  # FastAPI keeps the schema it generated: leave that one as it is
+    for path, operations in schema.get("paths", {}).items():
+        for operation in operations.values():
+            for parameter in operation.get("parameters", []):
+                if path.startswith("/v2/models/{name}") and parameter["name"] == "name":
+                    parameter["schema"]["enum"] = names
+                elif path == "/explain" and parameter["name"] == "class":
+                    parameter["schema"]["anyOf"][0]["enum"] = classes
+    return schema
 
 
 def create_app(config: ServeConfig) -> FastAPI:
@@ -255,7 +272,9 @@ def create_app(config: ServeConfig) -> FastAPI:
         results = await asyncio.gather(*(one(u) for u in uploads))
         return {"model": slot.name, "version": slot.version, "results": list(results)}
 
-    @app.post("/explain", response_class=Response, openapi_extra=UPLOAD_BODY, **protected,
+    # in the schema where a served model can answer it (a .onnx file cannot give gradients: 501)
+    explains = any(slot.explain_refusal() is None for slot in server.slots)
+    @app.post("/explain", response_class=Response, openapi_extra=UPLOAD_BODY, include_in_schema=explains, **protected,
               summary="Grad-CAM: a PNG of the heat-map over the image as the model sees it (multipart `file`, or "
                       "the raw body); the class (percent-encoded) and its probability in X-Class and X-Probability",
               responses={200: {"content": {"image/png": {}}}, **PREDICT_ERRORS, **denied,
@@ -353,7 +372,7 @@ def create_app(config: ServeConfig) -> FastAPI:
     @app.post("/v2/models/{name}/infer", summary="v2: inference on a preprocessed FP32 tensor [N, C, H, W]",
               responses={400: _error("malformed request or tensor (the message gives the expected shape)"),
                          404: _error("unknown model"), 503: _error("not ready or queue full"), **denied},
-              operation_id="v2_model_infer", **protected)
+              operation_id="v2_model_infer", openapi_extra=V2_INFER_BODY, **protected)
     @app.post("/v2/models/{name}/versions/{version}/infer", include_in_schema=False, **protected)
     async def v2_infer(name: str, request: Request, version: str | None = None) -> Response:
         slot = ready_slot(name)
@@ -363,6 +382,13 @@ def create_app(config: ServeConfig) -> FastAPI:
         body, headers = infer_response(slot.name, slot.version, parsed, np.stack(rows))
         return Response(body, headers=headers)
 
+    generated = app.openapi
+    def openapi() -> dict[str, Any]:
+        ready = [slot for slot in server.slots if slot.ready]
+        return with_served_values(generated(), [slot.name for slot in ready],
+                                  sorted({c for slot in ready for c in slot.require_ready().classes}))
+
+    app.openapi = openapi  # type: ignore[method-assign]
     return app
 
 

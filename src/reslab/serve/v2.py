@@ -15,6 +15,17 @@ import numpy as np
 
 INPUT_NAME = "input"
 OUTPUT_NAME = "logits"
+# the v2 inference request as this server reads it (JSON Schema cannot say that the data's length is the product
+# of the shape, nor that the shape is [N, C, H, W] of the model's own C, H, W: both are refused with a 400)
+V2_INFER_BODY = {"requestBody": {"required": True, "content": {"application/json": {"schema": {
+    "type": "object", "required": ["inputs"], "properties": {
+        "inputs": {"type": "array", "minItems": 1, "maxItems": 1, "items": {
+            "type": "object", "required": ["name", "shape", "datatype", "data"], "properties": {
+                "name": {"const": INPUT_NAME}, "datatype": {"const": "FP32"},
+                "shape": {"type": "array", "minItems": 4, "maxItems": 4, "items": {"type": "integer", "minimum": 1}},
+                "data": {"type": "array", "items": {"type": "number"}}}}},
+        "outputs": {"type": "array", "items": {"type": "object", "required": ["name"],
+                                               "properties": {"name": {"const": OUTPUT_NAME}}}}}}}}}}
 HEADER_LENGTH = "inference-header-content-length"
 
 
