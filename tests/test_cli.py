@@ -12,7 +12,10 @@ def reslab(*args: str) -> subprocess.CompletedProcess:
 def test_models_lists_every_architecture_with_counts(capsys):
     main(["models", "--json"])  # in-process: the command's own code, without a second interpreter start
     rows = {r["model"]: r for r in json.loads(capsys.readouterr().out)}
-    assert len(rows) == 10
+    assert len(rows) == 33  # 10 image networks, their -3d and -frames video twins, torchvision's 3 video ResNets
+    # torchvision's published 40.70 GFLOPS (MACs) of a 16-frame 112 px clip; its 33.4 M parameters at 400 classes
+    assert round(rows["r3d_18"]["macs"] / 1e9, 1) == 40.7 and rows["r3d_18"]["frames"] == 16
+    assert rows["r3d_18"]["params"] - 600 * 513 == 33_371_472
     assert rows["resnet50"]["params"] == 25_557_032 and round(rows["resnet50"]["macs"] / 1e9, 2) == 4.09
     assert rows["resnet20"]["params"] == 269_722 and rows["resnet20"]["image_size"] == 32
     main(["models"])

@@ -58,7 +58,10 @@ def test_cifar_resnet_family_counts(depth, params):
 
 
 def test_list_models_names_every_depth():
-    assert set(list_models()) == {f"resnet{d}" for d in (18, 34, 50, 101, 152, 20, 32, 44, 56, 110)}
+    depths = {f"resnet{d}" for d in (18, 34, 50, 101, 152, 20, 32, 44, 56, 110)}
+    video = {f"{name}{suffix}" for name in depths for suffix in ("-3d", "-frames")}
+    video |= {"r3d_18", "mc3_18", "r2plus1d_18"}
+    assert set(list_models()) == depths | video
 
 
 def test_unknown_model_names_the_choices():

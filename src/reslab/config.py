@@ -16,14 +16,15 @@ from typing import Any
 import yaml
 
 from .atomic import write_text_atomic
-from .data.options import AugmentOptions
+from .data.options import AugmentOptions, ClipOptions
 from .options import AutoBool, AutoFloat, add_flags, device_option, from_args, from_dict, option
 from .options import load_yaml as load_yaml
 
 
 @dataclass
-class TrainConfig(AugmentOptions):
-    """Every field of a training run; the augmentation's come first, from ``AugmentOptions``."""
+class TrainConfig(ClipOptions, AugmentOptions):
+    """Every field of a training run; the augmentation's and the video clips' come first, from ``AugmentOptions``
+    and ``ClipOptions``."""
 
     # run
     name: str | None = option(None, help="run folder name under --out-dir (default: <model>-<data>)")
@@ -63,8 +64,10 @@ class TrainConfig(AugmentOptions):
                           choices=("none", "balanced"))
     task: str = option("multiclass", help="multiclass (one class per image, softmax) | multilabel (any number of "
                        "labels per image, a sigmoid each; --data is a folder with labels.csv (path,labels with ; or "
-                       "| between labels, optional split) or labels.json (path -> [labels]))",
-                       choices=("multiclass", "multilabel"))
+                       "| between labels, optional split) or labels.json (path -> [labels])) | video (one class per "
+                       "clip; --data is a folder of class folders of videos, or a CSV path,label[,start,end]; "
+                       "--model a video network: r3d_18, mc3_18, r2plus1d_18, resnet18-3d ...)",
+                       choices=("multiclass", "multilabel", "video"))
     # model
     model: str = option("resnet18", help="architecture (see `reslab models`)")
     stem: str | None = option(None, help="imagenet (7x7/2 + max-pool) | cifar (3x3/1) for ResNet-18..152",
@@ -136,6 +139,10 @@ class TrainConfig(AugmentOptions):
 
     def __post_init__(self) -> None:
         self.check("config field")
+        self.check_clips("config field")
+        if self.task != "video" and not self.flip:
+            raise ValueError("config field 'flip': turning flips off is for --task video (images are always "
+                             "flipped)")
         for name in ("epochs", "batch_size", "accumulate", "in_chans", "eval_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"config field {name!r} must be at least 1, got {getattr(self, name)}")

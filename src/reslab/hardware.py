@@ -233,6 +233,16 @@ def autocast_dtype(device: torch.device, requested: str = "bfloat16") -> torch.d
     return getattr(torch, requested)
 
 
+def memory_format(channels_last: bool, dims: int = 4) -> torch.memory_format:
+    """The layout of activations and convolution weights: channels last for images (NHWC) and clips (NDHWC),
+    where asked for, which oneDNN and cuDNN run fastest; contiguous otherwise."""
+    import torch
+
+    if not channels_last:
+        return torch.contiguous_format
+    return torch.channels_last_3d if dims == 5 else torch.channels_last
+
+
 def use_exact_fp32(device: torch.device) -> None:
     """fp32 means fp32 on GPUs too: cuDNN would otherwise run fp32 convolutions in TF32 (10-bit mantissa)."""
     if device.type == "cuda":

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from torch import nn
 
 FORMAT = "reslab-model"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: video models (a clip record); image models are still written as 1, which older reslab reads
 DEFAULT_THRESHOLD = 0.5  # a multi-label model's decision threshold where none was tuned
 
 
@@ -53,6 +53,15 @@ class ModelSpec:
         return cls(**known)
 
 
+@dataclass
+class Clip:
+    """How a video model's clips are drawn: frames per clip, the stride between them, clips per video."""
+
+    frames: int
+    stride: int
+    clips: int = 1
+
+
 class ModelFileError(ValueError):
     """A file that is not a readable reslab model file."""
 
@@ -64,8 +73,9 @@ class ModelInfo:
     preprocess: Preprocess
     training: dict[str, Any] = field(default_factory=dict)
     precision: str = "fp32"  # what the file is meant to run in: fp32, bf16 (a checked bf16 export) or int8
-    task: str = "multiclass"  # multiclass (softmax over the classes) | multilabel (a sigmoid per label)
+    task: str = "multiclass"  # multiclass (softmax over the classes) | multilabel (a sigmoid per label) | video
     thresholds: list[float] | None = None  # multilabel: each label's decision threshold, tuned on val
+    clip: Clip | None = None  # video: how clips are drawn (the frame size and normalisation are ``preprocess``'s)
 
     @property
     def multilabel(self) -> bool:
@@ -84,7 +94,7 @@ class ModelInfo:
     def to_metadata(self) -> dict[str, str]:
         payload = {
             "format": FORMAT,
-            "format_version": FORMAT_VERSION,
+            "format_version": 2 if self.clip is not None else 1,
             "model": self.spec.to_dict(),
             "classes": self.classes,
             "preprocess": asdict(self.preprocess),
@@ -92,6 +102,7 @@ class ModelInfo:
             "precision": self.precision,
             "task": self.task,
             **({"thresholds": self.thresholds} if self.thresholds is not None else {}),
+            **({"clip": asdict(self.clip)} if self.clip is not None else {}),
         }
         return {"reslab": json.dumps(payload)}
 
@@ -112,6 +123,7 @@ class ModelInfo:
                 precision=payload.get("precision", "fp32"),
                 task=payload.get("task", "multiclass"),
                 thresholds=payload.get("thresholds"),
+                clip=Clip(**payload["clip"]) if payload.get("clip") else None,
             )
         except (KeyError, TypeError, json.JSONDecodeError) as e:
             raise ModelFileError(f"{path}: damaged reslab metadata ({e})") from e

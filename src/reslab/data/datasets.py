@@ -13,6 +13,7 @@ from .folders import load_folder
 from .hf import load_hf
 from .multilabel import load_multilabel
 from .splits import Dataset
+from .videos import load_videos
 
 
 def load_dataset(data: str, cache_dir: str | Path | None, seed: int = 0, split_file: Path | None = None,
@@ -23,11 +24,13 @@ def load_dataset(data: str, cache_dir: str | Path | None, seed: int = 0, split_f
     ``columns``: the image and label columns of ``hf:`` data (None: found by their feature types).
     ``hold_out=False``: no training images held out whatever the eval split (val is then the test split,
     or None where there is neither). ``task="multilabel"``: an index of labels beside the images
-    (``data.multilabel``)."""
+    (``data.multilabel``); ``task="video"``: a folder of class folders of videos, or a CSV index (``data.videos``)."""
     hold_out = eval_split == "val" if hold_out is None else hold_out
     cache_dir = data_cache(cache_dir)
     if task == "multilabel":
         dataset = load_multilabel(data, seed, split_file, hold_out)
+    elif task == "video":
+        dataset = load_videos(data, seed, split_file, hold_out)
     elif data.startswith("hf:"):
         dataset = load_hf(data, cache_dir, seed, hold_out, *columns)
     elif data in ("cifar10", "cifar100"):

@@ -28,13 +28,14 @@ from .transforms import BatchAugment
 class SkipLog:
     """Files that could not be decoded: each warned about once, counted for the run summary."""
 
-    def __init__(self) -> None:
+    def __init__(self, kind: str = "image") -> None:
+        self.kind = kind  # what the files are: image, video
         self.files: dict[str, str] = {}
 
     def add(self, path: str, reason: str) -> None:
         if path not in self.files:
             self.files[path] = reason
-            warnings.warn(f"skipping unreadable image {reason}", stacklevel=2)
+            warnings.warn(f"skipping unreadable {self.kind} {reason}", stacklevel=2)
 
     def __len__(self) -> int:
         return len(self.files)

@@ -36,6 +36,30 @@ class AugmentOptions:
         return AugmentOptions(**{f.name: getattr(self, f.name) for f in dataclasses.fields(AugmentOptions)})
 
 
+@dataclass
+class ClipOptions:
+    """How clips are drawn from videos (``--task video``); a model file records them."""
+
+    clip_frames: int = option(16, help="video: frames per clip")
+    frame_stride: int = option(2, help="video: take every n-th frame (the sampling rate)")
+    eval_clips: int = option(5, help="video: clips spread evenly over each video at evaluation; its answer is "
+                             "their mean probability")
+    flip: bool = option(True, help="video: random horizontal flips in training; turn off (--no-flip) for classes "
+                        "a mirror changes, such as 'swipe left' and 'swipe right'")
+
+    def __post_init__(self) -> None:
+        self.check_clips("clip option")
+
+    def check_clips(self, what: str) -> None:
+        for name in ("clip_frames", "frame_stride", "eval_clips"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{what} '{name}' must be 1 or more, got {getattr(self, name)}")
+
+    def clip_options(self) -> ClipOptions:
+        """These fields alone (of a ``TrainConfig``, say)."""
+        return ClipOptions(**{f.name: getattr(self, f.name) for f in dataclasses.fields(ClipOptions)})
+
+
 @dataclass(kw_only=True)
 class PackOptions:
     data: str = option(positional=True, help="an image folder (train/ + val/ [+ test/], or one folder split 70/20/10)")

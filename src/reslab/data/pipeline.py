@@ -13,14 +13,15 @@ from PIL import Image
 
 from ..hardware import default_workers
 from .augmentations import not_run_by
+from .clips import ClipBatch, ClipRead, ffmpeg_refusal
 from .datasets import load_dataset
 from .decode import gpu_decode_refusal
 from .decoding import DeviceCrops, EvalGeometry, NormalizeBatch, ReadEncoded, TrainCrops, per_image_transform, to_device
 from .loaders import SkipLog, TensorLoader, decode_split
-from .options import AugmentOptions
-from .preprocess import DATASET_STATS, Preprocess, eval_resize_size
+from .options import AugmentOptions, ClipOptions
+from .preprocess import DATASET_STATS, IMAGENET_MEAN, IMAGENET_STD, Preprocess, eval_resize_size
 from .sampling import SAMPLERS, balanced_weights
-from .splits import ArraySplit, Dataset, EncodedSplit, FileSplit, PackSplit, Split, subset
+from .splits import ArraySplit, Dataset, EncodedSplit, FileSplit, PackSplit, Split, VideoSplit, subset
 from .streams import StreamLoader
 from .transforms import BatchAugment
 
@@ -44,6 +45,7 @@ class DataOptions:
     reference: Preprocess | None = None  # what the starting weights were trained with: keep its statistics
     decode: str = "auto"  # auto | gpu | cpu: where JPEGs from disk are decoded (auto: on the GPU when training on one)
     sampler: str = "none"  # none | balanced: draw training images with replacement, each class equally often
+    clip: ClipOptions | None = None  # videos: how clips are drawn
 
 
 @dataclass
@@ -185,9 +187,36 @@ def training_loader(split: EncodedSplit, path: str, pre: Preprocess, augment: Au
     return StreamLoader(split, read, to_device(device), opts.batch_size, skipped, device, **common)
 
 
+def build_video_data(dataset: Dataset, opts: DataOptions, device: torch.device, rank: int = 0,
+                     world_size: int = 1) -> DataBundle:
+    """Clips of videos: decoded and cropped in workers (``clips.ClipRead``), jittered and normalised per batch."""
+    refusal = ffmpeg_refusal()
+    if refusal:
+        raise ValueError(refusal)
+    clip = opts.clip or ClipOptions()
+    image_size = opts.image_size or opts.default_image_size
+    mean, std = known_stats(dataset, opts) or (IMAGENET_MEAN, IMAGENET_STD)
+    pre = Preprocess(image_size, resize_for(image_size, opts.reference), tuple(mean), tuple(std), opts.in_chans)
+    assert isinstance(dataset.train, VideoSplit) and isinstance(dataset.val, VideoSplit)
+    skipped = SkipLog("video")
+    workers = default_workers(device, world_size) if opts.workers is None else opts.workers
+    global_batch = opts.batch_size * world_size
+    common = dict(workers=workers, seed=opts.seed, rank=rank, world_size=world_size)
+    read = ClipRead(pre, clip.clip_frames, clip.frame_stride, opts.seed, train=True, flip=clip.flip)
+    train = StreamLoader(dataset.train, read, ClipBatch(pre, device, opts.augment.color_jitter, opts.seed),
+                         opts.batch_size, skipped, device, shuffle=True,
+                         drop_last=len(dataset.train) > global_batch, **common)
+    val_read = ClipRead(pre, clip.clip_frames, clip.frame_stride, opts.seed, train=False, clips=1)
+    val = StreamLoader(dataset.val, val_read, ClipBatch(pre, device), opts.batch_size, skipped, device, **common)
+    counts = label_counts(dataset.train.labels, len(dataset.classes))
+    return DataBundle(dataset, pre, train, val, False, skipped, "video", counts.tolist())
+
+
 def build_data(
     dataset: Dataset, opts: DataOptions, device: torch.device, rank: int = 0, world_size: int = 1
 ) -> DataBundle:
+    if dataset.task == "video":
+        return build_video_data(dataset, opts, device, rank, world_size)
     native = probe_image_size(dataset.train)
     image_size = opts.image_size or (native if native <= SMALL_IMAGE else opts.default_image_size)
     in_memory = opts.in_memory if opts.in_memory is not None else image_size <= SMALL_IMAGE
@@ -250,7 +279,8 @@ def describe(bundle: DataBundle) -> str:
     ds = bundle.dataset
     test = f", test {len(ds.test)}" if ds.test is not None else ""
     where = {"memory": "in memory, batch augmentation", "gpu": "decoded and augmented on the GPU",
-             "cpu": "reduced-scale decoding in workers", "per-image": "per-image transforms"}[bundle.path]
+             "cpu": "reduced-scale decoding in workers", "per-image": "per-image transforms",
+             "video": "clips decoded by TorchCodec in workers"}[bundle.path]
     if bundle.dataset.packed_from:
         where += f", from a pack of {bundle.dataset.packed_from['source']}"
     val = "evaluating the test split" if ds.val is ds.test else f"val {len(ds.val)}"

@@ -89,8 +89,36 @@ class ArraySplit:
         return len(self.labels)
 
 
-Split = FileSplit | ArraySplit | PackSplit
-EncodedSplit = FileSplit | PackSplit  # images still to be decoded: each one's ``source(i)``
+Segment = tuple[float, float] | None  # (start, end) seconds of the file; None: all of it
+
+
+@dataclass(frozen=True)
+class VideoSource:
+    path: Path
+    segment: Segment = None
+
+
+@dataclass
+class VideoSplit:
+    """Videos (or segments of them) and their labels."""
+
+    paths: list[Path]
+    labels: list[int]
+    segments: list[Segment]
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def source(self, i: int) -> VideoSource:
+        return VideoSource(self.paths[i], self.segments[i])
+
+    def take(self, indices: list[int]) -> VideoSplit:
+        return VideoSplit([self.paths[i] for i in indices], [self.labels[i] for i in indices],
+                          [self.segments[i] for i in indices])
+
+
+Split = FileSplit | ArraySplit | PackSplit | VideoSplit
+EncodedSplit = FileSplit | PackSplit | VideoSplit  # still to be decoded: each one's ``source(i)``
 
 
 @dataclass
@@ -126,7 +154,7 @@ def stratified_split(labels: list[int], seed: int, fractions=SPLIT_FRACTIONS) ->
 
 
 def subset(split: Split, indices: list[int]) -> Split:
-    if isinstance(split, PackSplit):
+    if isinstance(split, PackSplit | VideoSplit):
         return split.take(indices)
     if isinstance(split, ArraySplit):
         return ArraySplit(split.images[indices], split.labels[indices])

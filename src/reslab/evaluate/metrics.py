@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..collectives import sum_across_ranks
-from ..hardware import autocast_dtype
+from ..hardware import autocast_dtype, memory_format
 
 
 @dataclass
@@ -107,7 +107,8 @@ def folded_batchnorm(model: nn.Module, channels_last: bool) -> nn.Module:
         fused = fuse(model)
     except (torch.fx.proxy.TraceError, TypeError, RuntimeError, NotImplementedError):
         return model
-    return fused.to(memory_format=torch.channels_last) if channels_last else fused
+    dims = max(p.dim() for p in fused.parameters())  # 5: a video network's 3D convolutions
+    return fused.to(memory_format=memory_format(True, dims)) if channels_last else fused
 
 
 def forward_batches(model: nn.Module, batches: Iterable[tuple[Tensor, Tensor]], device: torch.device,
@@ -118,11 +119,11 @@ def forward_batches(model: nn.Module, batches: Iterable[tuple[Tensor, Tensor]], 
     for x, y in batches:
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
         if channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
+            x = x.contiguous(memory_format=memory_format(True, x.dim()))
         with autocast_context(device, amp, amp_dtype):
             logits = model(x).float()
             if tta:
-                mirrored = model(x.flip(3)).float()
+                mirrored = model(x.flip(-1)).float()  # width: the last axis of images and clips
                 logits = (torch.logit((logits.sigmoid() + mirrored.sigmoid()) / 2, eps=1e-7) if multilabel
                           else torch.log((logits.softmax(1) + mirrored.softmax(1)) / 2))
         yield x, y, logits

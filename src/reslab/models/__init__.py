@@ -7,6 +7,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ..data.options import ClipOptions
 from ..modelfile import ModelInfo, ModelSpec, read_model_file
 from .complexity import count_macs, count_params
 from .registry import (
@@ -14,6 +15,7 @@ from .registry import (
     architecture,
     build_model,
     freeze,
+    is_video,
     list_models,
     set_train_mode,
     weighted_layers,
@@ -23,7 +25,7 @@ from .weights import WeightsError, download_pretrained, load_into, read_weights
 
 __all__ = [
     "ARCHITECTURES", "BasicBlock", "Bottleneck", "ModelSpec", "ResNet", "WeightsError", "architecture",
-    "build_model", "count_macs", "count_params", "create_model", "freeze", "list_models", "load_model_file",
+    "build_model", "count_macs", "count_params", "create_model", "freeze", "is_video", "list_models", "load_model_file",
     "set_train_mode", "weighted_layers",
 ]
 
@@ -61,15 +63,17 @@ def create_model(
 
 def describe_models(image_size: int | None = None) -> list[dict]:
     """Each architecture with its parameters and MACs at its default (or the given) size, 1000 classes
-    for ImageNet networks and 10 for CIFAR ones."""
+    for ImageNet networks and 10 for CIFAR ones; a video network's per clip of the default length."""
     rows = []
     for name, arch in ARCHITECTURES.items():
         size = image_size or arch.default_image_size
         classes = 1000 if arch.family == "imagenet" else 10
         with torch.device("meta"):  # shapes only: no memory, no initialisation
             model: nn.Module = build_model(ModelSpec(arch=name, num_classes=classes))
-        rows.append({"model": name, "family": arch.family, "classes": classes, "image_size": size,
-                     "params": count_params(model), "macs": count_macs(model, size)})
+        frames = ClipOptions().clip_frames if arch.video else None
+        rows.append({"model": name, "family": "video" if arch.video else arch.family, "classes": classes,
+                     "image_size": size, "frames": frames, "params": count_params(model),
+                     "macs": count_macs(model, size, frames=frames)})
     return rows
 
 
@@ -82,7 +86,7 @@ def load_model_file(path: str | Path, device: str | torch.device = "cpu") -> tup
 
 
 def format_models(rows: list[dict]) -> str:
-    lines = [f"{'model':<11}{'family':<10}{'classes':>8}{'size':>6}{'params':>14}{'GMACs':>9}"]
-    lines += [f"{r['model']:<11}{r['family']:<10}{r['classes']:>8}{r['image_size']:>6}{r['params']:>14,}"
-              f"{r['macs'] / 1e9:>9.3f}" for r in rows]
+    lines = [f"{'model':<13}{'family':<10}{'classes':>8}{'size':>6}{'frames':>7}{'params':>14}{'GMACs':>9}"]
+    lines += [f"{r['model']:<13}{r['family']:<10}{r['classes']:>8}{r['image_size']:>6}{r['frames'] or '-':>7}"
+              f"{r['params']:>14,}{r['macs'] / 1e9:>9.3f}" for r in rows]
     return "\n".join(lines)

@@ -10,8 +10,9 @@ def count_params(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def count_macs(model: nn.Module, image_size: int, in_chans: int = 3) -> int:
-    """Multiply-accumulates of one forward pass on one image (convolutions and linear layers).
+def count_macs(model: nn.Module, image_size: int, in_chans: int = 3, frames: int | None = None) -> int:
+    """Multiply-accumulates of one forward pass on one image, or on one clip of ``frames`` frames for a video
+    network (convolutions and linear layers).
 
     PyTorch's flop counter counts a multiply and an add as two FLOPs; MACs are half of that,
     the unit torchvision's model tables report as "GFLOPS".
@@ -23,6 +24,7 @@ def count_macs(model: nn.Module, image_size: int, in_chans: int = 3) -> int:
     model.eval()
     device = next(model.parameters()).device
     with torch.no_grad(), FlopCounterMode(display=False) as counter:
-        model(torch.zeros(1, in_chans, image_size, image_size, device=device))
+        time = (frames,) if frames is not None else ()
+        model(torch.zeros(1, in_chans, *time, image_size, image_size, device=device))
     model.train(was_training)
     return counter.get_total_flops() // 2

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from torch import nn
 
 from ..modelfile import ModelSpec
+from .inflate import FrameAveraged, inflate
 from .reshape import apply_shapes
 from .resnet import BasicBlock, Bottleneck, ResNet
 
@@ -17,10 +18,15 @@ class Architecture:
     layers: tuple[int, ...]
     family: str  # "imagenet": torchvision-compatible; "cifar": He et al. 2016 section 4.2
     widths: tuple[int, ...] = (64, 128, 256, 512)
+    video: str | None = None  # "inflated": a 2D network's 3D twin; "frames": run per frame, logits averaged
+    # (models.inflate); "torchvision": torchvision's VideoResNet
 
     @property
     def default_image_size(self) -> int:
+        if self.video == "torchvision":
+            return 112  # Kinetics-400's frames, as torchvision's video weights were trained
         return 224 if self.family == "imagenet" else 32
+
 
 
 ARCHITECTURES: dict[str, Architecture] = {
@@ -34,6 +40,13 @@ ARCHITECTURES: dict[str, Architecture] = {
         for n in (3, 5, 7, 9, 18)
     },
 }
+VIDEO_SUFFIXES = {"-3d": "inflated", "-frames": "frames"}  # a 2D network's video variants (models.inflate)
+ARCHITECTURES.update({f"{name}{suffix}": replace(arch, video=kind)
+                      for name, arch in list(ARCHITECTURES.items()) for suffix, kind in VIDEO_SUFFIXES.items()})
+# torchvision's video ResNets (Tran et al. 2018), with Kinetics-400 weights: 3D convolutions throughout (r3d),
+# 3D in the first stage and 2D after (mc3), and each 3D convolution split into 2D + 1D (r(2+1)d)
+ARCHITECTURES.update({name: Architecture(BasicBlock, (2, 2, 2, 2), "imagenet", video="torchvision")
+                      for name in ("r3d_18", "mc3_18", "r2plus1d_18")})
 
 
 def list_models() -> list[str]:
@@ -54,12 +67,21 @@ def weighted_layers(spec: ModelSpec) -> int:
     return sum(arch.layers) * per_block + 2
 
 
-def build_model(spec: ModelSpec) -> ResNet:
+def is_video(name: str) -> bool:
+    return architecture(name).video is not None
+
+
+def build_model(spec: ModelSpec) -> nn.Module:
     """A randomly initialised network for ``spec`` (weights are loaded by ``create_model``)."""
     arch = architecture(spec.arch)
+    if arch.video == "torchvision":
+        return _torchvision_video(spec)
+    if arch.video == "inflated":
+        return inflate(build_model(replace(spec, arch=spec.arch.removesuffix("-3d"))))
     if arch.family == "cifar" and spec.stem not in (None, "cifar"):
         raise ValueError(f"{spec.arch} is a CIFAR network; it has only the 'cifar' stem")
-    model = ResNet(
+    network = FrameAveraged if arch.video == "frames" else ResNet
+    model = network(
         arch.block,
         arch.layers,
         num_classes=spec.num_classes,
@@ -73,6 +95,17 @@ def build_model(spec: ModelSpec) -> ResNet:
         features_only=spec.features_only,
     )
     return apply_shapes(model, spec.shapes) if spec.shapes else model
+
+
+def _torchvision_video(spec: ModelSpec) -> nn.Module:
+    from torchvision.models import video  # torchvision: only for these networks
+
+    unsupported = [name for name, on in (("in_chans", spec.in_chans != 3), ("stem", spec.stem is not None),
+                                          ("se", spec.se), ("features_only", spec.features_only),
+                                          ("dropout", spec.dropout > 0), ("shapes", bool(spec.shapes))) if on]
+    if unsupported:
+        raise ValueError(f"{spec.arch}: torchvision's video network takes none of {', '.join(unsupported)}")
+    return getattr(video, spec.arch)(num_classes=spec.num_classes)
 
 
 def freeze(model: nn.Module, stages: list[str]) -> None:

@@ -45,9 +45,9 @@ class ZeroPadShortcut(nn.Module):
         self.stride = stride
 
     def forward(self, x: Tensor) -> Tensor:
-        x = x[:, :, :: self.stride, :: self.stride]
+        x = x[..., :: self.stride, :: self.stride]  # the two spatial axes, last in images and clips alike
         extra = self.out_planes - x.shape[1]
-        return F.pad(x, (0, 0, 0, 0, extra // 2, extra - extra // 2))
+        return F.pad(x, (0, 0) * (x.dim() - 2) + (extra // 2, extra - extra // 2))
 
 
 class BasicBlock(nn.Module):

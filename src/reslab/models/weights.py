@@ -15,6 +15,7 @@ from torch import Tensor, nn
 
 from ..data.preprocess import IMAGENET_MEAN, IMAGENET_STD, Preprocess
 from ..modelfile import ModelFileError, read_model_file, read_model_info
+from .inflate import inflate_weight
 
 StateDict = dict[str, Tensor]
 
@@ -198,9 +199,14 @@ def read_weights(path: str | Path) -> tuple[StateDict, list[str] | None]:
 
 def adapt_state_dict(state: StateDict, model: nn.Module) -> StateDict:
     """Fit a checkpoint to a model: a head of another size is replaced (kept as the model's new,
-    randomly initialised one) and an RGB stem is summed over colours for one input channel."""
+    randomly initialised one), an RGB stem is summed over colours for one input channel, and a 2D network's
+    kernels are inflated over time for its 3D twin (``models.inflate``)."""
     target = model.state_dict()
     state = dict(state)
+    for key, value in state.items():
+        wanted = target.get(key)
+        if wanted is not None and value.dim() == 4 and wanted.dim() == 5 and wanted.shape[3:] == value.shape[2:]:
+            state[key] = inflate_weight(value, wanted.shape[2])
     for key in ("fc.weight", "fc.bias"):
         if key in state and key in target and state[key].shape != target[key].shape:
             state[key] = target[key]

@@ -30,6 +30,7 @@ from ..hardware import (
     autocast_dtype,
     bf16_refusal,
     machine_identity,
+    memory_format,
     training_amp_default,
 )
 from ..infer.memory import identity_key, recall, remember
@@ -67,16 +68,19 @@ class PrecisionChoice:
 
 
 def measure_step_rates(model: nn.Module, batch: int, image_size: int, in_chans: int = 3,
-                       channels_last: bool = True, seconds: float = MEASURE_SECONDS) -> tuple[float, float]:
+                       channels_last: bool = True, seconds: float = MEASURE_SECONDS,
+                       frames: int | None = None) -> tuple[float, float]:
     """Images/s of fp32 and of bf16-autocast training steps (forward, backward, SGD) of a copy of
     ``model`` on its own device, in alternating rounds after a warm-up of each; the median of each.
     ``model``, its BatchNorm statistics and the global random state are left as they were."""
     device = next(model.parameters()).device
-    layout = torch.channels_last if channels_last else torch.contiguous_format
+    clip_axis = (frames,) if frames is not None else ()  # a video network's clips: (N, C, T, H, W)
+    layout = memory_format(channels_last, 4 + len(clip_axis))
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(0)
         probe = copy.deepcopy(model).train()
-        x = torch.randn(batch, in_chans, image_size, image_size, device=device).contiguous(memory_format=layout)
+        x = torch.randn(batch, in_chans, *clip_axis, image_size, image_size, device=device).contiguous(
+            memory_format=layout)
         y = torch.zeros(batch, dtype=torch.long, device=device)
         optimizer = torch.optim.SGD([p for p in probe.parameters() if p.requires_grad], lr=1e-4, momentum=0.9)
 
@@ -137,9 +141,9 @@ def resolve_precision(requested: bool | str, amp_dtype: str, device: torch.devic
 
 
 def measure_across_ranks(model: nn.Module, batch: int, image_size: int, in_chans: int,
-                         channels_last: bool) -> tuple[float, float]:
+                         channels_last: bool, frames: int | None = None) -> tuple[float, float]:
     """Each process times its own steps (under the machine's real load); all agree on the mean."""
-    fp32, bf16 = measure_step_rates(model, batch, image_size, in_chans, channels_last)
+    fp32, bf16 = measure_step_rates(model, batch, image_size, in_chans, channels_last, frames=frames)
     device = next(model.parameters()).device
     rates = sum_across_ranks(torch.tensor([fp32, bf16, 1.0], dtype=torch.float64, device=device))
     return float(rates[0] / rates[2]), float(rates[1] / rates[2])

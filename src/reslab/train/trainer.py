@@ -29,9 +29,9 @@ from ..data.pipeline import SMALL_IMAGE, DataBundle, DataOptions, build_data, de
 from ..data.splits import Dataset, write_split
 from ..evaluate.metrics import EvalResult, autocast_context, evaluate
 from ..evaluate.multilabel import MultilabelResult, evaluate_multilabel, tune_thresholds
-from ..hardware import hardware_line, hardware_report, resolve_device
-from ..modelfile import ModelInfo, ModelSpec, save_model_file
-from ..models import architecture, create_model, set_train_mode
+from ..hardware import hardware_line, hardware_report, memory_format, resolve_device
+from ..modelfile import Clip, ModelInfo, ModelSpec, save_model_file
+from ..models import architecture, create_model, is_video, set_train_mode
 from ..models.weights import weights_preprocess
 from ..version import __version__
 from .checkpoint import load_checkpoint, restore_rng_state, rng_state, save_checkpoint
@@ -51,7 +51,8 @@ METRIC_FIELDS = {
     "multilabel": ["epoch", "train_loss", "train_exact_match", "val_loss", "val_map", "val_map_micro",
                    "val_f1_samples", "val_exact_match", "lr", "seconds", "images_per_s", "image_size", "elapsed_s"],
 }
-SCORE_FIELD = {"multiclass": "val_top1", "multilabel": "val_map"}  # what picks the best epoch
+METRIC_FIELDS["video"] = METRIC_FIELDS["multiclass"]  # one class per clip (val: one clip from each video's middle)
+SCORE_FIELD = {"multiclass": "val_top1", "multilabel": "val_map", "video": "val_top1"}  # what picks the best epoch
 GPU_HEALTH_EVERY = 10  # steps between checks of the loss on a GPU, where reading it waits for the device
 
 
@@ -106,7 +107,15 @@ class Trainer:
         self.classes = dataset.classes
         self.data = self._build_data(dataset)
         self.spec, self.model = start or self._build_model()
-        self.memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
+        self.video = cfg.task == "video"
+        if self.video != is_video(self.spec.arch):
+            raise ValueError(f"--model {self.spec.arch} is {'a video' if not self.video else 'an image'} network and "
+                             f"the task is {cfg.task}: use --task video with a video network (r3d_18, mc3_18, "
+                             f"r2plus1d_18, resnet18-3d ...), and an image network otherwise")
+        if self.video and (cfg.progressive_sizes or cfg.teacher):
+            raise ValueError("--task video trains at one frame size without a teacher: leave out --progressive-sizes "
+                             "and --teacher")
+        self.memory_format = memory_format(cfg.channels_last, 5 if self.video else 4)
         self.model.to(device, memory_format=self.memory_format)
         if cfg.sync_bn and self.rt.world_size > 1:
             if device.type != "cuda":
@@ -206,7 +215,7 @@ class Trainer:
             in_chans=cfg.in_chans, batch_size=cfg.batch_size, workers=cfg.workers, seed=cfg.seed, augment=augment,
             mean=tuple(cfg.mean) if cfg.mean else None, std=tuple(cfg.std) if cfg.std else None,
             in_memory=cfg.in_memory, reference=weights_preprocess(cfg.model, cfg.pretrained, cfg.weights),
-            decode=cfg.decode, sampler=cfg.sampler,
+            decode=cfg.decode, sampler=cfg.sampler, clip=cfg.clip_options() if cfg.task == "video" else None,
         ), self.rt.device, self.rt.rank, self.rt.world_size)
 
     def _build_model(self) -> tuple[ModelSpec, nn.Module]:
@@ -215,7 +224,7 @@ class Trainer:
         cfg = self.cfg
         transfer = cfg.pretrained or cfg.weights is not None
         small = self.data.preprocess.image_size <= SMALL_IMAGE
-        family_stem = architecture(cfg.model).family == "cifar"
+        family_stem = architecture(cfg.model).family == "cifar" or architecture(cfg.model).video == "torchvision"
         stem = cfg.stem or (None if family_stem else ("cifar" if small and not transfer else "imagenet"))
         spec = ModelSpec(cfg.model, len(self.classes), cfg.in_chans, stem, cfg.dropout, cfg.zero_init_residual, cfg.se)
         model = create_model(
@@ -263,7 +272,9 @@ class Trainer:
         restore_rng_state(state["rng"])
 
     def model_info(self) -> ModelInfo:
+        clip = Clip(self.cfg.clip_frames, self.cfg.frame_stride, self.cfg.eval_clips) if self.video else None
         return ModelInfo(self.spec, self.classes, self.data.preprocess, task=self.task, thresholds=self.thresholds,
+                         clip=clip,
                          training={
             "dataset": self.data.dataset.name, "data": self.data_location(), "epochs": self.epoch,
             "best_epoch": self.best_epoch,
@@ -311,7 +322,8 @@ class Trainer:
             if self.rt.is_main:
                 print(f"--amp auto: timing fp32 and bf16 training steps of {cfg.model} at {size} px, batch "
                       f"{cfg.batch_size} (once for this machine, model and batch)", flush=True)
-            return measure_across_ranks(self.model, cfg.batch_size, size, cfg.in_chans, cfg.channels_last)
+            return measure_across_ranks(self.model, cfg.batch_size, size, cfg.in_chans, cfg.channels_last,
+                                        cfg.clip_frames if self.video else None)
 
         return resolve_precision(cfg.amp, cfg.amp_dtype, self.rt.device, identity, measure)
 

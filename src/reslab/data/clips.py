@@ -1,0 +1,167 @@
+"""Clips from videos: decoded by TorchCodec's ``VideoDecoder``, drawn by its samplers (random clips for training,
+evenly spread ones for evaluation), then cropped, flipped and colour-jittered by the image path's batch operations
+with one draw per clip, so that every frame of a clip gets the same box, flip and colours.
+
+Workers decode and crop (``ClipRead``, uint8); the main process normalises and jitters whole batches
+(``ClipBatch``). Every draw is seeded by (seed, epoch, index), as on the image paths.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from .batch_ops import color_jitter, flip_where, resized_crops
+from .crops import Box, center_box, jitter_factors, policy_seed, random_resized_box, sample_rng
+from .images import UnreadableImageError
+from .preprocess import Preprocess
+from .splits import VideoSource
+from .streams import RawBatch
+
+# a clip's crop keeps at least a quarter of the frame (ImageNet's 8% loses the action); aspect as for images
+VIDEO_CROP_SCALE = (0.25, 1.0)
+FFMPEG_HINT = ("TorchCodec decodes videos with FFmpeg's libraries, which are not installed: apt-get install ffmpeg "
+               "(macOS: brew install ffmpeg; conda: conda install -c conda-forge ffmpeg)")
+
+
+class UnreadableVideoError(UnreadableImageError):
+    """A video file that cannot be opened or decoded; skipped and named like an unreadable image."""
+
+
+@functools.cache
+def ffmpeg_refusal() -> str | None:
+    """Why videos cannot be decoded here (TorchCodec or FFmpeg missing), or None."""
+    try:
+        from torchcodec import _core  # noqa: F401  (loads FFmpeg's libraries, or fails)
+    except ModuleNotFoundError:
+        return "videos are decoded by TorchCodec, which is not installed: pip install 'reslab[codec]'"
+    except (OSError, RuntimeError):
+        return FFMPEG_HINT
+    return None
+
+
+def open_video(source: VideoSource):
+    """A ``VideoDecoder`` on the file; a file FFmpeg cannot open raises ``UnreadableVideoError`` naming it."""
+    refusal = ffmpeg_refusal()
+    if refusal:
+        raise RuntimeError(refusal)
+    from torchcodec.decoders import VideoDecoder  # torchcodec: the codec extra, with FFmpeg
+
+    try:
+        decoder = VideoDecoder(str(source.path), seek_mode="approximate")
+        if decoder.metadata.num_frames is None or decoder.metadata.num_frames < 1:
+            raise ValueError("no frames")
+        return decoder
+    except (RuntimeError, ValueError) as e:
+        raise UnreadableVideoError(f"{source.path}: not a decodable video ({e})") from None
+
+
+def frame_range(decoder, segment: tuple[float, float] | None) -> tuple[int, int]:
+    """The frame indices [start, end) of a segment given in seconds (all frames for None)."""
+    frames = decoder.metadata.num_frames
+    if segment is None:
+        return 0, frames
+    fps = decoder.metadata.average_fps or 1.0
+    start = min(frames - 1, int(segment[0] * fps))
+    return start, max(start + 1, min(frames, int(round(segment[1] * fps))))
+
+
+def sample_clips(decoder, segment: tuple[float, float] | None, frames: int, stride: int, clips: int | None,
+                 seed_of_draw: int | None = None) -> Tensor:
+    """uint8 (K, T, C, H, W): one random clip (``clips`` None, drawn from ``seed_of_draw``) or ``clips`` clips
+    spread evenly; a video shorter than a clip repeats its last frame."""
+    from torchcodec.samplers import clips_at_random_indices, clips_at_regular_indices  # torchcodec: codec extra
+
+    start, end = frame_range(decoder, segment)
+    span = (frames - 1) * stride + 1
+    last_start = max(start + 1, end - span + 1)  # the samplers' range is of first frames: every clip fits
+    shape = dict(num_frames_per_clip=frames, num_indices_between_frames=stride, policy="repeat_last")
+    if clips is None:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed_of_draw or 0)
+            batch = clips_at_random_indices(decoder, num_clips=1, sampling_range_start=start,
+                                            sampling_range_end=last_start, **shape)
+    else:
+        if clips == 1:  # the middle of the video, not its first frames
+            start = (start + last_start - 1) // 2
+            last_start = start + 1
+        batch = clips_at_regular_indices(decoder, num_clips=clips, sampling_range_start=start,
+                                         sampling_range_end=last_start, **shape)
+    return batch.data
+
+
+@dataclass
+class ClipRead:
+    """A worker's sample: a clip (training: at random, cropped at a random box and maybe flipped) or ``clips``
+    evenly spread clips (evaluation: the model's resize and centre crop) -> uint8 (C, T, S, S) or
+    (K, C, T, S, S)."""
+
+    pre: Preprocess
+    frames: int
+    stride: int
+    seed: int
+    train: bool
+    clips: int = 1
+    flip: bool = True
+
+    def __call__(self, source: VideoSource, index: int, epoch: int) -> np.ndarray:
+        decoder = open_video(source)
+        try:
+            data = sample_clips(decoder, source.segment, self.frames, self.stride, None if self.train else self.clips,
+                                policy_seed(self.seed, epoch, index))
+        except (RuntimeError, ValueError, IndexError) as e:
+            raise UnreadableVideoError(f"{source.path}: frames could not be decoded ({e})") from None
+        height, width = data.shape[-2:]
+        flip = False
+        if self.train:
+            rng = sample_rng(self.seed, epoch, index)
+            box: Box = random_resized_box(width, height, rng, scale=VIDEO_CROP_SCALE)
+            flip = self.flip and bool(rng.random() < 0.5)
+        else:
+            box = center_box(width, height, self.pre.resize_size, self.pre.image_size)
+        clips = [self._crop(clip, box, flip) for clip in data]
+        return clips[0] if len(clips) == 1 else np.stack(clips)
+
+    def _crop(self, clip: Tensor, box: Box, flip: bool) -> np.ndarray:
+        """(T, C, H, W) -> (C, T, S, S): every frame at the same box, flipped alike."""
+        frames = resized_crops(list(clip), [box] * len(clip), self.pre.image_size)
+        frames = flip_where(frames, torch.full((len(clip),), flip))
+        return frames.round().clamp(0, 255).to(torch.uint8).permute(1, 0, 2, 3).numpy()
+
+
+def normalize_clips(pre: Preprocess, clips: Tensor) -> Tensor:
+    """uint8 or 0..255 float (..., C, T, H, W) -> normalised float32, as ``Preprocess.normalize`` per frame."""
+    shape = (-1, 1, 1, 1)
+    x = clips.float()
+    return (x - x.new_tensor(pre.mean).view(shape) * 255) / (x.new_tensor(pre.std).view(shape) * 255)
+
+
+def jitter_clips(clips: Tensor, factors: Tensor) -> Tensor:
+    """Colour jitter of (N, C, T, H, W) 0..255 floats with one set of factors (N, 3) per clip."""
+    n, c, t, h, w = clips.shape
+    frames = clips.permute(0, 2, 1, 3, 4).reshape(n * t, c, h, w)
+    jittered = color_jitter(frames, factors.repeat_interleave(t, dim=0))
+    return jittered.reshape(n, t, c, h, w).permute(0, 2, 1, 3, 4)
+
+
+@dataclass
+class ClipBatch:
+    """The main process's step: colour jitter (training) and normalisation of a batch of clips, on ``device``."""
+
+    pre: Preprocess
+    device: torch.device
+    jitter: float = 0.0
+    seed: int = 0
+
+    def __call__(self, batch: RawBatch, epoch: int) -> Tensor:
+        assert isinstance(batch.payloads, Tensor)
+        x = batch.payloads.to(self.device, non_blocking=True).float()
+        if self.jitter > 0:
+            factors = torch.from_numpy(jitter_factors(self.seed, epoch, batch.indices, self.jitter))
+            x = jitter_clips(x, factors.to(self.device))
+        return normalize_clips(self.pre, x)
+
