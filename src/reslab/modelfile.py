@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from safetensors import safe_open
 
 from .atomic import atomic_path
-from .data.preprocess import Preprocess
+from .data.preprocess import Clip, Preprocess
 from .version import __version__
 
 if TYPE_CHECKING:
@@ -51,15 +51,6 @@ class ModelSpec:
     def from_dict(cls, data: dict[str, Any]) -> ModelSpec:
         known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
         return cls(**known)
-
-
-@dataclass
-class Clip:
-    """How a video model's clips are drawn: frames per clip, the stride between them, clips per video."""
-
-    frames: int
-    stride: int
-    clips: int = 1
 
 
 class ModelFileError(ValueError):

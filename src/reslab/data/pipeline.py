@@ -19,7 +19,7 @@ from .decode import gpu_decode_refusal
 from .decoding import DeviceCrops, EvalGeometry, NormalizeBatch, ReadEncoded, TrainCrops, per_image_transform, to_device
 from .loaders import SkipLog, TensorLoader, decode_split
 from .options import AugmentOptions, ClipOptions
-from .preprocess import DATASET_STATS, IMAGENET_MEAN, IMAGENET_STD, Preprocess, eval_resize_size
+from .preprocess import DATASET_STATS, IMAGENET_MEAN, IMAGENET_STD, Clip, Preprocess, eval_resize_size
 from .sampling import SAMPLERS, balanced_weights
 from .splits import ArraySplit, Dataset, EncodedSplit, FileSplit, PackSplit, Split, VideoSplit, subset
 from .streams import StreamLoader
@@ -210,6 +210,17 @@ def build_video_data(dataset: Dataset, opts: DataOptions, device: torch.device, 
     val = StreamLoader(dataset.val, val_read, ClipBatch(pre, device), opts.batch_size, skipped, device, **common)
     counts = label_counts(dataset.train.labels, len(dataset.classes))
     return DataBundle(dataset, pre, train, val, False, skipped, "video", counts.tolist())
+
+
+def clip_loader(split: Split, pre: Preprocess, clip: Clip | None, batch_size: int, device: torch.device,
+                skipped: SkipLog, workers: int | None = None, seed: int = 0) -> StreamLoader:
+    """An evaluation loader of videos: ``clip.clips`` clips spread evenly over each, every video once, in order."""
+    if not isinstance(split, VideoSplit):
+        raise ValueError("a video model evaluates videos: --data is a folder of class folders of videos or a CSV")
+    clip = clip or Clip(ClipOptions().clip_frames, ClipOptions().frame_stride)
+    read = ClipRead(pre, clip.frames, clip.stride, seed, train=False, clips=clip.clips)
+    workers = default_workers(device) if workers is None else workers
+    return StreamLoader(split, read, ClipBatch(pre, device), batch_size, skipped, device, workers, seed=seed)
 
 
 def build_data(

@@ -115,3 +115,12 @@ class Preprocess:
     def __call__(self, image: Image.Image) -> np.ndarray:
         """One PIL image -> normalised float32 array (C, H, W)."""
         return self.batch([image])[0]
+
+
+@dataclass
+class Clip:
+    """How a video model's clips are drawn: frames per clip, the stride between them, clips per video."""
+
+    frames: int
+    stride: int
+    clips: int = 1

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import csv
+import io
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
@@ -55,6 +57,15 @@ class EvalResult:
         """The epoch's validation figures, as ``metrics.csv`` names them."""
         return {"val_loss": self.loss, "val_top1": self.top1, "val_top5": self.top5,
                 "val_balanced_accuracy": self.balanced_accuracy, "val_macro_f1": self.macro_f1}
+
+
+def confusion_csv(confusion: torch.Tensor, classes: list[str]) -> str:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(["true \\ predicted", *classes])
+    for name, row in zip(classes, confusion.tolist()):
+        writer.writerow([name, *row])
+    return buffer.getvalue()
 
 
 def per_class_report(confusion: Tensor, classes: list[str]) -> list[dict]:

@@ -3,8 +3,6 @@
 
 from __future__ import annotations
 
-import csv
-import io
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -14,15 +12,16 @@ from torch import Tensor, nn
 
 from ..atomic import write_text_atomic
 from ..data.loaders import SkipLog
-from ..data.pipeline import SMALL_IMAGE, make_loader, model_split
+from ..data.pipeline import SMALL_IMAGE, clip_loader, make_loader, model_split
 from ..hardware import resolve_device
 from ..infer.selection import load_backend
 from ..modelfile import ModelInfo
 from ..results import Result
 from .explain import Explainer, explainable, worst_overlays
-from .metrics import Figures, evaluate, per_class_report
+from .metrics import Figures, confusion_csv, evaluate, per_class_report
 from .multilabel_report import multilabel_report
 from .plots import plot_confusion, plot_feature_maps, plot_worst
+from .video import video_report
 
 
 @dataclass
@@ -47,15 +46,6 @@ class EvalReport(Result):
     def text(self) -> str:
         """The report as a reader wants it at a terminal (``--json`` prints it all)."""
         return _format_multilabel(self) if self.task == "multilabel" else _format_multiclass(self)
-
-
-def confusion_csv(confusion: torch.Tensor, classes: list[str]) -> str:
-    buffer = io.StringIO()
-    writer = csv.writer(buffer)
-    writer.writerow(["true \\ predicted", *classes])
-    for name, row in zip(classes, confusion.tolist()):
-        writer.writerow([name, *row])
-    return buffer.getvalue()
 
 
 def run_eval(
@@ -94,10 +84,15 @@ def run_eval(
     chosen = model_split(data, info.classes, split, cache_dir, seed, split_file, task=info.task)
     skipped = SkipLog()
     pre = info.preprocess
-    loader = make_loader(chosen, pre, batch_size, torch_device, skipped, workers,
-                         in_memory=pre.image_size <= SMALL_IMAGE)
+    if info.task == "video":
+        loader = clip_loader(chosen, pre, info.clip, batch_size, torch_device, skipped, workers, seed)
+    else:
+        loader = make_loader(chosen, pre, batch_size, torch_device, skipped, workers,
+                             in_memory=pre.image_size <= SMALL_IMAGE)
     out_dir.mkdir(parents=True, exist_ok=True)
-    if info.multilabel:
+    if info.task == "video":
+        figures, files = video_report(model, info, loader, torch_device, out_dir, worst, bf16)
+    elif info.multilabel:
         figures, files = multilabel_report(model, info, loader, torch_device, out_dir, tta, worst, bf16, explain)
     else:
         figures, files = multiclass_report(model, info, loader, torch_device, out_dir, tta, worst, bf16, explain)
@@ -145,11 +140,15 @@ def first_conv_feature_maps(model: nn.Module, info: ModelInfo, image: Path, out:
 
 def _format_multiclass(report: EvalReport) -> str:
     m, fp32 = report.metrics, report.fp32
-    lines = [f"{report.split}: {m['count']} images  top-1 {m['top1']:.4f}  top-5 {m['top5']:.4f}  "
+    unit = "videos" if report.task == "video" else "images"
+    lines = [f"{report.split}: {m['count']} {unit}  top-1 {m['top1']:.4f}  top-5 {m['top5']:.4f}  "
              f"loss {m['loss']:.4f}{'  (flip TTA)' if report.tta else ''}  [{report.device}, {report.precision}]",
              f"balanced accuracy {m['balanced_accuracy']:.4f}  macro-F1 {m['macro_f1']:.4f}  "
              f"(each class counted equally)",
              f"precision: {report.precision_choice}"]
+    if report.task == "video":
+        lines.insert(1, f"each video: the mean probability of {m['clips_per_video']} clips; per clip ({m['clips']}): "
+                        f"top-1 {m['clip_top1']:.4f}  top-5 {m['clip_top5']:.4f}")
     if fp32 is not None:
         lines.append(f"fp32 on the same images: top-1 {fp32['top1']:.4f}, so {report.precision} changes top-1 by "
                      f"{100 * (m['top1'] - fp32['top1']):+.2f} points; predictions agree on {fp32['agreement']:.1%}")

@@ -30,6 +30,7 @@ from ..formats import model_format, read_info
 from ..hardware import (
     autocast_dtype,
     bf16_refusal,
+    memory_format,
     onednn_bf16_refusal,
     onnxruntime_providers,
     openvino_capabilities,
@@ -97,7 +98,7 @@ class TorchBackend:
 
         self.device = device
         self._device = torch.device(device)
-        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        self.channels_last = channels_last
         self.model = model
         self.precision = precision
         self.autocast_dtype = autocast_dtype(self._device)
@@ -108,7 +109,8 @@ class TorchBackend:
         import torch
 
         with torch.inference_mode():
-            x = torch.from_numpy(batch).to(self._device).contiguous(memory_format=self.memory_format)
+            x = torch.from_numpy(batch).to(self._device)
+            x = x.contiguous(memory_format=memory_format(self.channels_last, x.dim()))  # images or clips
             with torch.autocast(self._device.type, dtype=self.autocast_dtype, enabled=self.precision == "bf16"):
                 return self.model(x).float().cpu().numpy()
 
@@ -193,15 +195,13 @@ def open_backends(path: Path, keys: list[Key], device: str, threads: int | None,
         graph = cached_onnx(path)
         if len(onnx_keys) == len(keys) and graph.is_file():  # its ONNX graph is there: no torch needed
             return _onnx_backends(str(graph), keys, threads, device), info or read_info(path)
-        import torch
 
         from ..models import load_model_file  # torch: ONNX and OpenVINO serve without it
 
         model, info = load_model_file(path, device)
         # ONNX Runtime and OpenVINO run the model's ONNX graph, exported once per file and torch version
         opened = _onnx_backends(str(_export_onnx(graph, model, info)), onnx_keys, threads, device) if onnx_keys else {}
-        layout = torch.channels_last if channels_last else torch.contiguous_format
-        model = model.to(device, memory_format=layout)
+        model = model.to(device, memory_format=memory_format(channels_last, 5 if info.task == "video" else 4))
         opened.update({k: TorchBackend(model, device, channels_last, k[1]) for k in keys if k[0] == "torch"})
         return opened, info
     return _onnx_backends(str(path), keys, threads, device), info or read_info(path)

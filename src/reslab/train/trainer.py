@@ -26,11 +26,12 @@ from ..collectives import average_batchnorm_statistics, sum_across_ranks
 from ..config import TrainConfig
 from ..data.datasets import load_dataset
 from ..data.pipeline import SMALL_IMAGE, DataBundle, DataOptions, build_data, describe
+from ..data.preprocess import Clip
 from ..data.splits import Dataset, write_split
 from ..evaluate.metrics import EvalResult, autocast_context, evaluate
 from ..evaluate.multilabel import MultilabelResult, evaluate_multilabel, tune_thresholds
 from ..hardware import hardware_line, hardware_report, memory_format, resolve_device
-from ..modelfile import Clip, ModelInfo, ModelSpec, save_model_file
+from ..modelfile import ModelInfo, ModelSpec, save_model_file
 from ..models import architecture, create_model, is_video, set_train_mode
 from ..models.weights import weights_preprocess
 from ..version import __version__
