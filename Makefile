@@ -7,7 +7,12 @@ STAMP := $(VENV)/.installed
 
 .PHONY: demo test test-slow test-all lint bench-train clean
 
+# videos are decoded by TorchCodec, which needs FFmpeg's libraries: Debian's package where apt-get is there (the
+# video tests say how to install it elsewhere, and are skipped without it)
 $(STAMP): pyproject.toml
+	command -v ffmpeg >/dev/null || ! command -v apt-get >/dev/null || \
+		{ SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); $$SUDO apt-get update -q && \
+		  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q --no-install-recommends ffmpeg; }
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev]'
 	touch $(STAMP)

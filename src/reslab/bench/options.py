@@ -187,6 +187,21 @@ class VsTimmBench(Printed):
 
 
 # name -> (help, options, the benchmark's module and function): the module is imported when the bench runs
+@dataclass(kw_only=True)
+class VideoBench(Printed):
+    data: str = option(positional=True, help="a folder of photos in class folders (train/ [+ val/]), e.g. Imagenette: "
+                       "clips are made from them with a moving camera")
+    photos: int = option(30, help="photos per class for training clips; as many again from val/ for testing")
+    classes: int = option(10, help="classes of the appearance task (the motion task uses the same photos)")
+    model: str = option("resnet20", help="the 2D network whose -3d and -frames video twins are compared")
+    frames: int = option(8, help="frames per clip")
+    size: int = option(32, help="frame size")
+    epochs: int = option(8, help="training epochs of each network")
+    batch_size: int = option(16, help="clips per step")
+    seeds: int = option(2, help="runs of each network")
+    device: str = device_option()
+
+
 BENCHES = {
     "train": ("training images/s: reslab's path against a plain baseline", TrainBench, "train:run_train_bench"),
     "data": ("the data loader alone: images/s of each decoding path side by side, and each JPEG decoder",
@@ -203,6 +218,9 @@ BENCHES = {
                      LabelIssuesBench, "label_issues:run_label_issues_bench"),
     "serve": ("reslab serve under load against offline throughput and a plain server", ServeBench,
               "serve:run_serve_bench"),
+    "video": ("video networks on clips made from photos: an appearance task and a motion task that only the time "
+              "axis can solve, 3D networks against the per-frame 2D average; clip decoding speed", VideoBench,
+              "video:run_video_bench"),
     "vs-timm": ("reslab's defaults beside timm's train.py on one folder: val top-1 and wall time per epoch, median "
                 "over seeds", VsTimmBench, "vs_timm:run_vs_timm_bench"),
 }

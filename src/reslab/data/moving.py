@@ -17,7 +17,6 @@ from torch import Tensor
 from torchvision.transforms.v2 import functional as TF
 
 from .batch_ops import resized_crops
-from .splits import SPLIT_NAMES
 
 MOTIONS = ("left", "right")
 
@@ -63,20 +62,17 @@ def write_video(frames: Tensor, path: Path, fps: int = 8) -> Path:
     return path
 
 
-def write_clip_set(photos: Sequence[tuple[Tensor, str]], out: Path, task: str, splits: Sequence[float] = (0.7, 0.15),
-                   frames: int = 16, size: int = 64, seed: int = 0, fps: int = 8) -> Path:
-    """``out/{train,val,test}/<class>/<n>.mp4`` from (uint8 photo, class) pairs: each photo goes to one split
-    (``splits``: the train and val shares), so that no photo is seen in training and tested on. ``motion``:
-    each photo gives one clip panned left and one panned right."""
+def write_clip_set(photos: dict[str, Sequence[tuple[Tensor, str]]], out: Path, task: str, frames: int = 16,
+                   size: int = 64, seed: int = 0, fps: int = 8) -> Path:
+    """``out/<split>/<class>/<n>.mp4`` from each split's (uint8 photo, class) pairs; keep each photo in one split,
+    so that none is seen in training and tested on. ``motion``: each photo gives one clip panned left and one
+    panned right, and the class is the direction."""
     if task not in ("appearance", "motion"):
         raise ValueError(f"task {task!r}: expected appearance or motion")
     rng = np.random.default_rng(seed)
-    order = rng.permutation(len(photos))
-    cut = [int(len(photos) * splits[0]), int(len(photos) * (splits[0] + splits[1]))]
-    for rank, i in enumerate(order.tolist()):
-        split = SPLIT_NAMES[0 if rank < cut[0] else 1 if rank < cut[1] else 2]
-        photo, label = photos[i]
-        for direction in (MOTIONS if task == "motion" else (None,)):
-            clip = camera_clip(photo, frames, size, rng, direction)
-            write_video(clip, out / split / (direction or label) / f"{i:05d}.mp4", fps)
+    for split, pairs in photos.items():
+        for i, (photo, label) in enumerate(pairs):
+            for direction in (MOTIONS if task == "motion" else (None,)):
+                clip = camera_clip(photo, frames, size, rng, direction)
+                write_video(clip, out / split / (direction or label) / f"{i:05d}.mp4", fps)
     return out

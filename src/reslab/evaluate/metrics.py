@@ -14,6 +14,7 @@ from torch import Tensor, nn
 
 from ..collectives import sum_across_ranks
 from ..hardware import autocast_dtype, memory_format
+from ..models import weight_rank
 
 
 @dataclass
@@ -118,8 +119,7 @@ def folded_batchnorm(model: nn.Module, channels_last: bool) -> nn.Module:
         fused = fuse(model)
     except (torch.fx.proxy.TraceError, TypeError, RuntimeError, NotImplementedError):
         return model
-    dims = max(p.dim() for p in fused.parameters())  # 5: a video network's 3D convolutions
-    return fused.to(memory_format=memory_format(True, dims)) if channels_last else fused
+    return fused.to(memory_format=memory_format(True, weight_rank(fused))) if channels_last else fused
 
 
 def forward_batches(model: nn.Module, batches: Iterable[tuple[Tensor, Tensor]], device: torch.device,

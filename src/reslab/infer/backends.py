@@ -196,12 +196,12 @@ def open_backends(path: Path, keys: list[Key], device: str, threads: int | None,
         if len(onnx_keys) == len(keys) and graph.is_file():  # its ONNX graph is there: no torch needed
             return _onnx_backends(str(graph), keys, threads, device), info or read_info(path)
 
-        from ..models import load_model_file  # torch: ONNX and OpenVINO serve without it
+        from ..models import load_model_file, weight_rank  # torch: ONNX and OpenVINO serve without it
 
         model, info = load_model_file(path, device)
         # ONNX Runtime and OpenVINO run the model's ONNX graph, exported once per file and torch version
         opened = _onnx_backends(str(_export_onnx(graph, model, info)), onnx_keys, threads, device) if onnx_keys else {}
-        model = model.to(device, memory_format=memory_format(channels_last, 5 if info.task == "video" else 4))
+        model = model.to(device, memory_format=memory_format(channels_last, weight_rank(model)))
         opened.update({k: TorchBackend(model, device, channels_last, k[1]) for k in keys if k[0] == "torch"})
         return opened, info
     return _onnx_backends(str(path), keys, threads, device), info or read_info(path)

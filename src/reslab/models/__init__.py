@@ -18,6 +18,7 @@ from .registry import (
     is_video,
     list_models,
     set_train_mode,
+    weight_rank,
     weighted_layers,
 )
 from .resnet import BasicBlock, Bottleneck, ResNet
@@ -26,7 +27,7 @@ from .weights import WeightsError, download_pretrained, load_into, read_weights
 __all__ = [
     "ARCHITECTURES", "BasicBlock", "Bottleneck", "ModelSpec", "ResNet", "WeightsError", "architecture",
     "build_model", "count_macs", "count_params", "create_model", "freeze", "is_video", "list_models", "load_model_file",
-    "set_train_mode", "weighted_layers",
+    "set_train_mode", "weight_rank", "weighted_layers",
 ]
 
 

@@ -71,6 +71,11 @@ def is_video(name: str) -> bool:
     return architecture(name).video is not None
 
 
+def weight_rank(model: nn.Module) -> int:
+    """5 for a network of 3D convolutions, 4 for 2D ones (a per-frame video network's too): its weights' layout."""
+    return max(p.dim() for p in model.parameters())
+
+
 def build_model(spec: ModelSpec) -> nn.Module:
     """A randomly initialised network for ``spec`` (weights are loaded by ``create_model``)."""
     arch = architecture(spec.arch)

@@ -32,7 +32,7 @@ from ..evaluate.metrics import EvalResult, autocast_context, evaluate
 from ..evaluate.multilabel import MultilabelResult, evaluate_multilabel, tune_thresholds
 from ..hardware import hardware_line, hardware_report, memory_format, resolve_device
 from ..modelfile import ModelInfo, ModelSpec, save_model_file
-from ..models import architecture, create_model, is_video, set_train_mode
+from ..models import architecture, create_model, is_video, set_train_mode, weight_rank
 from ..models.weights import weights_preprocess
 from ..version import __version__
 from .checkpoint import load_checkpoint, restore_rng_state, rng_state, save_checkpoint
@@ -116,8 +116,7 @@ class Trainer:
         if self.video and (cfg.progressive_sizes or cfg.teacher):
             raise ValueError("--task video trains at one frame size without a teacher: leave out --progressive-sizes "
                              "and --teacher")
-        self.memory_format = memory_format(cfg.channels_last, 5 if self.video else 4)
-        self.model.to(device, memory_format=self.memory_format)
+        self.model.to(device, memory_format=memory_format(cfg.channels_last, weight_rank(self.model)))
         if cfg.sync_bn and self.rt.world_size > 1:
             if device.type != "cuda":
                 raise ValueError("sync_bn needs GPUs (NCCL): on CPUs each process normalises over its own "
@@ -395,7 +394,8 @@ class Trainer:
     def forward_loss(self, x: torch.Tensor, y: torch.Tensor, size: int) -> tuple[torch.Tensor, torch.Tensor]:
         """A loaded batch on the device at ``size`` px, through the training network: (logits, loss)."""
         device = self.rt.device
-        x = x.to(device, non_blocking=True).contiguous(memory_format=self.memory_format)
+        x = x.to(device, non_blocking=True)
+        x = x.contiguous(memory_format=memory_format(self.cfg.channels_last, x.dim()))  # images or clips
         y = y.to(device, non_blocking=True)
         if x.shape[-1] != size:
             x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
