@@ -140,3 +140,103 @@ def test_a_broken_video_is_skipped_and_named(tmp_path):
     assert [tuple(x.shape) for x, _ in batches] == [(1, 3, 4, 32, 32)]
     assert set(skipped.files) == {str(broken), str(noise)}
     assert any("skipping unreadable video" in str(w.message) and "noise.mp4" in str(w.message) for w in caught)
+
+
+def _video_model_file(tmp_path, classes=("left", "right")):
+    from reslab.data.preprocess import Clip
+    from reslab.modelfile import ModelInfo, save_model_file
+
+    torch.manual_seed(2)
+    spec = ModelSpec("resnet20-3d", num_classes=len(classes))
+    model = build_model(spec).eval()
+    info = ModelInfo(spec, list(classes), Preprocess(32, 36, (0.5,) * 3, (0.25,) * 3), task="video",
+                     clip=Clip(frames=4, stride=2, clips=2))
+    return save_model_file(tmp_path / "video.safetensors", model, info)
+
+
+@needs_ffmpeg
+def test_export_predict_and_segments_of_a_video_model(tmp_path, photos):
+    from reslab.export.run import export_model
+    from reslab.infer.predictor import Predictor
+    from reslab.modelfile import read_model_info
+
+    model_file = _video_model_file(tmp_path)
+    info = read_model_info(model_file)
+    assert info.task == "video" and info.frames == 4 and info.clip.clips == 2
+    report = export_model(model_file, "onnx", tmp_path / "video.onnx", verify_images=[photos["chelsea"]])
+    assert report.agreement.top1_agreement == 1.0 and report.agreement.max_abs_diff <= report.agreement.tolerance
+    video = _counting_video(tmp_path / "clip.mp4", frames=30, fps=10)  # 3 seconds
+    torch_answer = Predictor.from_file(model_file, backend="torch", precision="fp32").predict_files([video])
+    onnx_answer = Predictor.from_file(report.output, backend="onnxruntime").predict_files([video], segments=1.0)
+    assert [p["label"] for p in onnx_answer[0]["predictions"][:1]] == [p["label"] for p in
+                                                                        torch_answer[0]["predictions"][:1]]
+    assert [(row["start"], row["end"]) for row in onnx_answer[0]["segments"]] == [(0.0, 1.0), (1.0, 2.0), (2.0, 3.0)]
+    whole = np.mean([[p["probability"] for p in sorted(row["predictions"], key=lambda p: p["index"])]
+                     for row in onnx_answer[0]["segments"]], axis=0)
+    assert sorted(onnx_answer[0]["predictions"], key=lambda p: p["index"])[0]["probability"] == pytest.approx(whole[0])
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(b"\x00" * 100)
+    assert "not a decodable video" in Predictor.from_file(report.output, backend="onnxruntime").predict_files(
+        [broken])[0]["error"]
+
+
+@needs_ffmpeg
+@pytest.mark.slow
+def test_a_3d_network_learns_the_direction_of_a_pan_and_the_frame_average_cannot(tmp_path):
+    """The motion task of `reslab bench video`, smaller: clips of CIFAR-10 sample photos panned left or right."""
+    import io
+
+    from PIL import Image
+
+    from reslab.config import TrainConfig
+    from reslab.data.moving import write_clip_set
+    from reslab.data.sample import SAMPLE_PACK
+    from reslab.evaluate.report import run_eval
+    from reslab.train.trainer import Trainer
+
+    z = np.load(SAMPLE_PACK)
+
+    def photos(split: str, count: int) -> list:
+        data, offsets = z[f"{split}_jpeg"], z[f"{split}_offsets"]
+        step = len(offsets) // count
+        return [(torch.from_numpy(np.array(Image.open(io.BytesIO(data[offsets[i]:offsets[i + 1]].tobytes()))
+                                           .convert("RGB"))).permute(2, 0, 1).contiguous(), "any")
+                for i in range(0, step * count, step)]
+
+    data = write_clip_set({"train": photos("train", 200), "val": photos("val", 30), "test": photos("test", 40)},
+                          tmp_path / "motion", "motion", frames=8, size=32)
+    scores = {}
+    for model in ("resnet20-3d", "resnet20-frames"):
+        cfg = TrainConfig(data=str(data), task="video", model=model, clip_frames=8, frame_stride=1, flip=False,
+                          eval_clips=2, epochs=8, batch_size=16, device="cpu", out_dir=str(tmp_path), name=model)
+        Trainer(cfg).fit()
+        scores[model] = run_eval(cfg.run_dir / "best.safetensors", str(data), tmp_path / f"eval-{model}",
+                                 split="test", device="cpu").metrics["top1"]
+    assert scores["resnet20-3d"] >= 0.8, scores  # 80 test clips of photos never seen
+    assert scores["resnet20-frames"] <= 0.65, scores  # the order of the frames is all there is to see
+
+
+@needs_ffmpeg
+def test_a_served_video_model_answers_an_upload_and_refuses_a_long_one(tmp_path):
+    from reslab.infer.predictor import Predictor
+
+    from .servers import RunningServer, stopped_cleanly
+
+    model_file = _video_model_file(tmp_path)
+    video = _counting_video(tmp_path / "clip.mp4", frames=30, fps=10)  # 3 seconds
+    expected = Predictor.from_file(model_file, backend="torch", precision="fp32").predict_files([video], topk=2)[0]
+    running = RunningServer(model_file, "--backend", "torch", "--precision", "fp32", "--max-video-s", "5")
+    try:
+        answer = running.client.post("/predict?topk=2", files={"file": ("clip.mp4", video.read_bytes())}).json()
+        assert [p["label"] for p in answer["predictions"]] == [p["label"] for p in expected["predictions"]]
+        assert answer["predictions"][0]["probability"] == pytest.approx(expected["predictions"][0]["probability"],
+                                                                         abs=1e-5)
+        assert answer["seconds"] == pytest.approx(3.0, abs=0.2)
+        long = _counting_video(tmp_path / "long.mp4", frames=25, fps=4)  # 6.25 seconds
+        refused = running.client.post("/predict", files={"file": ("long.mp4", long.read_bytes())})
+        assert refused.status_code == 413 and "longer than the 5 s allowed (--max-video-s)" in refused.text
+        broken = running.client.post("/predict", files={"file": ("broken.mp4", b"\x00" * 64)})
+        assert broken.status_code == 422 and "not a decodable video" in broken.text
+        assert running.client.post("/predict", files={"file": ("clip.mp4", video.read_bytes())}).status_code == 200
+    finally:
+        assert stopped_cleanly(running.stop())

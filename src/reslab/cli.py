@@ -113,7 +113,7 @@ def cmd_predict(args: argparse.Namespace) -> None:
     o = from_args(args, PredictCommand)
     predictor = Predictor.from_file(model_path(o.model, o.weights), backend=o.backend, device=o.device,
                                     threads=o.threads, precision=o.precision, timing="later")
-    results = predictor.predict_files(o.inputs, topk=o.topk, batch_size=o.batch_size)
+    results = predictor.predict_files(o.inputs, topk=o.topk, batch_size=o.batch_size, segments=o.segments)
     header = f"# {o.model}: {predictor.backend_name} {predictor.precision} ({predictor.choice})"
     print(header, file=sys.stderr if args.json else sys.stdout)
     show(results, args.json, format_predictions)

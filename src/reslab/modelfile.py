@@ -73,6 +73,16 @@ class ModelInfo:
         return self.task == "multilabel"
 
     @property
+    def frames(self) -> int | None:
+        """A video model's frames per clip (its input is (N, C, T, H, W)); None for an image model."""
+        return self.clip.frames if self.clip is not None else None
+
+    def sample_shape(self) -> tuple[int, ...]:
+        """One input of the network: (C, H, W) for an image, (C, T, H, W) for a video model's clip."""
+        pre = self.preprocess
+        return (pre.in_chans, *((self.frames,) if self.frames else ()), pre.image_size, pre.image_size)
+
+    @property
     def decision_thresholds(self) -> list[float] | None:
         """A multi-label model's threshold per label (0.5 where none were tuned); None for a single-label one."""
         if not self.multilabel:

@@ -135,7 +135,7 @@ def export_model(
         if destination.suffix != EXPORT_FORMATS[fmt][0]:
             raise ValueError(f"{destination}: an export to {fmt} is written to a {EXPORT_FORMATS[fmt][0]} file")
     images = verify_images or default_images()
-    batch = reference_batch(info.preprocess, images)
+    batch = reference_batch(info.preprocess, images, info.frames)
     with torch.inference_mode():
         reference = model(torch.from_numpy(batch)).numpy()
     destination.parent.mkdir(parents=True, exist_ok=True)

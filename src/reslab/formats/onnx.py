@@ -66,8 +66,7 @@ def to_onnx_proto(model: nn.Module, info: ModelInfo, opset: int = OPSET) -> onnx
     """The network as an ONNX graph (torch's dynamo exporter) with a dynamic batch axis."""
     import torch
 
-    pre = info.preprocess
-    example = torch.randn(2, pre.in_chans, pre.image_size, pre.image_size)
+    example = torch.randn(2, *info.sample_shape())  # a video model's clips: (N, C, T, H, W), T fixed
     batch = torch.export.Dim("batch", min=1, max=4096)
     program = torch.onnx.export(
         model.eval().float().cpu(), (example,), input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],

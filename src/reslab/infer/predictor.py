@@ -47,12 +47,12 @@ class Prediction:
         return answer
 
 
-def expand_inputs(inputs: Sequence[str | Path]) -> list[Path]:
-    """Files as given, folders as the image files inside them (recursively, sorted)."""
+def expand_inputs(inputs: Sequence[str | Path], files: Callable[[Path], bool] = is_image_file) -> list[Path]:
+    """Files as given, folders as the image files (or what ``files`` takes) inside them (recursively, sorted)."""
     paths: list[Path] = []
     for item in map(Path, inputs):
         if item.is_dir():
-            paths += sorted(p for p in item.rglob("*") if p.is_file() and is_image_file(p))
+            paths += sorted(p for p in item.rglob("*") if p.is_file() and files(p))
         else:
             paths.append(item)
     return paths
@@ -186,8 +186,14 @@ class Predictor:
         except (FileNotFoundError, IsADirectoryError):
             return f"{path}: file not found"
 
-    def predict_files(self, inputs: Sequence[str | Path], topk: int = 5, batch_size: int = 32) -> list[dict]:
-        """One entry per image file: its top-k, or its error. An unreadable file does not stop the rest."""
+    def predict_files(self, inputs: Sequence[str | Path], topk: int = 5, batch_size: int = 32,
+                      segments: float | None = None) -> list[dict]:
+        """One entry per image file: its top-k, or its error. An unreadable file does not stop the rest.
+        A video model's entries are videos, with a timeline of ``segments``-second windows where asked."""
+        if self.info.task == "video":
+            return self._predict_videos(inputs, topk, segments)
+        if segments is not None:
+            raise ValueError("--segments is for video models; this model classifies images")
         results: list[dict] = []
         paths = expand_inputs(inputs)
         for start in range(0, len(paths), batch_size):
@@ -203,6 +209,23 @@ class Predictor:
         return sorted(results, key=lambda r: order.get(r["file"], -1))
 
 
+    def _predict_videos(self, inputs: Sequence[str | Path], topk: int, segments: float | None) -> list[dict]:
+        from ..data.videos import is_video_file  # torchcodec and torch: for video models only
+        from .video import readable_video
+
+        results = []
+        for path in expand_inputs(inputs, is_video_file):
+            answer_or_error = readable_video(self.backend, self.info, path, segments)
+            if isinstance(answer_or_error, str):
+                results.append({"file": str(path), "error": answer_or_error})
+                continue
+            whole = self.postprocess(answer_or_error["probabilities"][None], topk)[0]
+            timeline = [{"start": start, "end": end, **answer(self.postprocess(p[None], topk)[0])}
+                        for start, end, p in answer_or_error["segments"]]
+            results.append({"file": str(path), **answer(whole), **({"segments": timeline} if timeline else {})})
+        return results
+
+
 def format_predictions(results: list[dict]) -> str:
     """One line per image: its top classes with their probabilities (and a multi-label model's labels)."""
     lines = []
@@ -213,4 +236,6 @@ def format_predictions(results: list[dict]) -> str:
         top = "  ".join(f"{p['label']} {p['probability']:.3f}" for p in entry["predictions"])
         labels = f"  => labels: {', '.join(entry['labels']) or '(none)'}" if "labels" in entry else ""
         lines.append(f"{entry['file']}: {top}{labels}")
+        lines += [f"  {row['start']:7.1f}-{row['end']:<7.1f}s  " + "  ".join(
+            f"{p['label']} {p['probability']:.3f}" for p in row["predictions"]) for row in entry.get("segments", [])]
     return "\n".join(lines)

@@ -16,9 +16,11 @@ def default_images() -> list[Path]:
     return sorted(p for p in SAMPLES.glob("*") if p.suffix.lower() in (".jpg", ".png"))
 
 
-def reference_batch(pre: Preprocess, images: list[Path]) -> np.ndarray:
-    """The images with their horizontal mirrors, preprocessed as the model file says."""
+def reference_batch(pre: Preprocess, images: list[Path], frames: int | None = None) -> np.ndarray:
+    """The images with their horizontal mirrors, preprocessed as the model file says; for a video model
+    (``frames``), each as a clip of that many frames of the photo (real pixels, as a still camera films them)."""
     if not images:
         raise ValueError("no images to verify with: pass --verify-images")
     batch = pre.batch([pre.open(p) for p in images])
-    return np.concatenate([batch, batch[..., ::-1]]).copy()
+    batch = np.concatenate([batch, batch[..., ::-1]])
+    return np.repeat(batch[:, :, None], frames, axis=2) if frames else batch.copy()

@@ -160,7 +160,7 @@ def load_backend(
     for key in order:
         agreement = None
         if key[1] == "bf16":
-            batch = reference_batch(info.preprocess, images) if batch is None else batch
+            batch = reference_batch(info.preprocess, images, info.frames) if batch is None else batch
             agreement = verify(opened[key], opened[(key[0], "fp32")], batch, info)
             if precision == "bf16":
                 check(agreement, f"{key[0]} in bf16")

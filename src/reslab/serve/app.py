@@ -31,7 +31,7 @@ from ..version import __version__
 from .auth import ApiKeys, UnauthorizedError
 from .batching import QueueFullError
 from .cache import AnswerCache, content_key
-from .limits import BodyLimit, UploadTooLargeError
+from .limits import BodyLimit, UploadTooLargeError, VideoTooLongError
 from .metrics import Metrics, RequestMetrics
 from .settings import ServeConfig
 from .slots import ModelSlot, NotReadyError
@@ -55,7 +55,7 @@ class CannotExplainError(RuntimeError):
 ERROR_STATUS: list[tuple[type[Exception], int]] = [
     (EmptyImageError, 400), (UnknownModelError, 404), (ImageTooLargeError, 413), (NotAnImageError, 415),
     (UnreadableImageError, 422), (UploadTooLargeError, 413), (QueueFullError, 503), (NotReadyError, 503),
-    (TimeoutError, 504), (BadQueryError, 400), (CannotExplainError, 501),
+    (TimeoutError, 504), (BadQueryError, 400), (CannotExplainError, 501), (VideoTooLongError, 413),
 ]
 
 
@@ -66,7 +66,8 @@ def _error(message: str) -> dict:
 PREDICT_ERRORS = {
     400: _error("empty body, or no file in a multipart upload"),
     404: _error("no model of that name on this server (see GET /models)"),
-    413: _error("body larger than --max-upload-mb, or an image with more pixels than --max-pixels"),
+    413: _error("body larger than --max-upload-mb, an image with more pixels than --max-pixels, or a video longer "
+                "than --max-video-s"),
     415: _error("not an image (format not recognised)"),
     422: _error("an image that cannot be decoded (truncated or damaged)"),
     503: _error("model still loading, or the queue is full (--max-queue): retry after Retry-After seconds"),
@@ -76,6 +77,7 @@ FILE = {"type": "string", "format": "binary", "minLength": 1}  # an empty body i
 UPLOAD_BODY = {"requestBody": {"required": True, "content": {
     "multipart/form-data": {"schema": {"type": "object", "required": ["file"], "properties": {"file": FILE}}},
     "image/*": {"schema": FILE},
+    "video/*": {"schema": FILE},  # a video model's uploads
     "application/octet-stream": {"schema": FILE},
 }}}
 BATCH_BODY = {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {  # a bad file: its row
@@ -234,7 +236,7 @@ def create_app(config: ServeConfig) -> FastAPI:
         return HTMLResponse(page)
 
     @app.post("/predict", responses={**PREDICT_ERRORS, **denied}, openapi_extra=UPLOAD_BODY, **protected,
-              summary="Classify one image (multipart `file`, or the raw body)")
+              summary="Classify one image, or one video for a video model (multipart `file`, or the raw body)")
     async def predict(request: Request, topk: int = Query(5, ge=1, le=1000),
                       model: str | None = MODEL_QUERY) -> dict[str, Any]:
         slot = server.slot(model)
@@ -242,6 +244,10 @@ def create_app(config: ServeConfig) -> FastAPI:
         data, filename = await read_upload(request)
         if not data:
             raise EmptyImageError(f"{filename}: empty body")
+        if slot.video:  # a whole clip set per request: no micro-batching across requests
+            loop = asyncio.get_running_loop()
+            answer = await server.answer_within(loop.run_in_executor(None, slot.predict_video, data, filename, topk))
+            return {"model": slot.name, "version": slot.version, "file": filename, **answer}
         probs = await server.probabilities(slot, data, filename)
         return {"model": slot.name, "version": slot.version, "file": filename, **slot.answer(probs, topk)}
 
@@ -360,8 +366,8 @@ def create_app(config: ServeConfig) -> FastAPI:
     def v2_model(name: str, version: str | None = None) -> dict[str, Any]:
         slot = ready_slot(name)
         predictor = slot.require_ready()
-        return model_metadata(slot.name, slot.version, predictor.backend_name, slot.chw(), len(predictor.classes),
-                              predictor.info.task, predictor.info.decision_thresholds)
+        return model_metadata(slot.name, slot.version, predictor.backend_name, slot.sample_shape(),
+                              len(predictor.classes), predictor.info.task, predictor.info.decision_thresholds)
 
     @app.get("/v2/models/{name}/ready", summary="v2: model readiness", responses={404: _error("unknown"), **denied},
              operation_id="v2_model_ready", **protected)
@@ -376,7 +382,7 @@ def create_app(config: ServeConfig) -> FastAPI:
     @app.post("/v2/models/{name}/versions/{version}/infer", include_in_schema=False, **protected)
     async def v2_infer(name: str, request: Request, version: str | None = None) -> Response:
         slot = ready_slot(name)
-        parsed = parse_infer_request(await request.body(), request.headers.get(HEADER_LENGTH), slot.chw())
+        parsed = parse_infer_request(await request.body(), request.headers.get(HEADER_LENGTH), slot.sample_shape())
         assert slot.batcher is not None
         rows = await server.answer_within(asyncio.gather(*(slot.batcher.submit(x) for x in parsed.tensor)))
         body, headers = infer_response(slot.name, slot.version, parsed, np.stack(rows))

@@ -16,6 +16,11 @@ class UploadTooLargeError(Exception):
         super().__init__(f"the request body is larger than the {limit / 1024 / 1024:g} MB allowed (--max-upload-mb)")
 
 
+class VideoTooLongError(Exception):
+    def __init__(self, seconds: float, limit: float) -> None:
+        super().__init__(f"the video lasts {seconds:.1f} s, longer than the {limit:g} s allowed (--max-video-s)")
+
+
 async def send_json(send: Send, status: int, payload: dict, headers: list[tuple[bytes, bytes]] = ()) -> None:
     body = json.dumps(payload).encode()
     await send({"type": "http.response.start", "status": status,

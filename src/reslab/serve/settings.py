@@ -54,6 +54,7 @@ class ServeConfig:
     max_wait_ms: float = option(5.0, help="how long a batch waits to fill")
     max_upload_mb: float = option(20.0, help="larger bodies get 413 before being read")
     max_pixels: int = option(50_000_000, help="larger images get 413 before decoding")
+    max_video_s: float = option(300.0, help="video models: longer uploads get 413 before their clips are decoded")
     cache_size: int = option(1024, help="answers cached by the hash of the uploaded bytes (0 = off)")
     max_queue: int = option(256, help="images waiting for inference beyond this get 503 + Retry-After")
     timeout_s: float = option(30.0, help="a request without an answer by then gets 504")
@@ -91,7 +92,7 @@ class ServeConfig:
         for field in ("max_wait_ms", "cache_size"):
             if getattr(self, field) < 0:
                 raise ValueError(f"serve option {field!r} must not be negative, got {getattr(self, field)}")
-        for field in ("max_upload_mb", "timeout_s", "max_pixels"):
+        for field in ("max_upload_mb", "timeout_s", "max_pixels", "max_video_s"):
             if getattr(self, field) <= 0:
                 raise ValueError(f"serve option {field!r} must be positive, got {getattr(self, field)}")
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import tempfile
 import threading
 from pathlib import Path
 from typing import Any
@@ -67,8 +68,7 @@ class ModelSlot:
         batcher = MicroBatcher(predictor.backend.run, self.config.max_batch, self.config.max_wait_ms / 1000,
                                self.config.max_queue, self.metrics.batch_observer(self.name))
         batcher.start()
-        pre = predictor.info.preprocess
-        await batcher.submit(np.zeros((pre.in_chans, pre.image_size, pre.image_size), np.float32))  # warm-up
+        await batcher.submit(np.zeros(predictor.info.sample_shape(), np.float32))  # warm-up
         replaced = self.batcher
         self.predictor, self.batcher = predictor, batcher
         self.metrics.model.labels(self.name).info({
@@ -162,9 +162,30 @@ class ModelSlot:
         """The top-k of one image's probabilities (and, multi-label, every label over its threshold)."""
         return answer(ranked(probs[None], self.require_ready().info, topk)[0])
 
-    def chw(self) -> tuple[int, int, int]:
-        pre = self.require_ready().info.preprocess
-        return pre.in_chans, pre.image_size, pre.image_size
+    @property
+    def video(self) -> bool:
+        return self.require_ready().info.task == "video"
+
+    def predict_video(self, data: bytes, filename: str, topk: int) -> dict[str, Any]:
+        """One uploaded video's top-k (blocking: run it in a thread); longer than ``--max-video-s``: 413."""
+        from ..data.clips import open_video  # torchcodec: for video models only
+        from ..data.splits import VideoSource
+        from ..infer.video import video_probabilities
+        from .limits import VideoTooLongError
+
+        predictor = self.require_ready()
+        with tempfile.NamedTemporaryFile(suffix=Path(filename).suffix or ".mp4") as upload:
+            upload.write(data)
+            upload.flush()
+            source = VideoSource(Path(upload.name))
+            seconds = float(open_video(source).metadata.duration_seconds or 0.0)
+            if seconds > self.config.max_video_s:
+                raise VideoTooLongError(seconds, self.config.max_video_s)
+            probs = video_probabilities(predictor.backend, predictor.info, source)
+        return {**self.answer(probs, topk), "seconds": seconds}
+
+    def sample_shape(self) -> tuple[int, ...]:
+        return self.require_ready().info.sample_shape()
 
     def info(self) -> dict[str, Any]:
         predictor = self.require_ready()
@@ -174,7 +195,7 @@ class ModelSlot:
             "architecture": predictor.info.spec.arch, "classes": predictor.classes, "task": predictor.info.task,
             **({"thresholds": predictor.info.decision_thresholds} if predictor.info.multilabel else {}),
             "num_classes": len(predictor.classes),
-            "input": {"shape": list(self.chw()), "resize_size": pre.resize_size,
+            "input": {"shape": list(self.sample_shape()), "resize_size": pre.resize_size,
                       "mean": list(pre.mean), "std": list(pre.std), "interpolation": pre.interpolation},
             "backend": predictor.backend_name, "precision": predictor.precision,
             "precision_choice": predictor.choice, "device": str(predictor.device), "reslab": __version__,

@@ -16,13 +16,13 @@ import numpy as np
 INPUT_NAME = "input"
 OUTPUT_NAME = "logits"
 # the v2 inference request as this server reads it (JSON Schema cannot say that the data's length is the product
-# of the shape, nor that the shape is [N, C, H, W] of the model's own C, H, W: both are refused with a 400)
+# of the shape, nor that the shape is the model's [N, C, H, W] ([N, C, T, H, W] for video): both are refused: 400)
 V2_INFER_BODY = {"requestBody": {"required": True, "content": {"application/json": {"schema": {
     "type": "object", "required": ["inputs"], "properties": {
         "inputs": {"type": "array", "minItems": 1, "maxItems": 1, "items": {
             "type": "object", "required": ["name", "shape", "datatype", "data"], "properties": {
                 "name": {"const": INPUT_NAME}, "datatype": {"const": "FP32"},
-                "shape": {"type": "array", "minItems": 4, "maxItems": 4, "items": {"type": "integer", "minimum": 1}},
+                "shape": {"type": "array", "minItems": 4, "maxItems": 5, "items": {"type": "integer", "minimum": 1}},
                 "data": {"type": "array", "items": {"type": "number"}}}}},
         "outputs": {"type": "array", "items": {"type": "object", "required": ["name"],
                                                "properties": {"name": {"const": OUTPUT_NAME}}}}}}}}}}
@@ -42,22 +42,23 @@ class InferRequest:
     binary_output: bool
 
 
-def model_metadata(name: str, version: str, platform: str, chw: tuple[int, int, int], classes: int,
+def model_metadata(name: str, version: str, platform: str, sample: tuple[int, ...], classes: int,
                    task: str = "multiclass", thresholds: list[float] | None = None) -> dict:
     """The output is the network's logits; ``parameters`` say how to read them: a softmax over the classes
     (multiclass), or each label's sigmoid against its threshold (multilabel)."""
     activation = "sigmoid" if task == "multilabel" else "softmax"
     return {
         "name": name, "versions": [version], "platform": platform,
-        "inputs": [{"name": INPUT_NAME, "datatype": "FP32", "shape": [-1, *chw]}],
+        "inputs": [{"name": INPUT_NAME, "datatype": "FP32", "shape": [-1, *sample]}],
         "outputs": [{"name": OUTPUT_NAME, "datatype": "FP32", "shape": [-1, classes]}],
         "parameters": {"task": task, "activation": activation,
                        **({"thresholds": thresholds} if thresholds is not None else {})},
     }
 
 
-def parse_infer_request(body: bytes, header_length: str | None, chw: tuple[int, int, int]) -> InferRequest:
-    expected = f"[N, {', '.join(map(str, chw))}]"
+def parse_infer_request(body: bytes, header_length: str | None, sample: tuple[int, ...]) -> InferRequest:
+    """``sample``: one input's shape, (C, H, W), or (C, T, H, W) for a video model."""
+    expected = f"[N, {', '.join(map(str, sample))}]"
     try:
         split = int(header_length) if header_length is not None else len(body)
         request = json.loads(body[:split])
@@ -73,8 +74,8 @@ def parse_infer_request(body: bytes, header_length: str | None, chw: tuple[int, 
     if spec.get("datatype") != "FP32":
         raise V2Error(400, f"input datatype {spec.get('datatype')!r}; expected 'FP32'")
     shape = spec.get("shape")
-    if (not isinstance(shape, list) or len(shape) != 4 or not all(isinstance(d, int) for d in shape)
-            or tuple(shape[1:]) != chw or shape[0] < 1):
+    if (not isinstance(shape, list) or len(shape) != len(sample) + 1 or not all(isinstance(d, int) for d in shape)
+            or tuple(shape[1:]) != sample or shape[0] < 1):
         raise V2Error(400, f"input shape {shape}; expected {expected}, a batch of preprocessed images")
     count = int(np.prod(shape))
     size = (spec.get("parameters") or {}).get("binary_data_size")

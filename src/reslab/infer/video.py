@@ -1,0 +1,49 @@
+"""Predictions for a video model: the top-k of a whole video (the mean probability of clips spread evenly over
+it), and with ``segments`` a timeline, the top-k of each window of that many seconds."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+
+from ..data.clips import ClipRead, normalize_clips, open_video
+from ..data.images import UnreadableImageError
+from ..data.preprocess import Clip
+from ..data.splits import VideoSource
+from ..modelfile import ModelInfo
+from .backends import Backend
+
+
+def video_probabilities(backend: Backend, info: ModelInfo, source: VideoSource) -> np.ndarray:
+    """The mean probability (classes,) of the model's evaluation clips of ``source`` (a file or a window of it)."""
+    import torch
+
+    from .predictor import probabilities_of  # the predictor imports this module for its video models
+
+    clip = info.clip or Clip(16, 2, 1)
+    clips = ClipRead(info.preprocess, clip.frames, clip.stride, 0, train=False, clips=clip.clips)(source, 0, 0)
+    clips = clips if clips.ndim == 5 else clips[None]
+    batch = normalize_clips(info.preprocess, torch.from_numpy(clips)).numpy()
+    return probabilities_of(backend.run(batch), info).mean(0)
+
+
+def predict_video(backend: Backend, info: ModelInfo, path: Path, segments: float | None = None) -> dict:
+    """``{"probabilities": (classes,), "segments": [(start, end, probabilities)]}`` of one video file."""
+    if segments is not None and segments <= 0:
+        raise ValueError(f"--segments {segments}: a window is a positive number of seconds")
+    duration = float(open_video(VideoSource(path)).metadata.duration_seconds or 0.0)
+    if segments is None:
+        return {"probabilities": video_probabilities(backend, info, VideoSource(path)), "segments": []}
+    windows = [(i * segments, min(duration, (i + 1) * segments)) for i in range(max(1, math.ceil(duration / segments)))]
+    timeline = [(start, end, video_probabilities(backend, info, VideoSource(path, (start, end))))
+                for start, end in windows if end > start]
+    return {"probabilities": np.mean([p for *_, p in timeline], axis=0), "segments": timeline}
+
+
+def readable_video(backend: Backend, info: ModelInfo, path: Path, segments: float | None) -> dict | str:
+    try:
+        return predict_video(backend, info, path, segments)
+    except UnreadableImageError as e:
+        return str(e)
