@@ -240,3 +240,19 @@ def test_a_served_video_model_answers_an_upload_and_refuses_a_long_one(tmp_path)
         assert running.client.post("/predict", files={"file": ("clip.mp4", video.read_bytes())}).status_code == 200
     finally:
         assert stopped_cleanly(running.stop())
+
+
+@needs_ffmpeg
+def test_check_data_reports_videos_per_class_and_the_undecodable(tmp_path):
+    from reslab.data.check import check_folder, format_report
+
+    for name, frames, fps in (("a/one.mp4", 20, 10), ("a/two.mp4", 10, 10), ("b/three.mp4", 16, 8)):
+        _counting_video(tmp_path / "clips" / name, frames=frames, fps=fps)
+    (tmp_path / "clips" / "b" / "bad.mp4").write_bytes(b"junk" * 50)
+    report = check_folder(tmp_path / "clips")
+    assert report["task"] == "video" and report["classes"] == ["a", "b"]
+    per_class = report["splits"]["all"]["per_class"]
+    assert per_class["a"]["videos"] == 2 and per_class["a"]["seconds_total"] == pytest.approx(3.0, abs=0.2)
+    assert per_class["b"]["fps"] == {8.0: 1} and per_class["a"]["sizes"] == {"32x32": 2}
+    assert [u["file"] for u in report["unreadable"]] == ["b/bad.mp4"]
+    assert "not a decodable video" in format_report(report)

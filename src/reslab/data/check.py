@@ -12,9 +12,10 @@ import numpy as np
 from PIL import Image
 
 from .folders import scan_folder
-from .images import UnreadableImageError, open_image
+from .images import UnreadableImageError, is_image_file, open_image
 from .multilabel import is_multilabel_data, load_multilabel
 from .splits import VAL_NAMES
+from .videos import is_video_file
 
 
 def _splits(root: Path) -> dict[str, Path]:
@@ -72,6 +73,8 @@ def check_folder(root: Path) -> dict[str, Any]:
     A folder with a multi-label index gets label frequencies and co-occurrence instead of classes."""
     if is_multilabel_data(str(root)):
         return check_multilabel(root)
+    if holds_videos(root):
+        return check_videos(root)
     report: dict[str, Any] = {"root": str(root), "splits": {}}
     survey = FileSurvey(root)
     classes: list[str] | None = None
@@ -89,6 +92,26 @@ def check_folder(root: Path) -> dict[str, Any]:
     report["classes"] = classes or []
     report["suggestions"] = imbalance_suggestions(report["splits"].get("train") or report["splits"].get("all"))
     return survey.into(report)
+
+
+def holds_videos(root: Path) -> bool:
+    """A folder whose class folders hold video files and no images."""
+    folder = root / "train" if (root / "train").is_dir() else root
+    files = [p for p in folder.glob("*/*") if p.is_file()] if folder.is_dir() else []
+    return any(is_video_file(p) for p in files) and not any(is_image_file(p) for p in files)
+
+
+def check_videos(root: Path) -> dict[str, Any]:
+    from .video_check import check_video_split  # torch and TorchCodec (FFmpeg): for video folders only
+
+    report: dict[str, Any] = {"root": str(root), "task": "video", "splits": {}, "unreadable": []}
+    classes: list[str] | None = None
+    for split, folder in _splits(root).items():
+        classes, files = scan_folder(folder, classes, is_video_file)
+        report["splits"][split] = check_video_split(folder, classes, list(zip(files.paths, files.labels)), root,
+                                                    report["unreadable"])
+    report["classes"] = classes or []
+    return report
 
 
 def check_multilabel(data: Path) -> dict[str, Any]:
@@ -141,6 +164,10 @@ def imbalance_suggestions(split: dict[str, Any] | None) -> list[str]:
 
 
 def format_report(report: dict[str, Any]) -> str:
+    if report.get("task") == "video":
+        from .video_check import format_video_report  # the video survey's module (torch): for video folders only
+
+        return format_video_report(report)
     multilabel = report.get("task") == "multilabel"
     lines = [f"{report['root']}: {len(report['classes'])} {'labels (multi-label)' if multilabel else 'classes'}"]
     for split, info in report["splits"].items():
