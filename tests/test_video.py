@@ -256,3 +256,29 @@ def test_check_data_reports_videos_per_class_and_the_undecodable(tmp_path):
     assert per_class["b"]["fps"] == {8.0: 1} and per_class["a"]["sizes"] == {"32x32": 2}
     assert [u["file"] for u in report["unreadable"]] == ["b/bad.mp4"]
     assert "not a decodable video" in format_report(report)
+
+
+def test_pretrained_video_weights_come_from_torchvision_s_cache(tmp_path, monkeypatch):
+    """Offline here: the files torchvision's weights API names are put where torch hub keeps them; r3d_18 loads
+    its Kinetics checkpoint as it is, resnet18-3d the 2D ImageNet checkpoint, inflated."""
+    from reslab.models.weights import hub_checkpoint, torchvision_weights
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    torch.manual_seed(3)
+    kinetics = build_model(ModelSpec("r3d_18", num_classes=400))
+    imagenet = build_model(ModelSpec("resnet18", num_classes=1000))
+    for arch, source in (("r3d_18", kinetics), ("resnet18", imagenet)):
+        path = hub_checkpoint(torchvision_weights(arch).url)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        torch.save(source.state_dict(), path)
+    video = create_model("r3d_18", num_classes=400, pretrained=True)
+    assert torch.equal(video.stem[0].weight, kinetics.stem[0].weight)
+    assert len(video.class_names) == 400 and "abseiling" in video.class_names  # Kinetics-400's labels
+    with pytest.warns(UserWarning, match="another number of classes"):  # ImageNet's 1000 classes: a new head
+        inflated = create_model("resnet18-3d", num_classes=5, pretrained=True).eval()
+    flat = imagenet.eval()
+    image = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        features = inflated.forward_features(image[:, :, None].expand(-1, -1, 3, -1, -1))["layer4"].mean(2)
+        expected = flat.forward_features(image)["layer4"]
+    assert torch.allclose(features, expected, atol=FP32 * expected.abs().max().item())

@@ -71,6 +71,14 @@ def is_video(name: str) -> bool:
     return architecture(name).video is not None
 
 
+def weights_arch(name: str) -> str:
+    """The network whose published weights ``name`` starts from: a video twin's 2D network (``resnet18`` for
+    ``resnet18-3d``: its weights are inflated on loading), else ``name`` itself."""
+    if architecture(name).video in ("inflated", "frames"):
+        return next(name.removesuffix(suffix) for suffix in VIDEO_SUFFIXES if name.endswith(suffix))
+    return name
+
+
 def weight_rank(model: nn.Module) -> int:
     """5 for a network of 3D convolutions, 4 for 2D ones (a per-frame video network's too): its weights' layout."""
     return max(p.dim() for p in model.parameters())

@@ -16,6 +16,7 @@ from torch import Tensor, nn
 from ..data.preprocess import IMAGENET_MEAN, IMAGENET_STD, Preprocess
 from ..modelfile import ModelFileError, read_model_file, read_model_info
 from .inflate import inflate_weight
+from .registry import weights_arch
 
 StateDict = dict[str, Tensor]
 
@@ -30,7 +31,7 @@ def torchvision_weights(arch: str, tag: str | None = None):
     from torchvision.models import get_model_weights
 
     try:
-        entries = get_model_weights(arch)
+        entries = get_model_weights(weights_arch(arch))
     except (ValueError, KeyError):
         raise WeightsError(f"torchvision has no pretrained weights for {arch!r} (CIFAR networks have none)") from None
     if tag is None:
