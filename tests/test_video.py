@@ -282,3 +282,10 @@ def test_pretrained_video_weights_come_from_torchvision_s_cache(tmp_path, monkey
         features = inflated.forward_features(image[:, :, None].expand(-1, -1, 3, -1, -1))["layer4"].mean(2)
         expected = flat.forward_features(image)["layer4"]
     assert torch.allclose(features, expected, atol=FP32 * expected.abs().max().item())
+
+
+def test_grad_cam_refuses_a_video_model_by_name(tmp_path):
+    from reslab.evaluate.explain import NotExplainableError, explainable
+
+    with pytest.raises(NotExplainableError, match="a video model; Grad-CAM heat-maps are drawn for image models"):
+        explainable(_video_model_file(tmp_path))

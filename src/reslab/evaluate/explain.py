@@ -21,7 +21,7 @@ from ..atomic import atomic_path
 from ..data.images import UnreadableImageError
 from ..formats import forward_only_reason
 from ..infer.predictor import expand_inputs
-from ..modelfile import ModelInfo
+from ..modelfile import ModelInfo, read_model_info
 from ..models import load_model_file
 from .methods import DEFAULT_METHOD, METHODS
 
@@ -65,6 +65,9 @@ def explainable(path: str | Path) -> Path:
     reason = forward_only_reason(path)
     if reason:
         raise NotExplainableError(reason)
+    if read_model_info(path).task == "video":
+        raise NotExplainableError(f"{path}: a video model; Grad-CAM heat-maps are drawn for image models only "
+                                  f"(not for clips yet)")
     return path
 
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from ..formats import forward_only_reason, model_digest
+from ..formats import forward_only_reason, model_digest, read_info
 from ..infer.background import choosing, lock_path
 from ..infer.memory import recall
 from ..infer.predictor import Predictor, answer, ranked
@@ -139,6 +139,8 @@ class ModelSlot:
         reason = forward_only_reason(Path(self.path))
         if reason:
             return f"model {self.name}: {reason}"
+        if read_info(Path(self.path)).task == "video":
+            return f"model {self.name or self.path}: a video model; heat-maps are drawn for image models only"
         missing = [name for name in ("torch", "pytorch_grad_cam") if importlib.util.find_spec(name) is None]
         if missing:
             return f"heat-maps need {' and '.join(missing)} on the server: pip install 'reslab[torch,explain]'"
