@@ -10,6 +10,7 @@ from reslab.modelfile import save_model_file
 from reslab.models import load_model_file
 
 from .servers import RunningServer, stopped_cleanly
+from .test_video import _counting_video, _video_model_file, needs_ffmpeg
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 FLAGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -139,6 +140,29 @@ def test_page_shows_every_label_over_its_threshold(browser, multilabel_model, mo
         assert all(label in listed for label in expected["labels"]) and listed.startswith("labels:")
         left = page.locator(".card.done .bar .threshold").first.evaluate("m => parseFloat(m.style.left)")
         assert left == pytest.approx(100 * expected["predictions"][0]["threshold"], abs=0.06)
+        page.close()
+    finally:
+        assert stopped_cleanly(running.stop())
+
+
+@needs_ffmpeg
+def test_page_plays_an_uploaded_video_beside_its_topk(browser, tmp_path):
+    model_file = _video_model_file(tmp_path)
+    video = _counting_video(tmp_path / "clip.mp4", frames=30, fps=10)
+    expected = Predictor.from_file(model_file, backend="torch", precision="fp32").predict_files([video], topk=2)[0]
+    running = RunningServer(model_file, "--backend", "torch", "--precision", "fp32")
+    try:
+        page = browser.new_page()
+        page.goto(f"{running.url}/")
+        page.wait_for_function("document.getElementById('model').textContent.includes('resnet20-3d')")
+        page.fill("#topk", "2")
+        page.set_input_files("#picker", [str(video)])
+        page.wait_for_selector(".card.done .bar")
+        assert page.locator(".card.done video").count() == 1  # the clip itself, playable, not a broken image
+        labels = page.locator(".card.done .bar").evaluate_all("bars => bars.map(b => b.dataset.label)")
+        assert labels == [p["label"] for p in expected["predictions"]]
+        assert "3.0 s" in page.locator(".card.done .name").inner_text()
+        assert page.locator(".card.done .why").count() == 0  # no heat-maps for clips
         page.close()
     finally:
         assert stopped_cleanly(running.stop())
