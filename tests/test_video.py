@@ -1,21 +1,19 @@
 """Video: 3D networks from 2D ones, clips decoded by TorchCodec from generated MP4s, training on clips."""
 
-import os
 
 import numpy as np
 import pytest
 import torch
 
-from reslab.data.clips import ClipRead, ffmpeg_refusal, sample_clips
+from reslab.data.clips import ClipRead, sample_clips
 from reslab.data.moving import write_video
 from reslab.data.preprocess import Preprocess
 from reslab.data.splits import VideoSource
 from reslab.models import ModelSpec, build_model, create_model
 from reslab.models.inflate import inflate
 
-# CI sets RESLAB_REQUIRE_FFMPEG: there a missing FFmpeg fails these tests instead of skipping them
-needs_ffmpeg = pytest.mark.skipif(ffmpeg_refusal() is not None and not os.environ.get("RESLAB_REQUIRE_FFMPEG"),
-                                  reason=str(ffmpeg_refusal()))
+from .videos import counting_video, needs_ffmpeg, video_model_file
+
 FP32 = 1e-4  # fp32 sums in another order (3D kernels of T taps, each 1/T of the 2D one): relative to the logits
 
 
@@ -65,12 +63,6 @@ def test_video_networks_take_clips():
         assert torch.allclose(frames(clip), frames(clip.flip(2)), atol=1e-5)
 
 
-def _counting_video(path, frames=20, size=32, fps=10):
-    """Frame i is flat grey at level 10 * i: which frame a decoder returned can be read off its pixels."""
-    levels = torch.arange(frames, dtype=torch.uint8)[:, None, None, None] * 10
-    return write_video(levels.expand(frames, 3, size, size).clone(), path, fps)
-
-
 def _levels(clip: torch.Tensor) -> list[int]:
     return [round(float(f.float().mean()) / 10) for f in clip]
 
@@ -79,7 +71,7 @@ def _levels(clip: torch.Tensor) -> list[int]:
 def test_clips_are_the_frames_asked_for(tmp_path):
     from reslab.data.clips import open_video
 
-    video = _counting_video(tmp_path / "count.mp4")
+    video = counting_video(tmp_path / "count.mp4")
     decoder = open_video(VideoSource(video))
     assert decoder.metadata.num_frames == 20
     spread = sample_clips(decoder, None, frames=4, stride=2, clips=2)
@@ -123,7 +115,7 @@ def test_a_broken_video_is_skipped_and_named(tmp_path):
     from reslab.data.splits import VideoSplit
     from reslab.data.streams import StreamLoader
 
-    good = _counting_video(tmp_path / "a" / "good.mp4")
+    good = counting_video(tmp_path / "a" / "good.mp4")
     broken = tmp_path / "b" / "broken.mp4"
     broken.parent.mkdir()
     broken.write_bytes(good.read_bytes()[:300])  # the header and nothing more
@@ -142,30 +134,18 @@ def test_a_broken_video_is_skipped_and_named(tmp_path):
     assert any("skipping unreadable video" in str(w.message) and "noise.mp4" in str(w.message) for w in caught)
 
 
-def _video_model_file(tmp_path, classes=("left", "right")):
-    from reslab.data.preprocess import Clip
-    from reslab.modelfile import ModelInfo, save_model_file
-
-    torch.manual_seed(2)
-    spec = ModelSpec("resnet20-3d", num_classes=len(classes))
-    model = build_model(spec).eval()
-    info = ModelInfo(spec, list(classes), Preprocess(32, 36, (0.5,) * 3, (0.25,) * 3), task="video",
-                     clip=Clip(frames=4, stride=2, clips=2))
-    return save_model_file(tmp_path / "video.safetensors", model, info)
-
-
 @needs_ffmpeg
 def test_export_predict_and_segments_of_a_video_model(tmp_path, photos):
     from reslab.export.run import export_model
     from reslab.infer.predictor import Predictor
     from reslab.modelfile import read_model_info
 
-    model_file = _video_model_file(tmp_path)
+    model_file = video_model_file(tmp_path)
     info = read_model_info(model_file)
     assert info.task == "video" and info.frames == 4 and info.clip.clips == 2
     report = export_model(model_file, "onnx", tmp_path / "video.onnx", verify_images=[photos["chelsea"]])
     assert report.agreement.top1_agreement == 1.0 and report.agreement.max_abs_diff <= report.agreement.tolerance
-    video = _counting_video(tmp_path / "clip.mp4", frames=30, fps=10)  # 3 seconds
+    video = counting_video(tmp_path / "clip.mp4", frames=30, fps=10)  # 3 seconds
     torch_answer = Predictor.from_file(model_file, backend="torch", precision="fp32").predict_files([video])
     onnx_answer = Predictor.from_file(report.output, backend="onnxruntime").predict_files([video], segments=1.0)
     assert [p["label"] for p in onnx_answer[0]["predictions"][:1]] == [p["label"] for p in
@@ -222,8 +202,8 @@ def test_a_served_video_model_answers_an_upload_and_refuses_a_long_one(tmp_path)
 
     from .servers import RunningServer, stopped_cleanly
 
-    model_file = _video_model_file(tmp_path)
-    video = _counting_video(tmp_path / "clip.mp4", frames=30, fps=10)  # 3 seconds
+    model_file = video_model_file(tmp_path)
+    video = counting_video(tmp_path / "clip.mp4", frames=30, fps=10)  # 3 seconds
     expected = Predictor.from_file(model_file, backend="torch", precision="fp32").predict_files([video], topk=2)[0]
     running = RunningServer(model_file, "--backend", "torch", "--precision", "fp32", "--max-video-s", "5")
     try:
@@ -232,7 +212,7 @@ def test_a_served_video_model_answers_an_upload_and_refuses_a_long_one(tmp_path)
         assert answer["predictions"][0]["probability"] == pytest.approx(expected["predictions"][0]["probability"],
                                                                          abs=1e-5)
         assert answer["seconds"] == pytest.approx(3.0, abs=0.2)
-        long = _counting_video(tmp_path / "long.mp4", frames=25, fps=4)  # 6.25 seconds
+        long = counting_video(tmp_path / "long.mp4", frames=25, fps=4)  # 6.25 seconds
         refused = running.client.post("/predict", files={"file": ("long.mp4", long.read_bytes())})
         assert refused.status_code == 413 and "longer than the 5 s allowed (--max-video-s)" in refused.text
         broken = running.client.post("/predict", files={"file": ("broken.mp4", b"\x00" * 64)})
@@ -247,7 +227,7 @@ def test_check_data_reports_videos_per_class_and_the_undecodable(tmp_path):
     from reslab.data.check import check_folder, format_report
 
     for name, frames, fps in (("a/one.mp4", 20, 10), ("a/two.mp4", 10, 10), ("b/three.mp4", 16, 8)):
-        _counting_video(tmp_path / "clips" / name, frames=frames, fps=fps)
+        counting_video(tmp_path / "clips" / name, frames=frames, fps=fps)
     (tmp_path / "clips" / "b" / "bad.mp4").write_bytes(b"junk" * 50)
     report = check_folder(tmp_path / "clips")
     assert report["task"] == "video" and report["classes"] == ["a", "b"]
@@ -288,4 +268,4 @@ def test_grad_cam_refuses_a_video_model_by_name(tmp_path):
     from reslab.evaluate.explain import NotExplainableError, explainable
 
     with pytest.raises(NotExplainableError, match="a video model; Grad-CAM heat-maps are drawn for image models"):
-        explainable(_video_model_file(tmp_path))
+        explainable(video_model_file(tmp_path))

@@ -10,7 +10,7 @@ from reslab.modelfile import save_model_file
 from reslab.models import load_model_file
 
 from .servers import RunningServer, stopped_cleanly
-from .test_video import _counting_video, _video_model_file, needs_ffmpeg
+from .videos import counting_video, needs_ffmpeg, video_model_file
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 FLAGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -147,8 +147,8 @@ def test_page_shows_every_label_over_its_threshold(browser, multilabel_model, mo
 
 @needs_ffmpeg
 def test_page_plays_an_uploaded_video_beside_its_topk(browser, tmp_path):
-    model_file = _video_model_file(tmp_path)
-    video = _counting_video(tmp_path / "clip.mp4", frames=30, fps=10)
+    model_file = video_model_file(tmp_path)
+    video = counting_video(tmp_path / "clip.mp4", frames=30, fps=10)
     expected = Predictor.from_file(model_file, backend="torch", precision="fp32").predict_files([video], topk=2)[0]
     running = RunningServer(model_file, "--backend", "torch", "--precision", "fp32")
     try:
