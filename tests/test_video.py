@@ -110,7 +110,7 @@ def test_a_clip_is_cropped_and_flipped_alike_in_every_frame(tmp_path, photos):
 def test_a_broken_video_is_skipped_and_named(tmp_path):
     import warnings
 
-    from reslab.data.clips import ClipBatch
+    from reslab.data.decoding import NormalizeBatch
     from reslab.data.loaders import SkipLog
     from reslab.data.splits import VideoSplit
     from reslab.data.streams import StreamLoader
@@ -124,8 +124,9 @@ def test_a_broken_video_is_skipped_and_named(tmp_path):
     pre = Preprocess(32, 36, (0.5,) * 3, (0.25,) * 3)
     split = VideoSplit([good, broken, noise], [0, 1, 1], [None] * 3)
     skipped = SkipLog("video")
-    loader = StreamLoader(split, ClipRead(pre, 4, 2, 0, train=False), ClipBatch(pre, torch.device("cpu")), 3, skipped,
-                          torch.device("cpu"), workers=0)
+    cpu = torch.device("cpu")
+    loader = StreamLoader(split, ClipRead(pre, 4, 2, 0, train=False), NormalizeBatch(pre, cpu), 3, skipped, cpu,
+                          workers=0)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         batches = list(loader)
@@ -269,3 +270,18 @@ def test_grad_cam_refuses_a_video_model_by_name(tmp_path):
 
     with pytest.raises(NotExplainableError, match="a video model; Grad-CAM heat-maps are drawn for image models"):
         explainable(video_model_file(tmp_path))
+
+
+def test_a_clip_is_jittered_and_normalised_frame_by_frame_as_images_are():
+    """The clip path's batch step is the image path's: each frame of a clip gets its clip's factors."""
+    from reslab.data.batch_ops import color_jitter
+
+    torch.manual_seed(4)
+    clips = torch.randint(0, 256, (2, 3, 4, 8, 8)).float()
+    factors = torch.tensor([[1.2, 0.8, 1.1], [0.7, 1.3, 0.9]])
+    jittered = color_jitter(clips, factors)
+    for t in range(4):
+        assert torch.equal(jittered[:, :, t], color_jitter(clips[:, :, t], factors))
+    pre = Preprocess(8, 8, (0.4, 0.5, 0.6), (0.2, 0.25, 0.3))
+    assert torch.equal(pre.normalize(clips)[:, :, 1], pre.normalize(clips[:, :, 1]))
+    assert np.array_equal(pre.normalize(clips.numpy())[:, :, 2], pre.normalize(clips[:, :, 2].numpy()))

@@ -23,8 +23,9 @@ import torch
 from PIL import Image
 
 from ..config import TrainConfig
-from ..data.clips import ClipBatch, ClipRead
+from ..data.clips import ClipRead
 from ..data.datasets import load_dataset
+from ..data.decoding import NormalizeBatch
 from ..data.folders import scan_folder
 from ..data.images import open_image
 from ..data.loaders import SkipLog
@@ -59,7 +60,7 @@ def clips_per_second(data: Path, frames: int, size: int, batch_size: int, device
     """The training loader alone: decode, crop, flip, normalise; median of three epochs after a first."""
     dataset = load_dataset(str(data), None, task="video")
     pre = Preprocess(size, size, IMAGENET_MEAN, IMAGENET_STD)
-    loader = StreamLoader(dataset.train, ClipRead(pre, frames, 1, 0, train=True), ClipBatch(pre, device, 0.2),
+    loader = StreamLoader(dataset.train, ClipRead(pre, frames, 1, 0, train=True), NormalizeBatch(pre, device, 0.2),
                           batch_size, SkipLog("video"), device, workers=2, shuffle=True)
     rates = []
     for epoch in range(4):

@@ -93,14 +93,15 @@ def flip_where(batch: Tensor, flips: Tensor) -> Tensor:
 
 
 def color_jitter(batch: Tensor, factors: Tensor) -> Tensor:
-    """Brightness, contrast and saturation, each image by its own factors (N, 3), on 0..255 floats.
+    """Brightness, contrast and saturation, each image (N, C, H, W) or clip (N, C, T, H, W) by its own factors
+    (N, 3), on 0..255 floats; a clip's frames all alike, each frame's contrast around its own mean.
 
     The operations are torchvision's ``adjust_*`` blends, applied in that fixed order (``ColorJitter``
     shuffles the order per image)."""
-    f = factors.to(batch.device, torch.float32)[:, :, None, None, None]
+    f = factors.to(batch.device, torch.float32).view(len(factors), 3, *(1,) * (batch.dim() - 1))
     x = (batch * f[:, 0]).clamp(0, 255)
     gray = _gray(x)
-    x = (x * f[:, 1] + gray.mean(dim=(1, 2, 3), keepdim=True) * (1 - f[:, 1])).clamp(0, 255)
+    x = (x * f[:, 1] + gray.mean(dim=(1, -2, -1), keepdim=True) * (1 - f[:, 1])).clamp(0, 255)
     if x.shape[1] == 3:
         x = (x * f[:, 2] + _gray(x) * (1 - f[:, 2])).clamp(0, 255)
     return x

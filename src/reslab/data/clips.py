@@ -2,8 +2,8 @@
 evenly spread ones for evaluation), then cropped, flipped and colour-jittered by the image path's batch operations
 with one draw per clip, so that every frame of a clip gets the same box, flip and colours.
 
-Workers decode and crop (``ClipRead``, uint8); the main process normalises and jitters whole batches
-(``ClipBatch``). Every draw is seeded by (seed, epoch, index), as on the image paths.
+Workers decode and crop (``ClipRead``, uint8); the main process jitters and normalises whole batches as the
+CPU image path does (``decoding.NormalizeBatch``). Every draw is seeded by (seed, epoch, index).
 """
 
 from __future__ import annotations
@@ -15,12 +15,11 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .batch_ops import color_jitter, flip_where, resized_crops
-from .crops import Box, center_box, jitter_factors, policy_seed, random_resized_box, sample_rng
+from .batch_ops import flip_where, resized_crops
+from .crops import Box, center_box, policy_seed, random_resized_box, sample_rng
 from .images import UnreadableImageError
 from .preprocess import Preprocess
 from .splits import VideoSource
-from .streams import RawBatch
 
 # a clip's crop keeps at least a quarter of the frame (ImageNet's 8% loses the action); aspect as for images
 VIDEO_CROP_SCALE = (0.25, 1.0)
@@ -131,37 +130,3 @@ class ClipRead:
         frames = resized_crops(list(clip), [box] * len(clip), self.pre.image_size)
         frames = flip_where(frames, torch.full((len(clip),), flip))
         return frames.round().clamp(0, 255).to(torch.uint8).permute(1, 0, 2, 3).numpy()
-
-
-def normalize_clips(pre: Preprocess, clips: Tensor) -> Tensor:
-    """uint8 or 0..255 float (..., C, T, H, W) -> normalised float32, as ``Preprocess.normalize`` per frame."""
-    shape = (-1, 1, 1, 1)
-    x = clips.float()
-    return (x - x.new_tensor(pre.mean).view(shape) * 255) / (x.new_tensor(pre.std).view(shape) * 255)
-
-
-def jitter_clips(clips: Tensor, factors: Tensor) -> Tensor:
-    """Colour jitter of (N, C, T, H, W) 0..255 floats with one set of factors (N, 3) per clip."""
-    n, c, t, h, w = clips.shape
-    frames = clips.permute(0, 2, 1, 3, 4).reshape(n * t, c, h, w)
-    jittered = color_jitter(frames, factors.repeat_interleave(t, dim=0))
-    return jittered.reshape(n, t, c, h, w).permute(0, 2, 1, 3, 4)
-
-
-@dataclass
-class ClipBatch:
-    """The main process's step: colour jitter (training) and normalisation of a batch of clips, on ``device``."""
-
-    pre: Preprocess
-    device: torch.device
-    jitter: float = 0.0
-    seed: int = 0
-
-    def __call__(self, batch: RawBatch, epoch: int) -> Tensor:
-        assert isinstance(batch.payloads, Tensor)
-        x = batch.payloads.to(self.device, non_blocking=True).float()
-        if self.jitter > 0:
-            factors = torch.from_numpy(jitter_factors(self.seed, epoch, batch.indices, self.jitter))
-            x = jitter_clips(x, factors.to(self.device))
-        return normalize_clips(self.pre, x)
-

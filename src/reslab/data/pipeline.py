@@ -13,7 +13,7 @@ from PIL import Image
 
 from ..hardware import default_workers
 from .augmentations import not_run_by
-from .clips import ClipBatch, ClipRead, ffmpeg_refusal
+from .clips import ClipRead, ffmpeg_refusal
 from .datasets import load_dataset
 from .decode import gpu_decode_refusal
 from .decoding import DeviceCrops, EvalGeometry, NormalizeBatch, ReadEncoded, TrainCrops, per_image_transform, to_device
@@ -203,11 +203,11 @@ def build_video_data(dataset: Dataset, opts: DataOptions, device: torch.device, 
     global_batch = opts.batch_size * world_size
     common = dict(workers=workers, seed=opts.seed, rank=rank, world_size=world_size)
     read = ClipRead(pre, clip.clip_frames, clip.frame_stride, opts.seed, train=True, flip=clip.flip)
-    train = StreamLoader(dataset.train, read, ClipBatch(pre, device, opts.augment.color_jitter, opts.seed),
+    train = StreamLoader(dataset.train, read, NormalizeBatch(pre, device, opts.augment.color_jitter, opts.seed),
                          opts.batch_size, skipped, device, shuffle=True,
                          drop_last=len(dataset.train) > global_batch, **common)
     val_read = ClipRead(pre, clip.clip_frames, clip.frame_stride, opts.seed, train=False, clips=1)
-    val = StreamLoader(dataset.val, val_read, ClipBatch(pre, device), opts.batch_size, skipped, device, **common)
+    val = StreamLoader(dataset.val, val_read, NormalizeBatch(pre, device), opts.batch_size, skipped, device, **common)
     counts = label_counts(dataset.train.labels, len(dataset.classes))
     return DataBundle(dataset, pre, train, val, False, skipped, "video", counts.tolist())
 
@@ -220,7 +220,7 @@ def clip_loader(split: Split, pre: Preprocess, clip: Clip | None, batch_size: in
     clip = clip or Clip(ClipOptions().clip_frames, ClipOptions().frame_stride)
     read = ClipRead(pre, clip.frames, clip.stride, seed, train=False, clips=clip.clips)
     workers = default_workers(device) if workers is None else workers
-    return StreamLoader(split, read, ClipBatch(pre, device), batch_size, skipped, device, workers, seed=seed)
+    return StreamLoader(split, read, NormalizeBatch(pre, device), batch_size, skipped, device, workers, seed=seed)
 
 
 def build_data(

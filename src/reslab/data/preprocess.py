@@ -99,14 +99,15 @@ class Preprocess:
         return to_chw(center_crop(array[:, :, None] if array.ndim == 2 else array, self.image_size))
 
     def normalize(self, batch: Any) -> Any:
-        """uint8 (N, C, H, W) -> normalised float32: a NumPy array, or a torch tensor on any device.
-        Both compute in float32 with the same operations, so they agree exactly."""
+        """uint8 (N, C, H, W) images or (N, C, T, H, W) clips -> normalised float32: a NumPy array, or a torch
+        tensor on any device. Both compute in float32 with the same operations, so they agree exactly."""
+        shape = (1, -1, *(1,) * (batch.ndim - 2))
         if isinstance(batch, np.ndarray):
-            mean = np.asarray(self.mean, np.float32).reshape(1, -1, 1, 1) * np.float32(255)
-            std = np.asarray(self.std, np.float32).reshape(1, -1, 1, 1) * np.float32(255)
+            mean = np.asarray(self.mean, np.float32).reshape(shape) * np.float32(255)
+            std = np.asarray(self.std, np.float32).reshape(shape) * np.float32(255)
             return (batch.astype(np.float32) - mean) / std
         x = batch.float()
-        return (x - x.new_tensor(self.mean).view(1, -1, 1, 1) * 255) / (x.new_tensor(self.std).view(1, -1, 1, 1) * 255)
+        return (x - x.new_tensor(self.mean).view(shape) * 255) / (x.new_tensor(self.std).view(shape) * 255)
 
     def batch(self, images: list[Image.Image]) -> np.ndarray:
         """PIL images -> one normalised float32 batch (N, C, H, W)."""

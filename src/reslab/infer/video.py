@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..data.clips import ClipRead, normalize_clips, open_video
+from ..data.clips import ClipRead, open_video
 from ..data.images import UnreadableImageError
 from ..data.preprocess import Clip
 from ..data.splits import VideoSource
@@ -18,14 +18,12 @@ from .backends import Backend
 
 def video_probabilities(backend: Backend, info: ModelInfo, source: VideoSource) -> np.ndarray:
     """The mean probability (classes,) of the model's evaluation clips of ``source`` (a file or a window of it)."""
-    import torch
-
     from .predictor import probabilities_of  # the predictor imports this module for its video models
 
     clip = info.clip or Clip(16, 2, 1)
     clips = ClipRead(info.preprocess, clip.frames, clip.stride, 0, train=False, clips=clip.clips)(source, 0, 0)
     clips = clips if clips.ndim == 5 else clips[None]
-    batch = normalize_clips(info.preprocess, torch.from_numpy(clips)).numpy()
+    batch = info.preprocess.normalize(clips)
     return probabilities_of(backend.run(batch), info).mean(0)
 
 
