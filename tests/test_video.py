@@ -285,3 +285,24 @@ def test_a_clip_is_jittered_and_normalised_frame_by_frame_as_images_are():
     pre = Preprocess(8, 8, (0.4, 0.5, 0.6), (0.2, 0.25, 0.3))
     assert torch.equal(pre.normalize(clips)[:, :, 1], pre.normalize(clips[:, :, 1]))
     assert np.array_equal(pre.normalize(clips.numpy())[:, :, 2], pre.normalize(clips[:, :, 2].numpy()))
+
+
+def test_a_csv_index_gives_labelled_segments_and_names_bad_rows(tmp_path):
+    from reslab.data.datasets import load_dataset
+
+    rows = ["path,label,start,end"] + [f"v{i}.mp4,{'jump' if i % 2 else 'run'},{i % 3},{i % 3 + 2.5}"
+                                      for i in range(20)] + ["whole.mp4,run,,"]
+    (tmp_path / "index.csv").write_text("\n".join(rows) + "\n")
+    dataset = load_dataset(str(tmp_path / "index.csv"), tmp_path / "cache", task="video")
+    assert dataset.task == "video" and dataset.classes == ["jump", "run"]
+    every = [*dataset.train.paths, *dataset.val.paths, *dataset.test.paths]
+    assert sorted(p.name for p in every) == sorted([f"v{i}.mp4" for i in range(20)] + ["whole.mp4"])
+    segments = dict(zip([*dataset.train.paths, *dataset.val.paths, *dataset.test.paths],
+                        [*dataset.train.segments, *dataset.val.segments, *dataset.test.segments]))
+    assert segments[tmp_path / "v4.mp4"] == (1.0, 3.5) and segments[tmp_path / "whole.mp4"] is None
+    (tmp_path / "bad.csv").write_text("path,label,start,end\na.mp4,x,1,\nb.mp4,y,,\n")
+    with pytest.raises(ValueError, match=r"bad.csv, line 2: give both start and end"):
+        load_dataset(str(tmp_path / "bad.csv"), tmp_path / "cache", task="video")
+    (tmp_path / "late.csv").write_text("path,label,start,end\na.mp4,x,3,2\nb.mp4,y,,\n")
+    with pytest.raises(ValueError, match=r"late.csv, line 2: the segment \(3.0, 2.0\) must have 0 <= start < end"):
+        load_dataset(str(tmp_path / "late.csv"), tmp_path / "cache", task="video")
