@@ -306,3 +306,27 @@ def test_a_csv_index_gives_labelled_segments_and_names_bad_rows(tmp_path):
     (tmp_path / "late.csv").write_text("path,label,start,end\na.mp4,x,3,2\nb.mp4,y,,\n")
     with pytest.raises(ValueError, match=r"late.csv, line 2: the segment \(3.0, 2.0\) must have 0 <= start < end"):
         load_dataset(str(tmp_path / "late.csv"), tmp_path / "cache", task="video")
+
+
+@needs_ffmpeg
+def test_a_kinetics_model_by_name_predicts_a_video(tmp_path, monkeypatch):
+    """`reslab predict r2plus1d_18 clip.mp4`: the name becomes a video model file with Kinetics' classes, clip
+    recipe and preprocessing (the checkpoint put in torch hub's cache: offline here)."""
+    from reslab.infer.predictor import Predictor
+    from reslab.modelfile import read_model_info
+    from reslab.models.pretrained import resolve_model
+    from reslab.models.weights import hub_checkpoint, torchvision_weights
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "hub"))
+    monkeypatch.setenv("RESLAB_CACHE", str(tmp_path / "cache"))
+    torch.manual_seed(5)
+    path = hub_checkpoint(torchvision_weights("r2plus1d_18").url)
+    path.parent.mkdir(parents=True)
+    torch.save(build_model(ModelSpec("r2plus1d_18", num_classes=400)).state_dict(), path)
+    model_file = resolve_model("r2plus1d_18")
+    info = read_model_info(model_file)
+    assert info.task == "video" and (info.clip.frames, info.clip.stride) == (16, 2) and len(info.classes) == 400
+    assert info.preprocess.image_size == 112 and info.preprocess.mean == pytest.approx((0.43216, 0.394666, 0.37645))
+    video = counting_video(tmp_path / "clip.mp4", frames=20, size=128, fps=10)
+    answer = Predictor.from_file("r2plus1d_18", backend="torch", precision="fp32").predict_files([video], topk=3)
+    assert len(answer[0]["predictions"]) == 3 and answer[0]["predictions"][0]["label"] in info.classes

@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-TORCHVISION_NAME = re.compile(r"(resnet\d+)(?::(\w+))?")
+TORCHVISION_NAME = re.compile(r"(resnet\d+|r3d_18|mc3_18|r2plus1d_18)(?::(\w+))?")  # and its video ResNets
 HF_PREFIX = "hf:"
 TORCHVISION_SUFFIXES = (".pth", ".pt")
 

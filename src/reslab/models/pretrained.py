@@ -14,7 +14,7 @@ import json
 import warnings
 from pathlib import Path
 
-from ..data.preprocess import IMAGENET_MEAN, IMAGENET_STD, PIL_RESAMPLE, Preprocess
+from ..data.preprocess import IMAGENET_MEAN, IMAGENET_STD, PIL_RESAMPLE, Clip, Preprocess
 from ..modelfile import ModelInfo, ModelSpec, read_model_info, save_model_file
 from ..names import HF_PREFIX, TORCHVISION_NAME, TORCHVISION_SUFFIXES
 from ..paths import cache_root, file_digest
@@ -32,7 +32,9 @@ from .weights import (
     torchvision_weights,
 )
 
-NAMES_HELP = "a model file, a torchvision name (resnet18 ... resnet152, optionally :WEIGHTS_TAG) or hf:ORG/NAME"
+KINETICS_CLIP = Clip(frames=16, stride=2, clips=5)
+NAMES_HELP = ("a model file, a torchvision name (resnet18 ... resnet152, r3d_18, mc3_18, r2plus1d_18, optionally "
+              ":WEIGHTS_TAG) or hf:ORG/NAME")
 
 
 def resolve_model(source: str | Path, weights: str | Path | None = None) -> Path:
@@ -68,20 +70,22 @@ def _cached_model_file(name: str) -> Path | None:
 
 
 def _write_model_file(name: str, arch: str, state: StateDict, classes: list[str], preprocess: Preprocess,
-                      source: str) -> Path:
+                      source: str, clip: Clip | None = None) -> Path:
     num_classes = state["fc.weight"].shape[0] if "fc.weight" in state else len(classes)
     if len(classes) != num_classes:
         classes = [f"class_{i}" for i in range(num_classes)]
     model = build_model(ModelSpec(arch=arch, num_classes=num_classes))
     load_into(model, state)
-    info = ModelInfo(ModelSpec(arch=arch, num_classes=num_classes), classes, preprocess, {"pretrained": source})
+    info = ModelInfo(ModelSpec(arch=arch, num_classes=num_classes), classes, preprocess, {"pretrained": source},
+                     task="video" if clip else "multiclass", clip=clip)
     return save_model_file(cache_root() / "models" / f"{name}.safetensors", model.eval(), info)
 
 
 def _torchvision_model_file(arch: str, tag: str | None, weights: Path | None) -> Path:
-    if arch not in ARCHITECTURES or ARCHITECTURES[arch].family != "imagenet":
-        imagenet = [n for n, a in ARCHITECTURES.items() if a.family == "imagenet"]
-        raise WeightsError(f"{arch}: torchvision has pretrained weights for {', '.join(imagenet)} only")
+    published = [n for n, a in ARCHITECTURES.items() if a.video == "torchvision" or (a.family == "imagenet"
+                                                                                    and a.video is None)]
+    if arch not in published:
+        raise WeightsError(f"{arch}: torchvision has pretrained weights for {', '.join(published)} only")
     entry = torchvision_weights(arch, tag)
     checkpoint = weights if weights is not None else download_checkpoint(entry.url)
     if not checkpoint.is_file():
@@ -92,7 +96,11 @@ def _torchvision_model_file(arch: str, tag: str | None, weights: Path | None) ->
         return cached
     state, _ = read_weights(checkpoint)
     source = f"torchvision {arch} {entry.name} ({checkpoint.name})"
-    return _write_model_file(name, arch, state, list(entry.meta["categories"]), torchvision_preprocess(entry), source)
+    # torchvision's Kinetics-400 recipe: 16-frame clips of videos resampled to 15 fps (about every 2nd frame of a
+    # 30 fps file), 5 clips per video at evaluation
+    clip = KINETICS_CLIP if ARCHITECTURES[arch].video == "torchvision" else None
+    return _write_model_file(name, arch, state, list(entry.meta["categories"]), torchvision_preprocess(entry), source,
+                             clip)
 
 
 def _hub_folder(repo: str, revision: str | None) -> Path:
