@@ -198,6 +198,7 @@ def test_a_3d_network_learns_the_direction_of_a_pan_and_the_frame_average_cannot
 
 
 @needs_ffmpeg
+@pytest.mark.slow
 def test_a_served_video_model_answers_an_upload_and_refuses_a_long_one(tmp_path):
     from reslab.infer.predictor import Predictor
 
@@ -285,6 +286,8 @@ def test_a_clip_is_jittered_and_normalised_frame_by_frame_as_images_are():
     pre = Preprocess(8, 8, (0.4, 0.5, 0.6), (0.2, 0.25, 0.3))
     assert torch.equal(pre.normalize(clips)[:, :, 1], pre.normalize(clips[:, :, 1]))
     assert np.array_equal(pre.normalize(clips.numpy())[:, :, 2], pre.normalize(clips[:, :, 2].numpy()))
+    videos = torch.stack([clips, clips.flip(2)], dim=1)  # (N, K, C, T, H, W): K clips of each video
+    assert torch.equal(pre.normalize(videos)[:, 1], pre.normalize(clips.flip(2)))
 
 
 def test_a_csv_index_gives_labelled_segments_and_names_bad_rows(tmp_path):
@@ -330,3 +333,21 @@ def test_a_kinetics_model_by_name_predicts_a_video(tmp_path, monkeypatch):
     video = counting_video(tmp_path / "clip.mp4", frames=20, size=128, fps=10)
     answer = Predictor.from_file("r2plus1d_18", backend="torch", precision="fp32").predict_files([video], topk=3)
     assert len(answer[0]["predictions"]) == 3 and answer[0]["predictions"][0]["label"] in info.classes
+
+
+@needs_ffmpeg
+def test_eval_of_a_video_model_reports_videos_and_clips(tmp_path):
+    """``reslab eval`` of a video model: K clips per video, their mean probability its answer."""
+    from reslab.evaluate.report import run_eval
+
+    model_file = video_model_file(tmp_path)
+    for split, count in (("train", 2), ("test", 3)):
+        for label in ("left", "right"):
+            for i in range(count):
+                counting_video(tmp_path / "clips" / split / label / f"{i}.mp4", frames=12 + 2 * i, fps=10)
+    report = run_eval(model_file, str(tmp_path / "clips"), tmp_path / "eval", split="test", device="cpu", worst=4)
+    m = report.metrics
+    assert report.task == "video" and m["count"] == 6 and m["clips"] == 12 and m["clips_per_video"] == 2
+    assert 0 <= m["top1"] <= m["top5"] <= 1 and 0 <= m["clip_top1"] <= 1
+    assert sum(r["support"] for r in report.per_class) == 6
+    assert report.files["worst_png"].stat().st_size > 0 and "6 videos" in report.text()

@@ -146,6 +146,7 @@ def test_page_shows_every_label_over_its_threshold(browser, multilabel_model, mo
 
 
 @needs_ffmpeg
+@pytest.mark.slow
 def test_page_plays_an_uploaded_video_beside_its_topk(browser, tmp_path):
     model_file = video_model_file(tmp_path)
     video = counting_video(tmp_path / "clip.mp4", frames=30, fps=10)

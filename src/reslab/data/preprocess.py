@@ -99,9 +99,11 @@ class Preprocess:
         return to_chw(center_crop(array[:, :, None] if array.ndim == 2 else array, self.image_size))
 
     def normalize(self, batch: Any) -> Any:
-        """uint8 (N, C, H, W) images or (N, C, T, H, W) clips -> normalised float32: a NumPy array, or a torch
-        tensor on any device. Both compute in float32 with the same operations, so they agree exactly."""
-        shape = (1, -1, *(1,) * (batch.ndim - 2))
+        """uint8 (N, C, H, W) images, (N, C, T, H, W) clips or (N, K, C, T, H, W) clips of videos -> normalised
+        float32: a NumPy array, or a torch tensor on any device. Both compute in float32 with the same
+        operations, so they agree exactly."""
+        channels = 1 if batch.ndim == 4 else batch.ndim - 4  # before (T,) H, W
+        shape = tuple(-1 if axis == channels else 1 for axis in range(batch.ndim))
         if isinstance(batch, np.ndarray):
             mean = np.asarray(self.mean, np.float32).reshape(shape) * np.float32(255)
             std = np.asarray(self.std, np.float32).reshape(shape) * np.float32(255)
