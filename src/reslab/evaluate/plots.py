@@ -85,13 +85,13 @@ def plot_image_grid(images: list, titles: list[str], title: str, path: Path) -> 
 
 
 def plot_worst(worst: list[tuple[float, int, int, Tensor]], classes: list[str], mean, std, path: Path,
-               overlays: list | None = None) -> Path:
-    """The worst-classified images with their true and predicted classes; ``overlays``: pictures to show
-    instead of the images (Grad-CAM heat-maps of the predicted class)."""
+               overlays: list | None = None, what: str = "images") -> Path:
+    """The worst-classified images (``what``: or videos, as strips of frames) with their true and predicted
+    classes; ``overlays``: pictures to show instead of the images (Grad-CAM heat-maps of the predicted class)."""
     images = overlays if overlays is not None else [denormalize(image, mean, std).numpy() for *_, image in worst]
     titles = [f"true {classes[true]}\npred {classes[pred]}\np(true)={p_true:.2f}" for p_true, true, pred, _ in worst]
     why = ": Grad-CAM of the predicted class" if overlays is not None else ""
-    return plot_image_grid(images, titles, f"Worst-classified images (lowest probability of the true class){why}",
+    return plot_image_grid(images, titles, f"Worst-classified {what} (lowest probability of the true class){why}",
                            path)
 
 

@@ -85,6 +85,7 @@ def video_report(model: nn.Module, info: ModelInfo, loader: Iterable[tuple[Tenso
     pre = info.preprocess
     files = {"confusion_csv": out_dir / "confusion.csv",
              "confusion_png": plot_confusion(result.videos.confusion, info.classes, out_dir / "confusion.png"),
-             "worst_png": plot_worst(result.videos.worst, info.classes, pre.mean, pre.std, out_dir / "worst.png")}
+             "worst_png": plot_worst(result.videos.worst, info.classes, pre.mean, pre.std, out_dir / "worst.png",
+                                     what="videos (a strip of frames of each one's middle clip)")}
     write_text_atomic(files["confusion_csv"], confusion_csv(result.videos.confusion, info.classes))
     return figures, files
