@@ -21,7 +21,7 @@ import functools
 import types
 import typing
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import yaml
 
@@ -32,6 +32,8 @@ AutoFloat = float | Literal["auto"]
 
 DEVICE_HELP = "auto (a GPU where there is one) | cpu | cuda | cuda:N"
 _UNSET = dataclasses.MISSING
+
+T = TypeVar("T")
 
 
 def option(default: Any = _UNSET, *, help: str, choices: tuple | None = None, flag: str | None = None,
@@ -61,6 +63,11 @@ def device_option(default: str = "auto", help: str = DEVICE_HELP) -> Any:
 def field_types(cls: type) -> dict[str, Any]:
     hints = typing.get_type_hints(cls)
     return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
+
+
+def narrowed(obj: Any, declaration: type[T]) -> T:
+    """The fields of ``declaration`` alone, taken from ``obj`` (a ``TrainConfig``'s augmentation, say)."""
+    return declaration(**{f.name: getattr(obj, f.name) for f in dataclasses.fields(declaration)})
 
 
 def check_choices(obj: Any, what: str = "option") -> None:

@@ -108,7 +108,10 @@ class ClipRead:
     flip: bool = True
 
     def __call__(self, source: VideoSource, index: int, epoch: int) -> np.ndarray:
-        decoder = open_video(source)
+        return self.read(open_video(source), source, index, epoch)
+
+    def read(self, decoder, source: VideoSource, index: int, epoch: int) -> np.ndarray:
+        """The same from a decoder already open on ``source.path`` (its segment read from ``source``)."""
         try:
             data = sample_clips(decoder, source.segment, self.frames, self.stride, None if self.train else self.clips,
                                 policy_seed(self.seed, epoch, index))

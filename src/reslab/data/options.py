@@ -3,10 +3,10 @@
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 
-from ..options import check_choices, option
+from ..options import check_choices, narrowed, option
+from .preprocess import Clip
 
 
 @dataclass
@@ -32,8 +32,7 @@ class AugmentOptions:
             raise ValueError(f"{what} 'crop_padding' must be 0 or more, got {self.crop_padding}")
 
     def augment_options(self) -> AugmentOptions:
-        """These fields alone (of a ``TrainConfig``, say)."""
-        return AugmentOptions(**{f.name: getattr(self, f.name) for f in dataclasses.fields(AugmentOptions)})
+        return narrowed(self, AugmentOptions)
 
 
 @dataclass
@@ -56,8 +55,11 @@ class ClipOptions:
                 raise ValueError(f"{what} '{name}' must be 1 or more, got {getattr(self, name)}")
 
     def clip_options(self) -> ClipOptions:
-        """These fields alone (of a ``TrainConfig``, say)."""
-        return ClipOptions(**{f.name: getattr(self, f.name) for f in dataclasses.fields(ClipOptions)})
+        return narrowed(self, ClipOptions)
+
+    def clip(self) -> Clip:
+        """What a model file records of these options."""
+        return Clip(self.clip_frames, self.frame_stride, self.eval_clips)
 
 
 @dataclass(kw_only=True)

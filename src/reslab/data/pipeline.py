@@ -217,7 +217,7 @@ def clip_loader(split: Split, pre: Preprocess, clip: Clip | None, batch_size: in
     """An evaluation loader of videos: ``clip.clips`` clips spread evenly over each, every video once, in order."""
     if not isinstance(split, VideoSplit):
         raise ValueError("a video model evaluates videos: --data is a folder of class folders of videos or a CSV")
-    clip = clip or Clip(ClipOptions().clip_frames, ClipOptions().frame_stride)
+    clip = clip or ClipOptions().clip()
     read = ClipRead(pre, clip.frames, clip.stride, seed, train=False, clips=clip.clips)
     workers = default_workers(device) if workers is None else workers
     return StreamLoader(split, read, NormalizeBatch(pre, device), batch_size, skipped, device, workers, seed=seed)

@@ -180,10 +180,11 @@ class ModelSlot:
             upload.write(data)
             upload.flush()
             source = VideoSource(Path(upload.name))
-            seconds = float(open_video(source).metadata.duration_seconds or 0.0)
+            decoder = open_video(source)
+            seconds = float(decoder.metadata.duration_seconds or 0.0)
             if seconds > self.config.max_video_s:
                 raise VideoTooLongError(seconds, self.config.max_video_s)
-            probs = video_probabilities(predictor.backend, predictor.info, source)
+            probs = video_probabilities(predictor.backend, predictor.info, source, decoder)
         return {**self.answer(probs, topk), "seconds": seconds}
 
     def sample_shape(self) -> tuple[int, ...]:

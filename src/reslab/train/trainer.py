@@ -26,7 +26,6 @@ from ..collectives import average_batchnorm_statistics, sum_across_ranks
 from ..config import TrainConfig
 from ..data.datasets import load_dataset
 from ..data.pipeline import SMALL_IMAGE, DataBundle, DataOptions, build_data, describe
-from ..data.preprocess import Clip
 from ..data.splits import Dataset, write_split
 from ..evaluate.metrics import EvalResult, autocast_context, evaluate
 from ..evaluate.multilabel import MultilabelResult, evaluate_multilabel, tune_thresholds
@@ -272,9 +271,8 @@ class Trainer:
         restore_rng_state(state["rng"])
 
     def model_info(self) -> ModelInfo:
-        clip = Clip(self.cfg.clip_frames, self.cfg.frame_stride, self.cfg.eval_clips) if self.video else None
         return ModelInfo(self.spec, self.classes, self.data.preprocess, task=self.task, thresholds=self.thresholds,
-                         clip=clip,
+                         clip=self.cfg.clip() if self.video else None,
                          training={
             "dataset": self.data.dataset.name, "data": self.data_location(), "epochs": self.epoch,
             "best_epoch": self.best_epoch,
