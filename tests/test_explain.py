@@ -18,6 +18,7 @@ from reslab.export.run import export_model
 
 from .conftest import SAMPLES
 from .servers import RunningServer, stopped_cleanly
+from .videos import needs_ffmpeg
 
 # two cats of the shipped CIFAR-10 sample that the demo model classifies correctly, with their boxes
 # (left, top, right, bottom in pixels of the 32x32 image) drawn by hand: a framed picture of cats on a
@@ -43,6 +44,72 @@ def test_the_heat_map_lies_on_the_cat(trained_model, method):
         area = (right - left) * (bottom - top) / heat.size
         # most of the mass on the cat, and far more than a map spread evenly (or elsewhere) would put there
         assert mass > 0.5 and mass > 1.5 * area, (split, index, mass, area)
+
+
+@pytest.fixture(scope="module")
+def still_cat_videos(trained_model, tmp_path_factory):
+    """The demo model inflated to 3D (a clip of one frame repeated gives the 2D answer: tests/test_video.py) as a
+    video model file, and H.264 videos of each hand-boxed cat held still."""
+    from dataclasses import replace
+
+    import torch
+
+    from reslab.data.moving import write_video
+    from reslab.data.preprocess import Clip
+    from reslab.modelfile import read_model_info, save_model_file
+    from reslab.models import ModelSpec, create_model
+
+    folder = tmp_path_factory.mktemp("video")
+    info = read_model_info(trained_model)
+    deep = create_model("resnet20-3d", num_classes=len(info.classes), weights=trained_model).eval()
+    video_info = replace(info, spec=ModelSpec("resnet20-3d", len(info.classes)), task="video",
+                         clip=Clip(frames=4, stride=2, clips=3))
+    model_file = save_model_file(folder / "cat-3d.safetensors", deep, video_info)
+    videos = {}
+    for (split, index), box in CATS.items():
+        photo = torch.from_numpy(np.array(sample_image(split, index))).permute(2, 0, 1)
+        videos[write_video(photo[None].expand(12, -1, -1, -1).clone(), folder / f"{split}-{index}.mp4", 4)] = box
+    return model_file, videos
+
+
+@needs_ffmpeg
+@pytest.mark.parametrize("method", ["gradcam", "gradcam++"])
+def test_the_heat_map_of_a_video_lies_on_the_cat_in_every_frame(still_cat_videos, method):
+    from reslab.data.splits import VideoSource
+    from reslab.infer.predictor import Predictor
+
+    model_file, videos = still_cat_videos
+    explainer = Explainer.from_file(model_file, method)
+    predictor = Predictor.from_file(model_file, backend="torch", precision="fp32")
+    for video, (left, top, right, bottom) in videos.items():
+        explanation = explainer.explain_video(VideoSource(video))
+        top_class = predictor.predict_files([video], topk=1)[0]["predictions"][0]
+        # the class and probability of the whole video (its 3 clips), as `reslab predict` answers
+        assert explanation.class_name == top_class["label"] == "cat"
+        assert explanation.probability == pytest.approx(top_class["probability"], abs=1e-5)
+        assert explanation.heatmap.shape == (4, 32, 32) and explanation.view.shape == (4, 32, 32, 3)
+        for heat in explanation.heatmap:  # a map over time too: each frame's share lies on the cat
+            mass = heat[top:bottom, left:right].sum() / heat.sum()
+            area = (right - left) * (bottom - top) / heat.size
+            assert mass > 0.5 and mass > 1.5 * area, (video.name, mass, area)
+        assert explanation.overlay().size == (4 * 224, 224)  # a strip of its 4 frames, each enlarged
+    chosen = explainer.explain_video(VideoSource(next(iter(videos))), "truck")
+    assert chosen.class_name == "truck" and chosen.probability < 0.5
+
+
+@needs_ffmpeg
+def test_a_video_model_is_explained_from_the_command_line_and_refuses_2d_only_methods(still_cat_videos, tmp_path):
+    model_file, videos = still_cat_videos
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(b"\x00" * 64)
+    out = tmp_path / "why"
+    done = reslab("explain", str(model_file), *map(str, videos), str(broken), "--out", str(out))
+    assert done.returncode == 0, done.stderr
+    assert sorted(p.name for p in out.iterdir()) == sorted(f"{v.stem}-cat-gradcam.png" for v in videos)
+    assert Image.open(out / f"{next(iter(videos)).stem}-cat-gradcam.png").size == (4 * 224, 224)
+    assert "broken.mp4: skipped" in done.stdout and "not a decodable video" in done.stdout
+    with pytest.raises(ValueError, match="'scorecam' draws 2D maps only: a video model is explained with gradcam"):
+        Explainer.from_file(model_file, "scorecam")
 
 
 def test_a_named_class_and_the_overlay(trained_model, photos):

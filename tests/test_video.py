@@ -200,6 +200,11 @@ def test_a_3d_network_learns_the_direction_of_a_pan_and_the_frame_average_cannot
 @needs_ffmpeg
 @pytest.mark.slow
 def test_a_served_video_model_answers_an_upload_and_refuses_a_long_one(tmp_path):
+    import io
+    from urllib.parse import unquote
+
+    from PIL import Image
+
     from reslab.infer.predictor import Predictor
 
     from .servers import RunningServer, stopped_cleanly
@@ -217,6 +222,11 @@ def test_a_served_video_model_answers_an_upload_and_refuses_a_long_one(tmp_path)
         long = counting_video(tmp_path / "long.mp4", frames=25, fps=4)  # 6.25 seconds
         refused = running.client.post("/predict", files={"file": ("long.mp4", long.read_bytes())})
         assert refused.status_code == 413 and "longer than the 5 s allowed (--max-video-s)" in refused.text
+        explained = running.client.post("/explain", files={"file": ("clip.mp4", video.read_bytes())})
+        assert explained.status_code == 200 and explained.headers["content-type"] == "image/png"
+        assert unquote(explained.headers["x-class"]) == expected["predictions"][0]["label"]
+        assert Image.open(io.BytesIO(explained.content)).size == (4 * 224, 224)  # the middle clip's 4 frames
+        assert running.client.post("/explain", files={"file": ("long.mp4", long.read_bytes())}).status_code == 413
         broken = running.client.post("/predict", files={"file": ("broken.mp4", b"\x00" * 64)})
         assert broken.status_code == 422 and "not a decodable video" in broken.text
         assert running.client.post("/predict", files={"file": ("clip.mp4", video.read_bytes())}).status_code == 200
@@ -264,13 +274,6 @@ def test_pretrained_video_weights_come_from_torchvision_s_cache(tmp_path, monkey
         features = inflated.forward_features(image[:, :, None].expand(-1, -1, 3, -1, -1))["layer4"].mean(2)
         expected = flat.forward_features(image)["layer4"]
     assert torch.allclose(features, expected, atol=FP32 * expected.abs().max().item())
-
-
-def test_grad_cam_refuses_a_video_model_by_name(tmp_path):
-    from reslab.evaluate.explain import NotExplainableError, explainable
-
-    with pytest.raises(NotExplainableError, match="a video model; Grad-CAM heat-maps are drawn for image models"):
-        explainable(video_model_file(tmp_path))
 
 
 def test_a_clip_is_jittered_and_normalised_frame_by_frame_as_images_are():
@@ -345,9 +348,11 @@ def test_eval_of_a_video_model_reports_videos_and_clips(tmp_path):
         for label in ("left", "right"):
             for i in range(count):
                 counting_video(tmp_path / "clips" / split / label / f"{i}.mp4", frames=12 + 2 * i, fps=10)
-    report = run_eval(model_file, str(tmp_path / "clips"), tmp_path / "eval", split="test", device="cpu", worst=4)
+    report = run_eval(model_file, str(tmp_path / "clips"), tmp_path / "eval", split="test", device="cpu", worst=4,
+                      explain="gradcam")
     m = report.metrics
     assert report.task == "video" and m["count"] == 6 and m["clips"] == 12 and m["clips_per_video"] == 2
     assert 0 <= m["top1"] <= m["top5"] <= 1 and 0 <= m["clip_top1"] <= 1
     assert sum(r["support"] for r in report.per_class) == 6
     assert report.files["worst_png"].stat().st_size > 0 and "6 videos" in report.text()
+    assert report.files["worst_explained_png"].stat().st_size > 0  # the worst videos' heat-maps

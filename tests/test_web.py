@@ -163,7 +163,12 @@ def test_page_plays_an_uploaded_video_beside_its_topk(browser, tmp_path):
         labels = page.locator(".card.done .bar").evaluate_all("bars => bars.map(b => b.dataset.label)")
         assert labels == [p["label"] for p in expected["predictions"]]
         assert "3.0 s" in page.locator(".card.done .name").inner_text()
-        assert page.locator(".card.done .why").count() == 0  # no heat-maps for clips
+        page.click(".card.done .why")  # the heat-map of the middle clip: a strip of frames in the player's place
+        page.wait_for_selector(".card.done img.strip")
+        assert page.locator(".card.done video").count() == 0
+        assert page.locator(".card.done img.strip").evaluate("i => i.naturalWidth / i.naturalHeight") == 4
+        page.click(".card.done .why")  # and the video again
+        assert page.locator(".card.done video").count() == 1 and page.locator(".card.done img.strip").count() == 0
         page.close()
     finally:
         assert stopped_cleanly(running.stop())

@@ -185,7 +185,7 @@ def cmd_explain(args: argparse.Namespace) -> None:
     rows = explain_files(explainer, o.inputs, Path(o.out), o.class_name)
     show(rows, args.json, format_explained)
     if not any("overlay" in row for row in rows):
-        raise ValueError("no image could be explained")
+        raise ValueError("nothing could be explained: no input was a readable image (or video, for a video model)")
 
 
 def cmd_find_label_issues(args: argparse.Namespace) -> None:

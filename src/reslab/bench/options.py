@@ -193,13 +193,25 @@ class VideoBench(Printed):
                        "clips are made from them with a moving camera")
     photos: int = option(30, help="photos per class for training clips; as many again from val/ for testing")
     classes: int = option(10, help="classes of the appearance task (the motion task uses the same photos)")
-    model: str = option("resnet20", help="the 2D network whose -3d and -frames video twins are compared")
+    model: str = option("resnet20", help="the 2D network whose -3d and -frames video twins are compared (an "
+                        "ImageNet-layout one, resnet18..., keeps its 7x7 stem from 64 px frames, the 3x3 one below)")
+    tasks: list[str] = option(["motion", "appearance"], nargs="+", choices=("motion", "appearance"),
+                              help="the tasks run")
+    init_photos: int = option(300, help="photos per class the 2D network is trained on before it is inflated "
+                              "(the clips' training photos among them; never a test photo)")
+    init_epochs: int = option(15, help="training epochs of that 2D network")
+    finetune: str | None = option(None, choices=("r3d_18", "mc3_18", "r2plus1d_18"),
+                                  help="one more appearance arm: this torchvision video network fine-tuned from its "
+                                  "Kinetics-400 weights (downloaded)")
     frames: int = option(8, help="frames per clip")
     size: int = option(32, help="frame size")
     epochs: int = option(8, help="training epochs of each network")
     batch_size: int = option(16, help="clips per step")
     seeds: int = option(2, help="runs of each network")
     device: str = device_option()
+
+    def __post_init__(self) -> None:
+        check_choices(self, CHECKED)
 
 
 BENCHES = {

@@ -3,8 +3,9 @@
 - motion: the same photos panned left or right, the class being the direction (flips off). A 3D network
   (``resnet20-3d`` by default, ``--model``) against the same 2D network run on each frame with its logits
   averaged (``resnet20-frames``), which cannot see the order of the frames and so should stay near 50%.
-- appearance: the class is the photo's. The 2D network trained on the photos, inflated (``-3d``) and
-  fine-tuned on the clips; the same 3D network from scratch; the per-frame average.
+- appearance: the class is the photo's. The 2D network trained on more photos of the same classes (``--init-photos``),
+  inflated (``-3d``) and fine-tuned on the clips; the same 3D network from scratch; the per-frame average; and with
+  ``--finetune r3d_18`` (or ``mc3_18``, ``r2plus1d_18``) torchvision's video network from its Kinetics weights.
 
 Each network is trained ``--seeds`` times and evaluated on clips of photos it never saw (video-level top-1:
 the mean probability of evenly spread clips). The clip loader alone is timed too (clips/s, 2 workers).
@@ -56,6 +57,14 @@ def _photos(folder: Path, classes: int, per_class: int, short_side: int) -> list
     return pairs
 
 
+def _classes(pairs: list[tuple[torch.Tensor, str]]) -> list[list[tuple[torch.Tensor, str]]]:
+    """``pairs`` grouped by class, in their order."""
+    groups: dict[str, list] = {}
+    for pair in pairs:
+        groups.setdefault(pair[1], []).append(pair)
+    return list(groups.values())
+
+
 def clips_per_second(data: Path, frames: int, size: int, batch_size: int, device: torch.device) -> float:
     """The training loader alone: decode, crop, flip, normalise; median of three epochs after a first."""
     dataset = load_dataset(str(data), None, task="video")
@@ -93,35 +102,47 @@ def run_video_bench(args: VideoBench) -> dict:
         out = Path(tmp)
         train_dir = root / "train" if (root / "train").is_dir() else root
         test_dir = root / "val" if (root / "val").is_dir() else train_dir
-        train = _photos(train_dir, args.classes, args.photos, 2 * args.size)
+        stills = _photos(train_dir, args.classes, max(args.photos, args.init_photos), 2 * args.size)
+        train = [p for label in _classes(stills) for p in label[: args.photos]]
         test = _photos(test_dir, args.classes, max(2, args.photos // 3), 2 * args.size)
         photos = {"train": [p for i, p in enumerate(train) if i % 6], "val": train[::6], "test": test}  # by class
         start = time.perf_counter()
-        motion = write_clip_set(photos, out / "motion", "motion", args.frames, args.size)
-        appearance = write_clip_set(photos, out / "appearance", "appearance", args.frames, args.size)
+        clips = {task: write_clip_set(photos, out / task, task, args.frames, args.size) for task in args.tasks}
         written_s = time.perf_counter() - start
-        rate = clips_per_second(motion, args.frames, args.size, args.batch_size, device)
-        # the 2D network the inflated one starts from: trained on the training photos themselves
+        rate = clips_per_second(clips[args.tasks[0]], args.frames, args.size, args.batch_size, device)
+        # the 2D network the inflated one starts from: trained on more photos of the same classes (the clips'
+        # training photos among them), validated on the clips' validation photos, never shown a test photo
+        held_out = {id(p) for p in photos["val"]}
         still = out / "photos"
-        for split, pairs in photos.items():
+        for split, pairs in {**photos, "train": [p for p in stills if id(p) not in held_out]}.items():
             for i, (photo, label) in enumerate(pairs):
                 (still / split / label).mkdir(parents=True, exist_ok=True)
                 (still / split / label / f"{i:05d}.png").write_bytes(_png(photo))
-        stem = {"stem": "cifar"} if architecture(args.model).family == "imagenet" else {}  # small frames: 3x3 stem
-        flat = TrainConfig(data=str(still), model=args.model, image_size=args.size, epochs=args.epochs,
-                           batch_size=32, device=args.device, out_dir=str(out), name="photos-2d", **stem)
+        small = architecture(args.model).family == "imagenet" and args.size < 64
+        stem = {"stem": "cifar"} if small else {}  # frames of CIFAR's size: the 3x3 stem without pooling
+        flat = TrainConfig(data=str(still), model=args.model, image_size=args.size, epochs=args.init_epochs,
+                           batch_size=64, device=args.device, out_dir=str(out), name="photos-2d", **stem)
         Trainer(flat).fit()
+        flat_top1 = run_eval(flat.run_dir / "best.safetensors", str(still), flat.run_dir / "eval", split="test",
+                             device=args.device).metrics["top1"]
         deep, frames = f"{args.model}-3d", f"{args.model}-frames"
         for seed in range(args.seeds):
-            rows.append(_arm("motion 3D", motion, deep, args, out, seed, flip=False, **stem))
-            rows.append(_arm("motion 2D average", motion, frames, args, out, seed, flip=False, **stem))
-            rows.append(_arm("appearance inflated", appearance, deep, args, out, seed,
-                             weights=str(flat.run_dir / "best.safetensors"), **stem))
-            rows.append(_arm("appearance scratch", appearance, deep, args, out, seed, **stem))
-            rows.append(_arm("appearance 2D average", appearance, frames, args, out, seed, **stem))
+            if "motion" in clips:
+                rows.append(_arm("motion 3D", clips["motion"], deep, args, out, seed, flip=False, **stem))
+                rows.append(_arm("motion 2D average", clips["motion"], frames, args, out, seed, flip=False, **stem))
+            if "appearance" in clips:
+                appearance = clips["appearance"]
+                rows.append(_arm("appearance inflated", appearance, deep, args, out, seed,
+                                 weights=str(flat.run_dir / "best.safetensors"), **stem))
+                rows.append(_arm("appearance scratch", appearance, deep, args, out, seed, **stem))
+                rows.append(_arm("appearance 2D average", appearance, frames, args, out, seed, **stem))
+                if args.finetune:
+                    rows.append(_arm(f"appearance {args.finetune}", appearance, args.finetune, args, out, seed,
+                                     pretrained=True))
     arms = list(dict.fromkeys(r["arm"] for r in rows))
     medians = {arm: statistics.median(r["test_top1"] for r in rows if r["arm"] == arm) for arm in arms}
     result = {"hardware": hardware_line(device), "photos": {k: len(v) for k, v in photos.items()},
+              "photos_2d": {"train": len(stills) - len(photos["val"]), "test_top1": flat_top1},
               "frames": args.frames, "size": args.size, "epochs": args.epochs, "clips_per_s": rate,
               "clips_written_s": written_s, "rows": rows, "medians": medians,
               "chance": {"motion": 0.5, "appearance": 1 / args.classes}}
@@ -131,9 +152,11 @@ def run_video_bench(args: VideoBench) -> dict:
     print(f"clips from {args.data}: {result['photos']} photos, {args.frames} frames of {args.size} px, "
           f"H.264 ({written_s:.0f} s to write); {args.epochs} epochs each, video-level test top-1")
     print(f"clip loader alone (decode, crop, flip, jitter, normalise; 2 workers): {rate:.1f} clips/s")
-    print(f"{'arm':<22}{'model':<17}{'seed':>5}{'test top-1':>12}{'clip top-1':>12}{'train s':>9}")
+    print(f"2D {args.model} inflated from: trained on {result['photos_2d']['train']} photos for {args.init_epochs} "
+          f"epochs, test top-1 on the test photos {flat_top1:.4f}")
+    print(f"{'arm':<24}{'model':<17}{'seed':>5}{'test top-1':>12}{'clip top-1':>12}{'train s':>9}")
     for r in rows:
-        print(f"{r['arm']:<22}{r['model']:<17}{r['seed']:>5}{r['test_top1']:>12.4f}{r['clip_top1']:>12.4f}"
+        print(f"{r['arm']:<24}{r['model']:<17}{r['seed']:>5}{r['test_top1']:>12.4f}{r['clip_top1']:>12.4f}"
               f"{r['train_s']:>9.0f}")
     for arm, value in medians.items():
         print(f"median {arm:<30}{value:.4f}")

@@ -36,7 +36,8 @@ class EvalCommand(ModelSource, EvalOptions):
 
 @dataclass(kw_only=True)
 class ExplainCommand(ModelSource):
-    inputs: list[str] = option(positional=True, nargs="+", help="image files or folders")
+    inputs: list[str] = option(positional=True, nargs="+", help="image files or folders (videos for a video model: a "
+                               "strip of frames of each one's middle clip)")
     class_name: str | None = option(None, flag="--class", help="explain this class (default: each image's top "
                                     "class)")
     method: str = option(DEFAULT_METHOD, choices=METHODS, help=METHOD_HELP)

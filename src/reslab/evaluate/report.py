@@ -91,7 +91,7 @@ def run_eval(
                              in_memory=pre.image_size <= SMALL_IMAGE)
     out_dir.mkdir(parents=True, exist_ok=True)
     if info.task == "video":
-        figures, files = video_report(model, info, loader, torch_device, out_dir, worst, bf16)
+        figures, files = video_report(model, info, loader, torch_device, out_dir, worst, bf16, explain)
     elif info.multilabel:
         figures, files = multilabel_report(model, info, loader, torch_device, out_dir, tta, worst, bf16, explain)
     else:

@@ -14,6 +14,7 @@ from torch import Tensor, nn
 from ..atomic import write_text_atomic
 from ..hardware import memory_format
 from ..modelfile import ModelInfo
+from .explain import Explainer, spread, worst_overlays
 from .metrics import EvalResult, Figures, autocast_context, confusion_csv, per_class_report
 from .plots import plot_confusion, plot_worst
 
@@ -30,8 +31,7 @@ class VideoResult:
 
 def _strip(clip: Tensor) -> Tensor:
     """A (C, T, H, W) clip as a strip of a few of its frames side by side: (C, H, k x W)."""
-    picked = torch.linspace(0, clip.shape[1] - 1, min(STRIP_FRAMES, clip.shape[1])).round().long()
-    return torch.cat(list(clip[:, picked].unbind(1)), dim=-1)
+    return torch.cat(list(clip[:, spread(clip.shape[1], STRIP_FRAMES)].unbind(1)), dim=-1)
 
 
 @torch.inference_mode()
@@ -67,7 +67,7 @@ def evaluate_videos(model: nn.Module, batches: Iterable[tuple[Tensor, Tensor]], 
         if keep_worst:
             p_true = video.gather(1, y[:, None])[:, 0]
             for i in p_true.argsort()[:keep_worst].tolist():
-                worst.append((float(p_true[i]), int(y[i]), int(pred[i]), _strip(x[i, per_video // 2].float())))
+                worst.append((float(p_true[i]), int(y[i]), int(pred[i]), x[i, per_video // 2].float()))
             worst = sorted(worst, key=lambda w: w[0])[:keep_worst]
     if count == 0:
         raise ValueError("nothing to evaluate: the split has no readable videos")
@@ -76,16 +76,22 @@ def evaluate_videos(model: nn.Module, batches: Iterable[tuple[Tensor, Tensor]], 
 
 
 def video_report(model: nn.Module, info: ModelInfo, loader: Iterable[tuple[Tensor, Tensor]], device: torch.device,
-                 out_dir: Path, worst: int, amp: bool) -> tuple[Figures, dict[str, Path]]:
-    """Video- and clip-level top-1/top-5, per-class figures and confusion of the videos, the worst videos."""
+                 out_dir: Path, worst: int, amp: bool, explain: str | None) -> tuple[Figures, dict[str, Path]]:
+    """Video- and clip-level top-1/top-5, per-class figures and confusion of the videos, the worst videos (with
+    ``explain``, a Grad-CAM method: the heat-maps of their predicted class over their middle clips)."""
     result = evaluate_videos(model, loader, len(info.classes), device, keep_worst=worst, amp=amp)
     metrics = {**result.videos.summary(), "clip_top1": result.clip_top1, "clip_top5": result.clip_top5,
                "clips": result.clips, "clips_per_video": info.clip.clips if info.clip else 1}
     figures = Figures(metrics, per_class_report(result.videos.confusion, info.classes))
     pre = info.preprocess
+    worst_clips, what = result.videos.worst, "videos (a strip of frames of each one's middle clip)"
+    strips = [(*w[:3], _strip(w[3])) for w in worst_clips]
     files = {"confusion_csv": out_dir / "confusion.csv",
              "confusion_png": plot_confusion(result.videos.confusion, info.classes, out_dir / "confusion.png"),
-             "worst_png": plot_worst(result.videos.worst, info.classes, pre.mean, pre.std, out_dir / "worst.png",
-                                     what="videos (a strip of frames of each one's middle clip)")}
+             "worst_png": plot_worst(strips, info.classes, pre.mean, pre.std, out_dir / "worst.png", what=what)}
+    if explain is not None:
+        overlays = worst_overlays(Explainer(model, info, explain), worst_clips, STRIP_FRAMES)
+        files["worst_explained_png"] = plot_worst(strips, info.classes, pre.mean, pre.std,
+                                                  out_dir / "worst_explained.png", overlays, what)
     write_text_atomic(files["confusion_csv"], confusion_csv(result.videos.confusion, info.classes))
     return figures, files

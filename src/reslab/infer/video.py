@@ -21,12 +21,16 @@ def video_probabilities(backend: Backend, info: ModelInfo, source: VideoSource, 
     ``decoder``: one already open on the file (each window of a timeline reads the same one)."""
     from .predictor import probabilities_of  # the predictor imports this module for its video models
 
+    batch = info.preprocess.normalize(evaluation_clips(info, source, decoder))
+    return probabilities_of(backend.run(batch), info).mean(0)
+
+
+def evaluation_clips(info: ModelInfo, source: VideoSource, decoder=None) -> np.ndarray:
+    """uint8 (K, C, T, H, W): the model's K evaluation clips of ``source``, spread evenly, as the model sees them."""
     clip = info.clip or ClipOptions().clip()  # a file without its clip record: the training defaults
     read = ClipRead(info.preprocess, clip.frames, clip.stride, 0, train=False, clips=clip.clips)
     clips = read.read(decoder or open_video(source), source, 0, 0)
-    clips = clips if clips.ndim == 5 else clips[None]
-    batch = info.preprocess.normalize(clips)
-    return probabilities_of(backend.run(batch), info).mean(0)
+    return clips if clips.ndim == 5 else clips[None]
 
 
 def predict_video(backend: Backend, info: ModelInfo, path: Path, segments: float | None = None) -> dict:

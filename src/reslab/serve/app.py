@@ -279,7 +279,7 @@ def create_app(config: ServeConfig) -> FastAPI:
         return {"model": slot.name, "version": slot.version, "results": list(results)}
 
     # in the schema where a served model can answer it (a .onnx file cannot give gradients: 501)
-    explains = any(slot.explain_refusal() is None for slot in server.slots)
+    explains = any(slot.explain_refusal is None for slot in server.slots)
     @app.post("/explain", response_class=Response, openapi_extra=UPLOAD_BODY, include_in_schema=explains, **protected,
               summary="Grad-CAM: a PNG of the heat-map over the image as the model sees it (multipart `file`, or "
                       "the raw body); the class (percent-encoded) and its probability in X-Class and X-Probability",
@@ -295,7 +295,7 @@ def create_app(config: ServeConfig) -> FastAPI:
                                           description=f"{' | '.join(METHODS)}; {METHOD_HELP}")) -> Response:
         slot = server.slot(model)
         slot.require_ready()
-        refusal = slot.explain_refusal()
+        refusal = slot.explain_refusal
         if refusal:
             raise CannotExplainError(refusal)
         data, filename = await read_upload(request)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import tempfile
 import threading
@@ -16,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from ..formats import forward_only_reason, model_digest, read_info
+from ..formats import forward_only_reason, model_digest
 from ..infer.background import choosing, lock_path
 from ..infer.memory import recall
 from ..infer.predictor import Predictor, answer, ranked
@@ -131,16 +132,15 @@ class ModelSlot:
                                 f"{what} is still loading")
         return self.predictor
 
+    @functools.cached_property
     def explain_refusal(self) -> str | None:
         """Why /explain cannot answer for this model, or None: it needs a reslab model file (gradients),
-        torch and grad-cam."""
+        torch and grad-cam. Found once: the file and the installed packages stay as they are while served."""
         import importlib.util
 
         reason = forward_only_reason(Path(self.path))
         if reason:
             return f"model {self.name}: {reason}"
-        if read_info(Path(self.path)).task == "video":
-            return f"model {self.name or self.path}: a video model; heat-maps are drawn for image models only"
         missing = [name for name in ("torch", "pytorch_grad_cam") if importlib.util.find_spec(name) is None]
         if missing:
             return f"heat-maps need {' and '.join(missing)} on the server: pip install 'reslab[torch,explain]'"
@@ -148,9 +148,10 @@ class ModelSlot:
 
     def explain(self, data: bytes, filename: str, class_name: str | None, method: str) -> Any:
         """The Grad-CAM explanation of one upload (blocking: run it in a thread), on a copy of the network
-        of its own, so that batched predictions go on undisturbed."""
+        of its own, so that batched predictions go on undisturbed. A video model explains a video upload (its
+        middle clip, for the video's class) within the same duration limit as /predict."""
         predictor = self.require_ready()
-        image = predictor.decode(data, filename)
+        image = None if self.video else predictor.decode(data, filename)
         from ..evaluate.explain import Explainer  # torch, grad-cam: a server of ONNX needs neither
         from ..models import load_model_file
 
@@ -158,7 +159,10 @@ class ModelSlot:
             if self._explained_network is None:
                 self._explained_network, _ = load_model_file(self.path, predictor.device)
             explainer = Explainer(self._explained_network, predictor.info, method)
-            return explainer.explain([image], class_name)[0]
+            if image is not None:
+                return explainer.explain([image], class_name)[0]
+            with self._video_upload(data, filename) as (source, decoder, _):
+                return explainer.explain_video(source, class_name, decoder)
 
     def answer(self, probs: np.ndarray, topk: int) -> dict[str, Any]:
         """The top-k of one image's probabilities (and, multi-label, every label over its threshold)."""
@@ -170,12 +174,20 @@ class ModelSlot:
 
     def predict_video(self, data: bytes, filename: str, topk: int) -> dict[str, Any]:
         """One uploaded video's top-k (blocking: run it in a thread); longer than ``--max-video-s``: 413."""
-        from ..data.clips import open_video  # torchcodec: for video models only
-        from ..data.splits import VideoSource
         from ..infer.video import video_probabilities
-        from .limits import VideoTooLongError
 
         predictor = self.require_ready()
+        with self._video_upload(data, filename) as (source, decoder, seconds):
+            probs = video_probabilities(predictor.backend, predictor.info, source, decoder)
+        return {**self.answer(probs, topk), "seconds": seconds}
+
+    @contextlib.contextmanager
+    def _video_upload(self, data: bytes, filename: str):
+        """The upload as a file, its source, an open decoder and its seconds; longer than ``--max-video-s``: 413."""
+        from ..data.clips import open_video  # torchcodec: for video models only
+        from ..data.splits import VideoSource
+        from .limits import VideoTooLongError
+
         with tempfile.NamedTemporaryFile(suffix=Path(filename).suffix or ".mp4") as upload:
             upload.write(data)
             upload.flush()
@@ -184,8 +196,7 @@ class ModelSlot:
             seconds = float(decoder.metadata.duration_seconds or 0.0)
             if seconds > self.config.max_video_s:
                 raise VideoTooLongError(seconds, self.config.max_video_s)
-            probs = video_probabilities(predictor.backend, predictor.info, source, decoder)
-        return {**self.answer(probs, topk), "seconds": seconds}
+            yield source, decoder, seconds
 
     def sample_shape(self) -> tuple[int, ...]:
         return self.require_ready().info.sample_shape()
@@ -202,7 +213,7 @@ class ModelSlot:
                       "mean": list(pre.mean), "std": list(pre.std), "interpolation": pre.interpolation},
             "backend": predictor.backend_name, "precision": predictor.precision,
             "precision_choice": predictor.choice, "device": str(predictor.device), "reslab": __version__,
-            "explain": self.explain_refusal() is None,
+            "explain": self.explain_refusal is None,
             "batching": {"max_batch": self.config.max_batch, "max_wait_ms": self.config.max_wait_ms},
             "limits": {"max_upload_mb": self.config.max_upload_mb, "max_pixels": self.config.max_pixels},
         }
