@@ -1,5 +1,5 @@
 """Multi-process training under torchrun with Gloo on this CPU: two processes train the same model as
-one process accumulating the same global batch, evaluate every val image once, and resume."""
+one process accumulating the same global batch, evaluate every val image once, and resume; and so for clips."""
 
 import os
 import signal
@@ -19,6 +19,7 @@ from reslab.train.trainer import Trainer
 
 from .order import epoch_order
 from .test_train import read_metrics
+from .videos import motion_clips, needs_ffmpeg
 
 PER_RANK_BATCH = 10  # 600 training images: 30 global batches of 20, no tail
 RECIPE = dict(model="resnet20", lr=0.05, schedule="onecycle", label_smoothing=0.1, seed=0, device="cpu",
@@ -38,11 +39,11 @@ def torchrun(data: Path, out: Path, epochs: int, *extra: str) -> list[str]:
             *train_command(data, out, epochs, *extra)]
 
 
-def one_process_reference(data: Path, out: Path, epochs: int) -> Path:
+def one_process_reference(data: Path, out: Path, epochs: int, *extra: str) -> Path:
     """One process, micro-batches of the per-rank size, accumulated into the same global batch;
     one thread, as each torchrun worker (a convolution's gradient sums in another order on two)."""
-    subprocess.run([sys.executable, *train_command(data, out, epochs, "--accumulate=2")], env=env(), check=True,
-                   capture_output=True)
+    subprocess.run([sys.executable, *train_command(data, out, epochs, "--accumulate=2", *extra)], env=env(),
+                   check=True, capture_output=True)
     return out / "run"
 
 
@@ -62,6 +63,20 @@ def assert_same_weights(a: Path, b: Path) -> None:
 
 def env() -> dict[str, str]:
     return {**os.environ, "PYTHONHASHSEED": "0", "OMP_NUM_THREADS": "1"}
+
+
+def interrupted(command: list[str], out: Path) -> None:
+    """Start ``command``, kill -9 its whole process group once the first epoch is written; it must not have
+    finished."""
+    process = subprocess.Popen(command, env=env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               start_new_session=True)
+    deadline = time.time() + 300
+    while not (out / "run" / "metrics.csv").exists() and time.time() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.5)
+    os.killpg(process.pid, signal.SIGKILL)  # the launcher and every worker, as a lost machine would
+    process.wait()
+    assert len(read_metrics(out / "run")) < 4, "the run finished before it could be killed"
 
 
 @pytest.mark.parametrize("world_size", [1, 2, 3, 4])
@@ -106,19 +121,45 @@ def test_two_processes_train_the_model_one_process_trains(cifar_folder, tmp_path
 def test_an_interrupted_two_process_run_resumes(cifar_folder, tmp_path):
     reference = one_process_reference(cifar_folder, tmp_path / "one", epochs=4)
     out = tmp_path / "two"
-    process = subprocess.Popen(torchrun(cifar_folder, out, 4), env=env(), stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL, start_new_session=True)
-    deadline = time.time() + 300
-    while not (out / "run" / "metrics.csv").exists() and time.time() < deadline:
-        time.sleep(0.05)
-    time.sleep(0.5)
-    os.killpg(process.pid, signal.SIGKILL)  # the launcher and both workers, as a lost machine would
-    process.wait()
-    assert len(read_metrics(out / "run")) < 4, "the run finished before it could be killed"
+    interrupted(torchrun(cifar_folder, out, 4), out)
     done = subprocess.run(torchrun(cifar_folder, out, 4, "--resume"), env=env(), capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-3000:]
     assert len(read_metrics(out / "run")) == 4
     assert_same_weights(reference, out / "run")
+
+
+# a video run: 40 training clips (20 photos panned left and right), 4 frames each: 2 global batches of 20
+VIDEO = ("--task=video", "--model=resnet20-3d", "--clip-frames=4", "--frame-stride=1", "--eval-clips=1", "--no-flip")
+
+
+@pytest.fixture(scope="module")
+def motion_folder(tmp_path_factory) -> Path:
+    return motion_clips(tmp_path_factory.mktemp("motion"), train=20, val=6, test=2, frames=6)
+
+
+@needs_ffmpeg
+@pytest.mark.slow
+def test_two_processes_train_a_video_model_as_one_and_resume_after_kill_9(motion_folder, tmp_path):
+    """Clips are drawn by (seed, epoch, index), so the two ranks' shards of clips are one process's global
+    batches; a killed two-process video run resumes to the same weights."""
+    reference = one_process_reference(motion_folder, tmp_path / "one", 4, *VIDEO)
+    out = tmp_path / "two"
+    interrupted(torchrun(motion_folder, out, 4, *VIDEO), out)
+    done = subprocess.run(torchrun(motion_folder, out, 4, *VIDEO, "--resume"), env=env(), capture_output=True,
+                          text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    run = out / "run"
+    assert len(read_metrics(run)) == 4
+    assert_same_weights(reference, run)
+    for a, b in zip(read_metrics(reference), read_metrics(run)):  # both ranks' clips in the training loss
+        assert float(a["train_loss"]) == pytest.approx(float(b["train_loss"]), rel=1e-3)
+    # each of the 12 val videos counted once (its middle clip): the saved model, evaluated in one process, gives
+    # what the two processes reported for its epoch
+    best = max(read_metrics(run), key=lambda r: float(r["val_top1"]))
+    report = run_eval(run / "best.safetensors", str(motion_folder), tmp_path / "eval", split="val", device="cpu")
+    assert report.metrics["count"] == 12 and report.metrics["clips"] == 12
+    assert report.metrics["top1"] == pytest.approx(float(best["val_top1"]), abs=1e-9)
+    assert report.metrics["loss"] == pytest.approx(float(best["val_loss"]), rel=1e-4)
 
 
 def test_sync_bn_on_cpu_is_refused_with_the_reason(tiny_folder, tmp_path):

@@ -12,7 +12,7 @@ from reslab.data.splits import VideoSource
 from reslab.models import ModelSpec, build_model, create_model
 from reslab.models.inflate import inflate
 
-from .videos import counting_video, needs_ffmpeg, video_model_file
+from .videos import counting_video, motion_clips, needs_ffmpeg, video_model_file
 
 FP32 = 1e-4  # fp32 sums in another order (3D kernels of T taps, each 1/T of the 2D one): relative to the logits
 
@@ -165,27 +165,11 @@ def test_export_predict_and_segments_of_a_video_model(tmp_path, photos):
 @pytest.mark.slow
 def test_a_3d_network_learns_the_direction_of_a_pan_and_the_frame_average_cannot(tmp_path):
     """The motion task of `reslab bench video`, smaller: clips of CIFAR-10 sample photos panned left or right."""
-    import io
-
-    from PIL import Image
-
     from reslab.config import TrainConfig
-    from reslab.data.moving import write_clip_set
-    from reslab.data.sample import SAMPLE_PACK
     from reslab.evaluate.report import run_eval
     from reslab.train.trainer import Trainer
 
-    z = np.load(SAMPLE_PACK)
-
-    def photos(split: str, count: int) -> list:
-        data, offsets = z[f"{split}_jpeg"], z[f"{split}_offsets"]
-        step = len(offsets) // count
-        return [(torch.from_numpy(np.array(Image.open(io.BytesIO(data[offsets[i]:offsets[i + 1]].tobytes()))
-                                           .convert("RGB"))).permute(2, 0, 1).contiguous(), "any")
-                for i in range(0, step * count, step)]
-
-    data = write_clip_set({"train": photos("train", 200), "val": photos("val", 30), "test": photos("test", 40)},
-                          tmp_path / "motion", "motion", frames=8, size=32)
+    data = motion_clips(tmp_path / "motion", train=200, val=30, test=40)
     scores = {}
     for model in ("resnet20-3d", "resnet20-frames"):
         cfg = TrainConfig(data=str(data), task="video", model=model, clip_frames=8, frame_stride=1, flip=False,
@@ -356,3 +340,18 @@ def test_eval_of_a_video_model_reports_videos_and_clips(tmp_path):
     assert sum(r["support"] for r in report.per_class) == 6
     assert report.files["worst_png"].stat().st_size > 0 and "6 videos" in report.text()
     assert report.files["worst_explained_png"].stat().st_size > 0  # the worst videos' heat-maps
+
+
+@needs_ffmpeg
+def test_decoding_videos_on_the_gpu_is_refused_until_it_is_built(tmp_path):
+    from reslab.config import TrainConfig
+    from reslab.train.trainer import Trainer
+
+    for label in ("a", "b"):
+        for i in range(3):
+            counting_video(tmp_path / "clips" / label / f"{i}.mp4")
+    cfg = TrainConfig(data=str(tmp_path / "clips"), task="video", model="resnet20-3d", decode="gpu", device="cpu",
+                      epochs=1, out_dir=str(tmp_path / "runs"), name="run")
+    with pytest.raises(ValueError, match=r"--decode gpu: videos are decoded on the CPU .*\(NVDEC\) is not built"):
+        Trainer(cfg)
+    assert not (tmp_path / "runs" / "run").exists()

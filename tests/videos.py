@@ -1,13 +1,18 @@
 """Videos the tests write: H.264 MP4s whose frames say which they are, and a small video model file."""
 
+import io
 import os
+from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from reslab.data.clips import ffmpeg_refusal
-from reslab.data.moving import write_video
+from reslab.data.moving import write_clip_set, write_video
 from reslab.data.preprocess import Clip, Preprocess
+from reslab.data.sample import SAMPLE_PACK
 from reslab.modelfile import ModelInfo, save_model_file
 from reslab.models import ModelSpec, build_model
 
@@ -29,3 +34,20 @@ def video_model_file(tmp_path, classes=("left", "right")):
     info = ModelInfo(spec, list(classes), Preprocess(32, 36, (0.5,) * 3, (0.25,) * 3), task="video",
                      clip=Clip(frames=4, stride=2, clips=2))
     return save_model_file(tmp_path / "video.safetensors", model, info)
+
+
+def sample_photos(split: str, count: int) -> list[tuple[torch.Tensor, str]]:
+    """``count`` photos of the shipped CIFAR-10 sample's split, spread over it, as uint8 (C, H, W)."""
+    z = np.load(SAMPLE_PACK)
+    data, offsets = z[f"{split}_jpeg"], z[f"{split}_offsets"]
+    step = len(offsets) // count
+    return [(torch.from_numpy(np.array(Image.open(io.BytesIO(data[offsets[i] : offsets[i + 1]].tobytes()))
+                                       .convert("RGB"))).permute(2, 0, 1).contiguous(), "any")
+            for i in range(0, step * count, step)]
+
+
+def motion_clips(out: Path, train: int, val: int, test: int, frames: int = 8) -> Path:
+    """The motion task of `reslab bench video`: each sample photo panned left and panned right (the class)."""
+    photos = {"train": sample_photos("train", train), "val": sample_photos("val", val),
+              "test": sample_photos("test", test)}
+    return write_clip_set(photos, out, "motion", frames=frames, size=32)

@@ -200,7 +200,7 @@ class VideoBench(Printed):
     init_photos: int = option(300, help="photos per class the 2D network is trained on before it is inflated "
                               "(the clips' training photos among them; never a test photo)")
     init_epochs: int = option(15, help="training epochs of that 2D network")
-    finetune: str | None = option(None, choices=("r3d_18", "mc3_18", "r2plus1d_18"),
+    finetune: str | None = option(None, choices=(None, "r3d_18", "mc3_18", "r2plus1d_18"),
                                   help="one more appearance arm: this torchvision video network fine-tuned from its "
                                   "Kinetics-400 weights (downloaded)")
     frames: int = option(8, help="frames per clip")

@@ -193,6 +193,10 @@ def build_video_data(dataset: Dataset, opts: DataOptions, device: torch.device, 
     refusal = ffmpeg_refusal()
     if refusal:
         raise ValueError(refusal)
+    if opts.decode == "gpu":
+        raise ValueError("--decode gpu: videos are decoded on the CPU (TorchCodec, in the loader's workers) and "
+                         "their clips sent to the device; decoding them on the GPU (NVDEC) is not built yet: leave "
+                         "--decode at auto or cpu")
     clip = opts.clip or ClipOptions()
     image_size = opts.image_size or opts.default_image_size
     mean, std = known_stats(dataset, opts) or (IMAGENET_MEAN, IMAGENET_STD)
