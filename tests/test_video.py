@@ -343,7 +343,40 @@ def test_eval_of_a_video_model_reports_videos_and_clips(tmp_path):
 
 
 @needs_ffmpeg
-def test_decoding_videos_on_the_gpu_is_refused_until_it_is_built(tmp_path):
+@pytest.mark.parametrize("train", [True, False])
+def test_clips_decoded_on_the_device_are_the_workers_clips(tmp_path, photos, train):
+    """``--decode gpu``'s finish (``DeviceClips``: decode on the device, NVDEC on a GPU), run here on the CPU: the
+    same clips, crops, flips and jitter as the CPU workers' path, and a broken video dropped and named."""
+    from PIL import Image
+
+    from reslab.data.clips import DeviceClips
+    from reslab.data.decoding import NormalizeBatch
+    from reslab.data.streams import RawBatch
+
+    videos = []
+    for i, name in enumerate(("chelsea", "camera")):
+        photo = torch.from_numpy(np.array(Image.open(photos[name]).convert("RGB").resize((80, 60)))).permute(2, 0, 1)
+        frames = torch.stack([photo.roll(2 * t, dims=2) for t in range(12)])  # a pan: every frame differs
+        videos.append(VideoSource(write_video(frames, tmp_path / f"{i}.mp4", 6)))
+    (tmp_path / "broken.mp4").write_bytes(b"\x00" * 64)
+    sources = [videos[0], VideoSource(tmp_path / "broken.mp4"), videos[1]]
+    pre = Preprocess(32, 36, (0.5,) * 3, (0.25,) * 3)
+    read = ClipRead(pre, 4, 2, seed=3, train=train, clips=1 if train else 2)
+    jitter = 0.3 if train else 0.0
+    indices, epoch = [5, 6, 7], 2
+    workers = NormalizeBatch(pre, torch.device("cpu"), jitter, seed=3)(
+        RawBatch(torch.from_numpy(np.stack([read(videos[0], 5, epoch), read(videos[1], 7, epoch)])),
+                 torch.tensor([0, 1]), [5, 7], []), epoch)
+    batch = RawBatch(sources, torch.tensor([0, 2, 1]), list(indices), [])
+    on_device = DeviceClips(read, torch.device("cpu"), jitter)(batch, epoch)
+    assert on_device.shape == workers.shape == ((2, 3, 4, 32, 32) if train else (2, 2, 3, 4, 32, 32))
+    assert torch.allclose(on_device, workers, atol=1e-5)  # the same whole levels, jittered and normalised alike
+    assert batch.indices == [5, 7] and batch.labels.tolist() == [0, 1]
+    assert len(batch.failed) == 1 and batch.failed[0][0] == 6 and "not a decodable video" in batch.failed[0][1]
+
+
+@needs_ffmpeg
+def test_decoding_videos_on_the_gpu_needs_one(tmp_path):
     from reslab.config import TrainConfig
     from reslab.train.trainer import Trainer
 
@@ -352,6 +385,6 @@ def test_decoding_videos_on_the_gpu_is_refused_until_it_is_built(tmp_path):
             counting_video(tmp_path / "clips" / label / f"{i}.mp4")
     cfg = TrainConfig(data=str(tmp_path / "clips"), task="video", model="resnet20-3d", decode="gpu", device="cpu",
                       epochs=1, out_dir=str(tmp_path / "runs"), name="run")
-    with pytest.raises(ValueError, match=r"--decode gpu: videos are decoded on the CPU .*\(NVDEC\) is not built"):
+    with pytest.raises(ValueError, match="--decode gpu: videos are decoded on the GPU only when training on one"):
         Trainer(cfg)
     assert not (tmp_path / "runs" / "run").exists()

@@ -57,7 +57,8 @@ class TrainConfig(ClipOptions, AugmentOptions):
     workers: int | None = option(None, help="data-loading processes for images read from disk (default: every core "
                                  "but one on a GPU, half of them on a CPU)")
     decode: str = option("auto", help="where JPEGs from disk are decoded and augmented: gpu (nvJPEG, batch "
-                         "augmentation), cpu (reduced-scale decoding in workers), auto (gpu when training on one)",
+                         "augmentation), cpu (reduced-scale decoding in workers), auto (gpu when training on one); "
+                         "videos: gpu decodes them with NVDEC, auto and cpu in CPU workers",
                          choices=("auto", "gpu", "cpu"))
     sampler: str = option("none", help="none | balanced: draw training images with replacement so that each class "
                           "comes up equally often (seeded per epoch, sharded across processes)",

@@ -3,7 +3,9 @@ evenly spread ones for evaluation), then cropped, flipped and colour-jittered by
 with one draw per clip, so that every frame of a clip gets the same box, flip and colours.
 
 Workers decode and crop (``ClipRead``, uint8); the main process jitters and normalises whole batches as the
-CPU image path does (``decoding.NormalizeBatch``). Every draw is seeded by (seed, epoch, index).
+CPU image path does (``decoding.NormalizeBatch``). With ``--decode gpu`` the main process decodes each video on the
+GPU instead (TorchCodec's CUDA decoder, NVDEC) and crops there (``DeviceClips``), with the same draws. Every draw is
+seeded by (seed, epoch, index).
 """
 
 from __future__ import annotations
@@ -17,9 +19,11 @@ from torch import Tensor
 
 from .batch_ops import flip_where, resized_crops
 from .crops import Box, center_box, policy_seed, random_resized_box, sample_rng
+from .decoding import jittered
 from .images import UnreadableImageError
 from .preprocess import Preprocess
 from .splits import VideoSource
+from .streams import RawBatch
 
 # a clip's crop keeps at least a quarter of the frame (ImageNet's 8% loses the action); aspect as for images
 VIDEO_CROP_SCALE = (0.25, 1.0)
@@ -43,20 +47,39 @@ def ffmpeg_refusal() -> str | None:
     return None
 
 
-def open_video(source: VideoSource):
-    """A ``VideoDecoder`` on the file; a file FFmpeg cannot open raises ``UnreadableVideoError`` naming it."""
+def open_video(source: VideoSource, device: torch.device | str = "cpu"):
+    """A ``VideoDecoder`` on the file, decoding on ``device`` (a GPU: NVDEC); a file FFmpeg cannot open raises
+    ``UnreadableVideoError`` naming it."""
     refusal = ffmpeg_refusal()
     if refusal:
         raise RuntimeError(refusal)
     from torchcodec.decoders import VideoDecoder  # torchcodec: the codec extra, with FFmpeg
 
     try:
-        decoder = VideoDecoder(str(source.path), seek_mode="approximate")
+        decoder = VideoDecoder(str(source.path), seek_mode="approximate", device=str(device))
         if decoder.metadata.num_frames is None or decoder.metadata.num_frames < 1:
             raise ValueError("no frames")
         return decoder
     except (RuntimeError, ValueError) as e:
         raise UnreadableVideoError(f"{source.path}: not a decodable video ({e})") from None
+
+
+def nvdec_refusal(device: torch.device, probe: VideoSource | None = None) -> str | None:
+    """Why videos cannot be decoded on ``device`` by TorchCodec's CUDA decoder (NVDEC), or None. ``probe``: a video
+    opened there once, since whether this TorchCodec, FFmpeg and driver decode on the GPU shows only then."""
+    if device.type != "cuda":
+        return f"videos are decoded on the GPU only when training on one, not on {device}"
+    if probe is None:
+        return None
+    try:
+        open_video(probe, device)
+    except UnreadableVideoError as e:
+        try:
+            open_video(probe)
+        except UnreadableVideoError:
+            return None  # a broken file, named when the loader reaches it
+        return f"TorchCodec could not decode {probe.path} on {device} (NVDEC): {e}"
+    return None
 
 
 def frame_range(decoder, segment: tuple[float, float] | None) -> tuple[int, int]:
@@ -112,6 +135,11 @@ class ClipRead:
 
     def read(self, decoder, source: VideoSource, index: int, epoch: int) -> np.ndarray:
         """The same from a decoder already open on ``source.path`` (its segment read from ``source``)."""
+        clips = self.crops(decoder, source, index, epoch).to(torch.uint8).numpy()
+        return clips[0] if len(clips) == 1 else clips
+
+    def crops(self, decoder, source: VideoSource, index: int, epoch: int) -> Tensor:
+        """float (K, C, T, S, S) of whole levels 0..255, on the decoder's device: the sample's clips, cropped."""
         try:
             data = sample_clips(decoder, source.segment, self.frames, self.stride, None if self.train else self.clips,
                                 policy_seed(self.seed, epoch, index))
@@ -125,11 +153,43 @@ class ClipRead:
             flip = self.flip and bool(rng.random() < 0.5)
         else:
             box = center_box(width, height, self.pre.resize_size, self.pre.image_size)
-        clips = [self._crop(clip, box, flip) for clip in data]
-        return clips[0] if len(clips) == 1 else np.stack(clips)
+        return torch.stack([self._crop(clip, box, flip) for clip in data])
 
-    def _crop(self, clip: Tensor, box: Box, flip: bool) -> np.ndarray:
+    def _crop(self, clip: Tensor, box: Box, flip: bool) -> Tensor:
         """(T, C, H, W) -> (C, T, S, S): every frame at the same box, flipped alike."""
         frames = resized_crops(list(clip), [box] * len(clip), self.pre.image_size)
-        frames = flip_where(frames, torch.full((len(clip),), flip))
-        return frames.round().clamp(0, 255).to(torch.uint8).permute(1, 0, 2, 3).numpy()
+        frames = flip_where(frames, torch.full((len(clip),), flip, device=frames.device))
+        return frames.round().clamp(0, 255).permute(1, 0, 2, 3)
+
+
+def pass_source(source: VideoSource, index: int, epoch: int) -> VideoSource:
+    """A worker's sample when videos are decoded on the GPU: the video itself, opened by the main process."""
+    return source
+
+
+@dataclass
+class DeviceClips:
+    """The GPU path's ``finish`` for videos: each video of the batch decoded on the device (NVDEC) and its clips
+    drawn and cropped there as ``ClipRead`` does in workers (the same draws), dropping from ``batch`` what cannot be
+    decoded; then jitter and normalisation, as ``decoding.NormalizeBatch``."""
+
+    read: ClipRead
+    device: torch.device
+    jitter: float = 0.0
+
+    def __call__(self, batch: RawBatch, epoch: int) -> Tensor:
+        assert isinstance(batch.payloads, list)
+        clips, keep = [], []
+        for k, (source, index) in enumerate(zip(batch.payloads, batch.indices)):
+            try:
+                crops = self.read.crops(open_video(source, self.device), source, index, epoch)
+            except UnreadableVideoError as e:
+                batch.failed.append((index, str(e)))
+                continue
+            clips.append(crops[0] if len(crops) == 1 else crops)
+            keep.append(k)
+        batch.indices, batch.labels = [batch.indices[k] for k in keep], batch.labels[keep]
+        if not clips:
+            return torch.empty(0, device=self.device)
+        x = torch.stack(clips).to(self.device)
+        return self.read.pre.normalize(jittered(x, self.jitter, self.read.seed, epoch, batch.indices))

@@ -153,7 +153,7 @@ class PerImageTransform:
     def __call__(self, source: Source, index: int, epoch: int) -> np.ndarray:
         x = torch.from_numpy(self.crop(source, index, epoch))
         if self.jitter > 0:
-            x = _jittered(x[None].float(), self.jitter, self.seed, epoch, [index])[0].round().to(torch.uint8)
+            x = jittered(x[None].float(), self.jitter, self.seed, epoch, [index])[0].round().to(torch.uint8)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(policy_seed(self.seed, epoch, index))
             return self.policies(x).numpy()
@@ -241,7 +241,7 @@ def _decode_alone(payload: EncodedJpeg, channels: int, device: torch.device) -> 
         return torch.from_numpy(to_chw(open_image(payload.data.numpy().tobytes(), channels))).to(device)
 
 
-def _jittered(x: Tensor, strength: float, seed: int, epoch: int, indices: list[int]) -> Tensor:
+def jittered(x: Tensor, strength: float, seed: int, epoch: int, indices: list[int]) -> Tensor:
     """Colour jitter of a batch of 0..255 floats with each sample's own factors (none at strength 0)."""
     if strength <= 0:
         return x
@@ -260,7 +260,7 @@ class NormalizeBatch:
     def __call__(self, batch: RawBatch, epoch: int) -> Tensor:
         assert isinstance(batch.payloads, Tensor)
         x = batch.payloads.to(self.device, non_blocking=True).float()
-        return self.pre.normalize(_jittered(x, self.jitter, self.seed, epoch, batch.indices))
+        return self.pre.normalize(jittered(x, self.jitter, self.seed, epoch, batch.indices))
 
 
 @dataclass
@@ -295,4 +295,4 @@ class DeviceCrops:
         x = resized_crops(images, boxes, self.pre.image_size)
         if flips is not None:
             x = flip_where(x, flips)
-        return self.pre.normalize(_jittered(x, self.jitter, self.seed, epoch, batch.indices))
+        return self.pre.normalize(jittered(x, self.jitter, self.seed, epoch, batch.indices))

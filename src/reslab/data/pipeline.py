@@ -13,7 +13,7 @@ from PIL import Image
 
 from ..hardware import default_workers
 from .augmentations import not_run_by
-from .clips import ClipRead, ffmpeg_refusal
+from .clips import ClipRead, DeviceClips, ffmpeg_refusal, nvdec_refusal, pass_source
 from .datasets import load_dataset
 from .decode import gpu_decode_refusal
 from .decoding import DeviceCrops, EvalGeometry, NormalizeBatch, ReadEncoded, TrainCrops, per_image_transform, to_device
@@ -189,29 +189,40 @@ def training_loader(split: EncodedSplit, path: str, pre: Preprocess, augment: Au
 
 def build_video_data(dataset: Dataset, opts: DataOptions, device: torch.device, rank: int = 0,
                      world_size: int = 1) -> DataBundle:
-    """Clips of videos: decoded and cropped in workers (``clips.ClipRead``), jittered and normalised per batch."""
+    """Clips of videos: decoded and cropped in workers (``clips.ClipRead``), jittered and normalised per batch; with
+    ``--decode gpu``, decoded and cropped on the GPU by the main process (``clips.DeviceClips``, NVDEC)."""
     refusal = ffmpeg_refusal()
     if refusal:
         raise ValueError(refusal)
-    if opts.decode == "gpu":
-        raise ValueError("--decode gpu: videos are decoded on the CPU (TorchCodec, in the loader's workers) and "
-                         "their clips sent to the device; decoding them on the GPU (NVDEC) is not built yet: leave "
-                         "--decode at auto or cpu")
+    if opts.decode not in DECODE_CHOICES:
+        raise ValueError(f"config field 'decode': {opts.decode!r}, expected one of {', '.join(DECODE_CHOICES)}")
+    assert isinstance(dataset.train, VideoSplit) and isinstance(dataset.val, VideoSplit)
+    on_device = opts.decode == "gpu"  # auto: the CPU workers, measured on every machine; NVDEC on request
+    if on_device:
+        refusal = nvdec_refusal(device, dataset.train.source(0) if len(dataset.train) else None)
+        if refusal:
+            raise ValueError(f"--decode gpu: {refusal}")
     clip = opts.clip or ClipOptions()
     image_size = opts.image_size or opts.default_image_size
     mean, std = known_stats(dataset, opts) or (IMAGENET_MEAN, IMAGENET_STD)
     pre = Preprocess(image_size, resize_for(image_size, opts.reference), tuple(mean), tuple(std), opts.in_chans)
-    assert isinstance(dataset.train, VideoSplit) and isinstance(dataset.val, VideoSplit)
     skipped = SkipLog("video")
     workers = default_workers(device, world_size) if opts.workers is None else opts.workers
     global_batch = opts.batch_size * world_size
     common = dict(workers=workers, seed=opts.seed, rank=rank, world_size=world_size)
     read = ClipRead(pre, clip.clip_frames, clip.frame_stride, opts.seed, train=True, flip=clip.flip)
-    train = StreamLoader(dataset.train, read, NormalizeBatch(pre, device, opts.augment.color_jitter, opts.seed),
-                         opts.batch_size, skipped, device, shuffle=True,
-                         drop_last=len(dataset.train) > global_batch, **common)
     val_read = ClipRead(pre, clip.clip_frames, clip.frame_stride, opts.seed, train=False, clips=1)
-    val = StreamLoader(dataset.val, val_read, NormalizeBatch(pre, device), opts.batch_size, skipped, device, **common)
+    jitter = opts.augment.color_jitter
+    if on_device:
+        common.update(stack=False, background=True)
+        train_read, finish = pass_source, DeviceClips(read, device, jitter)
+        val_read, val_finish = pass_source, DeviceClips(val_read, device)
+    else:
+        train_read, finish = read, NormalizeBatch(pre, device, jitter, opts.seed)
+        val_finish = NormalizeBatch(pre, device)
+    train = StreamLoader(dataset.train, train_read, finish, opts.batch_size, skipped, device, shuffle=True,
+                         drop_last=len(dataset.train) > global_batch, **common)
+    val = StreamLoader(dataset.val, val_read, val_finish, opts.batch_size, skipped, device, **common)
     counts = label_counts(dataset.train.labels, len(dataset.classes))
     return DataBundle(dataset, pre, train, val, False, skipped, "video", counts.tolist())
 
