@@ -25,6 +25,7 @@ from ..data.splits import VideoSource
 from ..data.videos import is_video_file
 from ..formats import forward_only_reason
 from ..infer.predictor import expand_inputs
+from ..infer.video import evaluation_clips
 from ..modelfile import ModelInfo
 from ..models import load_model_file
 from .methods import DEFAULT_METHOD, METHODS
@@ -146,8 +147,6 @@ class Explainer:
     def explain_video(self, source: VideoSource, class_name: str | None = None, decoder=None) -> Explanation:
         """The heat-map of the video's middle evaluation clip for the video's top class (the mean probability of
         its evaluation clips, as ``reslab predict`` answers) or for ``class_name``; ``decoder``: one already open."""
-        from ..infer.video import evaluation_clips
-
         views = evaluation_clips(self.info, source, decoder)
         x = torch.from_numpy(self.info.preprocess.normalize(views))
         video = self.probabilities(x).mean(0)

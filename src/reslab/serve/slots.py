@@ -174,7 +174,7 @@ class ModelSlot:
 
     def predict_video(self, data: bytes, filename: str, topk: int) -> dict[str, Any]:
         """One uploaded video's top-k (blocking: run it in a thread); longer than ``--max-video-s``: 413."""
-        from ..infer.video import video_probabilities
+        from ..infer.video import video_probabilities  # torch and torchcodec: for video models only
 
         predictor = self.require_ready()
         with self._video_upload(data, filename) as (source, decoder, seconds):
