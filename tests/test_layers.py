@@ -12,6 +12,7 @@ LAYERS = [  # bottom first; a module may import its own layer's package and lowe
     {"models"},
     {"formats"},
     {"infer"},
+    {"features"},
     {"evaluate"},
     {"train", "export"},
     {"optimize", "curate"},

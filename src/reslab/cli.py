@@ -23,6 +23,7 @@ from .curate.options import LabelIssuesOptions
 from .data.options import CheckDataOptions, PackOptions
 from .evaluate.options import EvalCommand, ExplainCommand
 from .export.options import ExportCommand
+from .features.options import EmbedCommand, ProbeCommand
 from .infer.options import PredictCommand
 from .names import is_model_name, is_plain_file, output_stem
 from .optimize.options import PruneCommand, QuantizeCommand
@@ -35,8 +36,8 @@ from .train.options import LrFindOptions
 EXTRAS = {"torch": "torch", "torchvision": "torch", "matplotlib": "torch", "tensorboard": "torch",
           "fastapi": "serve", "uvicorn": "serve", "prometheus_client": "serve", "onnxruntime": "serve",
           "onnx": "serve", "openvino": "deploy", "torch_pruning": "deploy", "transformers": "hf", "datasets": "hf",
-          "huggingface_hub": "hf", "pytorch_grad_cam": "explain", "cleanlab": "labels",
-          "sklearn": "labels"}
+          "huggingface_hub": "hf", "pytorch_grad_cam": "explain", "cleanlab": "labels", "lightly": "ssl",
+          "pyarrow": "ssl", "sklearn": "labels"}
 
 
 def model_path(model: str, weights: str | None = None) -> Path:
@@ -188,6 +189,24 @@ def cmd_explain(args: argparse.Namespace) -> None:
         raise ValueError("nothing could be explained: no input was a readable image (or video, for a video model)")
 
 
+def cmd_embed(args: argparse.Namespace) -> None:
+    from .features.embed import embed_files  # torch, pyarrow
+    from .hardware import resolve_device
+
+    o = from_args(args, EmbedCommand)
+    show(embed_files(model_path(o.model, o.weights), o.inputs, Path(o.out), resolve_device(o.device), o.batch_size),
+         args.json)
+
+
+def cmd_probe(args: argparse.Namespace) -> None:
+    from .features.probe import run_probe  # torch, lightly, scikit-learn
+    from .hardware import resolve_device
+
+    o = from_args(args, ProbeCommand)
+    show(run_probe(model_path(o.model, o.weights), o.data, resolve_device(o.device), o.batch_size, o.workers, o.k,
+                   o.temperature, o.cache_dir), args.json)
+
+
 def cmd_find_label_issues(args: argparse.Namespace) -> None:
     from .curate.label_issues import find_label_issues, format_label_issues  # torch, cleanlab
     from .formats import read_info
@@ -240,6 +259,10 @@ COMMANDS: dict[str, tuple[str, tuple[type, ...], Callable[[argparse.Namespace], 
                           "(or from a model), ranked by cleanlab; changes nothing",
                           (TrainConfig, LabelIssuesOptions, Printed), cmd_find_label_issues),
     "predict": ("classify images or folders of images", (PredictCommand, Printed), cmd_predict),
+    "embed": ("one feature vector per image (what the classifier reads), into a Parquet file",
+              (EmbedCommand, Printed), cmd_embed),
+    "probe": ("how well a model's frozen features separate a dataset's classes: kNN and linear-probe top-1",
+              (ProbeCommand, Printed), cmd_probe),
     "export": ("export to ONNX, TorchScript, torch.export, OpenVINO or a Triton repository", (ExportCommand, Printed),
                cmd_export),
     "quantize": ("static INT8 quantisation (ONNX Runtime), measured on the val split", (QuantizeCommand, Printed),
