@@ -245,19 +245,30 @@ def test_full_queue_and_timeouts_are_refused_cleanly(slow_model, photos):
 
 
 def test_sigterm_finishes_requests_in_flight(slow_model, photos):
-    running = RunningServer(slow_model, "--backend", "torch", "--cache-size", "0")
+    running = RunningServer(slow_model, "--backend", "torch", "--cache-size", "0", "--max-batch", "1")
     result = {}
+    data = photos["chelsea"].read_bytes()
+    uploads = [("files", (f"{i}.png", data)) for i in range(12)]  # a tenth of a second or more each, one at a time
 
     def request():
-        result["response"] = httpx.post(f"{running.url}/predict", content=photos["chelsea"].read_bytes(), timeout=30)
+        result["response"] = httpx.post(f"{running.url}/predict/batch", files=uploads, timeout=60)
 
     thread = threading.Thread(target=request)
     thread.start()
-
-    time.sleep(0.15)  # the request is now being decoded or run (a tenth of a second or more)
+    deadline = time.time() + 30
+    while classified(running.url) < 1 and time.time() < deadline:  # the request is being answered, not yet done
+        time.sleep(0.01)
     assert stopped_cleanly(running.stop())
     thread.join()
-    assert result["response"].status_code == 200 and json.loads(result["response"].text)["predictions"]
+    answers = json.loads(result["response"].text)["results"]
+    assert result["response"].status_code == 200 and len(answers) == 12
+    assert all(answer["predictions"] for answer in answers)
+
+
+def classified(url: str) -> float:
+    """The server's count of images classified (Prometheus' reslab_images_total)."""
+    lines = httpx.get(f"{url}/metrics").text.splitlines()
+    return sum(float(line.split()[-1]) for line in lines if line.startswith("reslab_images_total"))
 
 
 def test_several_worker_processes_serve_the_same_model(trained_model, photos):
