@@ -16,7 +16,13 @@ import pytest
 
 from reslab.bench.label_issues import flipped_pack, precision_recall
 from reslab.config import TrainConfig
-from reslab.curate.label_issues import cross_validated_probabilities, find_label_issues, folds_of, training_images
+from reslab.curate.label_issues import (
+    cross_validated_probabilities,
+    find_label_issues,
+    folds_of,
+    format_label_issues,
+    training_images,
+)
 
 from .conftest import SAMPLES
 
@@ -111,3 +117,32 @@ def test_flipped_pack_and_scores(tmp_path):
     assert len(noisy) == 1000 and len(flips) == 50
     assert np.flatnonzero(original != noisy).tolist() == flips.tolist()
     assert precision_recall({1, 2, 3, 4}, {3, 4, 5}) == (0.5, 2 / 3)
+
+
+def test_frozen_features_of_a_model_that_never_saw_the_images_single_out_the_flipped_labels(flipped, trained_model,
+                                                                                          tmp_path):
+    """--features: the demo model (trained on the sample's train split) gives the features of the 400 test images,
+    whose labels are 10% flipped and which are here the search's training split; a linear probe cross-validated
+    on them gives the probabilities, without training a network. The list is as long as cleanlab's estimate."""
+    data, flips = flipped
+    z = dict(np.load(data))
+    for key in ("jpeg", "offsets"):
+        z[f"train_{key}"] = z[f"test_{key}"]
+    z["y_train"] = z["y_test"]
+    search_data = tmp_path / "test-as-train.npz"
+    np.savez(search_data, **z)
+    cfg = TrainConfig(data=str(search_data), out_dir=str(tmp_path), name="features", device="cpu")
+    report = find_label_issues(cfg, features=trained_model, top=8)
+    assert report["split"] == "train" and report["readable"] == 400 and report["feature_dimension"] == 64
+    assert report["flagged"] == report["estimated_issues"] == len(report["issues"])
+    found = {int(row["image"].removeprefix("train[").removesuffix("]")) for row in report["issues"]}
+    precision, recall = precision_recall(found, set(flips.tolist()))
+    flagged_clean = len(found - set(flips.tolist())) / (400 - len(flips))
+    # most flips are flagged, a flipped label far likelier than a clean one
+    assert recall >= 0.6 and recall > 3 * flagged_clean, (precision, recall, flagged_clean, report["flagged"])
+    assert "10-fold cross-validated" in report["method"]
+    # a 65% model's 64-d features: the probe's out-of-sample top-1 is too low to trust the list, and it says so
+    assert report["out_of_sample_top1"] < 0.7 and "unreliable" in report["warning"]
+    assert "cleanlab estimates" in format_label_issues(report, 8)
+    with pytest.raises(ValueError, match="give one"):
+        find_label_issues(replace(cfg, name="both"), features=trained_model, from_model=trained_model)

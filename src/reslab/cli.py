@@ -220,7 +220,8 @@ def cmd_find_label_issues(args: argparse.Namespace) -> None:
         args.name = f"label-issues-{Path(args.data or 'cifar10').stem}"
     report = find_label_issues(config_from_args(args), folds=o.folds,
                                from_model=Path(o.from_model) if o.from_model else None, split=o.split, top=o.top,
-                               write_relabel=o.write_relabel_csv)
+                               write_relabel=o.write_relabel_csv,
+                               features=model_path(o.features) if o.features else None)
     show(report, args.json, lambda r: format_label_issues(r, o.top))
 
 

@@ -12,6 +12,7 @@ import csv
 import dataclasses
 import io
 import json
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 from PIL import Image
-from torch import nn
+from torch import Tensor, nn
 
 from ..atomic import write_text_atomic
 from ..config import TrainConfig
@@ -29,9 +30,15 @@ from ..data.pipeline import model_split
 from ..data.preprocess import Preprocess
 from ..data.splits import ArraySplit, Dataset, Split, subset, write_split
 from ..evaluate.plots import plot_image_grid
+from ..features.extract import pooled
+from ..features.probe import probe_estimator
 from ..hardware import resolve_device
 from ..models import load_model_file
 from ..train.trainer import Trainer
+
+TRAINING_FOLDS = 5  # cross-training: each fold trains a network
+FEATURE_FOLDS = 10  # the linear probe on frozen features is cheap: more folds, each probe fitted on more images
+TRUSTED_TOP1 = 0.7  # out-of-sample top-1 under which the flagged list is said to be unreliable
 
 
 def image_names(split: Split, name: str) -> list[str]:
@@ -52,11 +59,10 @@ def image_at(split: Split, i: int, pre: Preprocess | None = None) -> Image.Image
 
 
 @torch.inference_mode()
-def split_probabilities(model: nn.Module, pre: Preprocess, split: Split, num_classes: int, device: torch.device,
-                        batch_size: int = 256, threads: int = 4) -> np.ndarray:
-    """Softmax probabilities (n, classes) of every image of ``split`` in fp32, decoded with the model's own
+def split_outputs(network: Callable[[Tensor], Tensor], pre: Preprocess, split: Split, device: torch.device,
+                  batch_size: int = 256, threads: int = 4) -> np.ndarray:
+    """``network``'s (n, width) outputs in fp32 for every image of ``split``, decoded with the model's own
     preprocessing; a row of NaN for an image that cannot be decoded."""
-    model = model.eval()
 
     def view(i: int) -> np.ndarray | None:
         try:
@@ -64,15 +70,47 @@ def split_probabilities(model: nn.Module, pre: Preprocess, split: Split, num_cla
         except UnreadableImageError:
             return None
 
-    probs = np.full((len(split), num_classes), np.nan, np.float32)
+    outputs: np.ndarray | None = None
     with ThreadPoolExecutor(threads) as pool:
         for start in range(0, len(split), batch_size):
             views = list(pool.map(view, range(start, min(start + batch_size, len(split)))))
             good = [k for k, v in enumerate(views) if v is not None]
             if good:
                 x = torch.from_numpy(pre.normalize(np.stack([views[k] for k in good]))).to(device)
-                probs[[start + k for k in good]] = model(x).float().softmax(1).cpu().numpy()
-    return probs
+                y = network(x).float().cpu().numpy()
+                if outputs is None:
+                    outputs = np.full((len(split), y.shape[1]), np.nan, np.float32)
+                outputs[[start + k for k in good]] = y
+    if outputs is None:
+        raise ValueError("none of the split's images could be decoded")
+    return outputs
+
+
+def split_probabilities(model: nn.Module, pre: Preprocess, split: Split, device: torch.device) -> np.ndarray:
+    """Softmax probabilities (n, classes) of every image of ``split`` (NaN rows: undecodable)."""
+    model = model.eval()
+    return split_outputs(lambda x: model(x).softmax(1), pre, split, device)
+
+
+def feature_probabilities(model_path: Path, dataset: Dataset, folds: int, seed: int, device: torch.device
+                          ) -> tuple[np.ndarray, dict[str, Any]]:
+    """Out-of-sample probabilities of every training image from the linear probe on ``model_path``'s frozen
+    features (``features.probe``), cross-validated: each image's from the probe fitted on the other folds."""
+    from sklearn.model_selection import cross_val_predict
+
+    model, info = load_model_file(model_path, device)
+    model = model.eval()
+    features = split_outputs(lambda x: pooled(model, x), info.preprocess, dataset.train, device)
+    labels = np.asarray(dataset.train.labels, dtype=np.int64)
+    readable = np.flatnonzero(~np.isnan(features).any(1))
+    held = folds_of(labels[readable], folds, seed)
+    splits = [(np.setdiff1d(np.arange(len(readable)), h), h) for h in held]
+    probs = np.full((len(labels), len(dataset.classes)), np.nan, np.float32)
+    probs[readable] = cross_val_predict(probe_estimator(), features[readable], labels[readable], cv=splits,
+                                        method="predict_proba")
+    how = {"method": f"a linear probe on the frozen features of {model_path}, {folds}-fold cross-validated",
+           "features": str(model_path), "feature_dimension": int(features.shape[1])}
+    return probs, how
 
 
 def training_images(cfg: TrainConfig, out_dir: Path) -> Dataset:
@@ -127,24 +165,37 @@ def cross_validated_probabilities(cfg: TrainConfig, dataset: Dataset, folds: int
         trainer = Trainer(fold_cfg, dataset=fold)
         summary = trainer.fit()
         probs[held] = split_probabilities(trainer.eval_model(), trainer.data.preprocess, fold.val,
-                                          len(dataset.classes), trainer.rt.device)
+                                          trainer.rt.device)
         np.savez(done, indices=held, probabilities=probs[held])
         report.append({"fold": k, "held_out": len(held), "val_top1": summary["best_val_top1"]})
     return probs, report
 
 
-def rank_label_issues(labels: np.ndarray, probs: np.ndarray, readable: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(indices of the flagged images, worst first; label quality of every image) among the ``readable``
-    ones (indices)."""
-    from cleanlab.filter import find_label_issues
+def rank_label_issues(labels: np.ndarray, probs: np.ndarray, readable: np.ndarray
+                      ) -> tuple[np.ndarray, np.ndarray, int]:
+    """(indices of the flagged images, worst first; label quality of every image; cleanlab's estimate of the
+    number of label issues) among the ``readable`` ones (indices). The flagged list is as long as that estimate:
+    the images of lowest label quality (self-confidence)."""
+    from cleanlab.count import num_label_issues
     from cleanlab.rank import get_label_quality_scores
 
     quality = np.full(len(labels), np.nan)
     p = probs[readable].astype(np.float64)
     p /= p.sum(1, keepdims=True)
-    quality[readable] = get_label_quality_scores(labels[readable], p)
-    flagged = find_label_issues(labels[readable], p, return_indices_ranked_by="self_confidence")
-    return readable[flagged], quality
+    scores = get_label_quality_scores(labels[readable], p)
+    quality[readable] = scores
+    estimate = int(num_label_issues(labels[readable], p))
+    return readable[np.argsort(scores, kind="stable")[:estimate]], quality, estimate
+
+
+def weak_probabilities_warning(top1: float) -> str | None:
+    """Confident learning trusts the out-of-sample probabilities more than the labels: a model wrong on this many
+    images flags its own mistakes (hard images) as label errors."""
+    if top1 >= TRUSTED_TOP1:
+        return None
+    return (f"the out-of-sample top-1 is {top1:.3f}, below {TRUSTED_TOP1}: probabilities this weak make the list "
+            f"unreliable (hard images look mislabelled); use --features with a pretrained backbone, or a stronger "
+            f"recipe")
 
 
 def issues_csv(rows: list[dict]) -> str:
@@ -167,10 +218,13 @@ def relabel_csv(rows: list[dict]) -> str:
     return buffer.getvalue()
 
 
-def find_label_issues(cfg: TrainConfig, folds: int = 5, from_model: Path | None = None, split: str = "val",
-                      top: int = 32, write_relabel: bool = False) -> dict[str, Any]:
-    """Flag likely label errors of ``cfg.data``'s training split (k-fold cross-training with ``cfg``), or
-    of ``split`` as predicted by ``from_model``; the report goes to ``cfg.run_dir``."""
+def find_label_issues(cfg: TrainConfig, folds: int | None = None, from_model: Path | None = None, split: str = "val",
+                      top: int = 32, write_relabel: bool = False, features: Path | None = None) -> dict[str, Any]:
+    """Flag likely label errors of ``cfg.data``'s training split (k-fold cross-training with ``cfg``, or a
+    cross-validated linear probe on ``features``' frozen features), or of ``split`` as predicted by
+    ``from_model``; the report goes to ``cfg.run_dir``. ``folds``: 5 for cross-training, 10 for the probe."""
+    if from_model is not None and features is not None:
+        raise ValueError("--from-model and --features are two ways to get the probabilities: give one")
     if cfg.task == "multilabel":
         raise ValueError("find-label-issues ranks single labels (cleanlab's find_label_issues); multi-label data "
                          "is not supported yet")
@@ -178,7 +232,13 @@ def find_label_issues(cfg: TrainConfig, folds: int = 5, from_model: Path | None 
     if out_dir.exists() and any(out_dir.iterdir()) and not cfg.resume:
         raise ValueError(f"{out_dir} already holds a search: pass --resume to go on with it, or --name for a new one")
     out_dir.mkdir(parents=True, exist_ok=True)
-    if from_model is None:
+    if features is not None:
+        dataset = training_images(cfg, out_dir)
+        chosen, chosen_name, classes, pre = dataset.train, "train", dataset.classes, None
+        probs, how = feature_probabilities(features, dataset, folds or FEATURE_FOLDS, cfg.seed,
+                                           resolve_device(cfg.device))
+    elif from_model is None:
+        folds = folds or TRAINING_FOLDS
         dataset = training_images(cfg, out_dir)
         chosen, chosen_name = dataset.train, "train"
         probs, source = cross_validated_probabilities(cfg, dataset, folds, out_dir)
@@ -192,12 +252,12 @@ def find_label_issues(cfg: TrainConfig, folds: int = 5, from_model: Path | None 
         chosen = model_split(cfg.data, info.classes, split, cfg.cache_dir,
                              int(info.training.get("seed", 0)), split_file if split_file.is_file() else None)
         chosen_name, classes, pre = split, info.classes, info.preprocess
-        probs = split_probabilities(model, pre, chosen, len(classes), next(model.parameters()).device)
+        probs = split_probabilities(model, pre, chosen, next(model.parameters()).device)
         how = {"method": f"predictions of {from_model} on the {split} split"}
 
     labels = np.asarray(chosen.labels, dtype=np.int64)
     readable = ~np.isnan(probs).any(1)
-    flagged, quality = rank_label_issues(labels, probs, np.flatnonzero(readable))
+    flagged, quality, estimate = rank_label_issues(labels, probs, np.flatnonzero(readable))
     names = image_names(chosen, chosen_name)
     suggested = np.nan_to_num(probs, nan=-1.0).argmax(1)
     rows = [{"rank": r + 1, "image": names[i], "given_label": classes[labels[i]],
@@ -216,17 +276,20 @@ def find_label_issues(cfg: TrainConfig, folds: int = 5, from_model: Path | None 
         files["relabel"] = out_dir / "relabel.csv"
         write_text_atomic(files["relabel"], relabel_csv(rows))
     per_class = {c: int((labels[flagged] == k).sum()) for k, c in enumerate(classes)}
+    top1 = float((suggested[readable] == labels[readable]).mean())
     summary = {"data": cfg.data, "split": chosen_name, "images": len(labels), "readable": int(readable.sum()),
-               "flagged": len(rows), "flagged_per_given_class": per_class,
-               "out_of_sample_top1": float((suggested[readable] == labels[readable]).mean()),
+               "estimated_issues": estimate, "flagged": len(rows), "flagged_per_given_class": per_class,
+               "out_of_sample_top1": top1, "warning": weak_probabilities_warning(top1),
                **how, "unreadable": unreadable, "files": {k: str(v) for k, v in files.items()}}
     write_text_atomic(files["summary"], json.dumps(summary, indent=1))
     return {**summary, "issues": rows}
 
 
 def format_label_issues(report: dict[str, Any], top: int) -> str:
-    lines = [f"{report['flagged']} of {report['readable']} {report['split']} images flagged as likely label errors "
-             f"({report['method']}; out-of-sample top-1 {report['out_of_sample_top1']:.3f})",
+    lines = [f"{report['flagged']} of {report['readable']} {report['split']} images flagged as likely label errors: "
+             f"cleanlab estimates {report['estimated_issues']} label issues, and the images of lowest label quality "
+             f"fill that many places ({report['method']}; out-of-sample top-1 {report['out_of_sample_top1']:.3f})",
+             *([f"warning: {report['warning']}"] if report["warning"] else []),
              f"{'rank':>5}  {'quality':>8}  {'given':<14}{'suggested':<14}image"]
     lines += [f"{row['rank']:>5}  {row['quality']:>8.4f}  {row['given_label'][:13]:<14}"
               f"{row['suggested_label'][:13]:<14}{row['image']}" for row in report["issues"][:top]]

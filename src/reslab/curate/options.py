@@ -9,7 +9,12 @@ from ..options import check_choices, option
 
 @dataclass(kw_only=True)
 class LabelIssuesOptions:
-    folds: int = option(5, help="cross-training folds (each trains --epochs on the others)")
+    folds: int | None = option(None, help="cross-training folds, each training --epochs on the others (default 5); "
+                               "with --features, folds of the linear probe (default 10)")
+    features: str | None = option(None, metavar="MODEL", help="out-of-sample probabilities from a linear probe "
+                                  "cross-validated on this model's frozen features, instead of cross-training: a "
+                                  "backbone pretrained on other images (reslab pretrain), torchvision's ImageNet "
+                                  "weights by name, or any reslab model file")
     from_model: str | None = option(None, metavar="MODEL", help="use this model file's predictions on --split "
                                     "instead of cross-training (a split it did not train on)")
     split: str = option("val", choices=("val", "test", "train"), help="--from-model: the split")

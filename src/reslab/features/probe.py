@@ -46,19 +46,25 @@ class ProbeReport(Result):
         ])
 
 
-def linear_probe(train: np.ndarray, train_labels: np.ndarray, test: np.ndarray, test_labels: np.ndarray
-                 ) -> tuple[float, float]:
-    """(test top-1, C) of a logistic regression on standardised features, C chosen by 3-fold cross-validation."""
+def probe_estimator(folds: int = 3):
+    """scikit-learn's logistic regression on standardised features, its C chosen by ``folds``-fold
+    cross-validation among ``PROBE_CS``: the linear probe."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import GridSearchCV
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
+    probe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
+    return GridSearchCV(probe, {"logisticregression__C": list(PROBE_CS)}, cv=folds)
+
+
+def linear_probe(train: np.ndarray, train_labels: np.ndarray, test: np.ndarray, test_labels: np.ndarray
+                 ) -> tuple[float, float]:
+    """(test top-1, C) of the linear probe fitted on the training features."""
     folds = min(3, int(np.bincount(train_labels).min()))
     if folds < 2:
         raise ValueError("a linear probe needs at least 2 training images of every class")
-    probe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
-    search = GridSearchCV(probe, {"logisticregression__C": list(PROBE_CS)}, cv=folds).fit(train, train_labels)
+    search = probe_estimator(folds).fit(train, train_labels)
     return float(search.score(test, test_labels)), float(search.best_params_["logisticregression__C"])
 
 
