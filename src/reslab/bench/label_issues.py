@@ -1,9 +1,11 @@
 """``reslab bench label-issues``: how well ``reslab find-label-issues`` finds labels known to be wrong.
 
 A copy of a JPEG pack (the shipped CIFAR-10 sample by default) gets a seeded fraction of its training
-labels flipped to another class at random; ``find-label-issues`` then cross-trains the recipe on it,
-and the flagged images are compared with the flips: precision (flagged images that were flipped),
-recall (flips that were flagged), and both for the top-ranked images as many as there are flips."""
+labels flipped to another class at random; ``find-label-issues`` then cross-trains the recipe on it (or, with
+``--features MODEL``, cross-validates a linear probe on that model's frozen features), and the flagged images
+(as many as cleanlab estimates there are label issues) are compared with the flips: precision (flagged images
+that were flipped), recall (flips that were flagged), and both for the top-ranked images as many as there are
+flips."""
 
 from __future__ import annotations
 
@@ -58,7 +60,7 @@ def run_label_issues_bench(args: LabelIssuesBench) -> dict:
             overrides["epochs"] = args.epochs
         cfg = config_from_dict({**recipe, **overrides})
         start = time.perf_counter()
-        report = find_label_issues(cfg, folds=args.folds)
+        report = find_label_issues(cfg, folds=args.folds, features=Path(args.features) if args.features else None)
         seconds = time.perf_counter() - start
     ranked = [int(row["image"].removeprefix("train[").removesuffix("]")) for row in report["issues"]]
     truth = set(flipped.tolist())
@@ -67,14 +69,19 @@ def run_label_issues_bench(args: LabelIssuesBench) -> dict:
     result = {"hardware": hardware_line(device), "images": report["images"], "flipped": len(truth),
               "flagged": len(ranked), "precision": precision, "recall": recall,
               "precision_at_flips": top_precision, "recall_at_flips": top_recall,
-              "out_of_sample_top1": report["out_of_sample_top1"], "folds": args.folds, "epochs": cfg.epochs,
-              "model": cfg.model, "seconds": seconds}
+              "estimated_issues": report["estimated_issues"], "out_of_sample_top1": report["out_of_sample_top1"],
+              "warning": report["warning"], "method": report["method"],
+              "epochs": None if args.features else cfg.epochs, "model": args.features or cfg.model,
+              "seconds": seconds}
     if printed_as_json(result, args.json):
         return result
     print(result["hardware"])
-    print(f"{result['images']} training images, {len(truth)} labels flipped ({args.flip:.0%}); {args.folds}-fold "
-          f"cross-training of {cfg.model}, {cfg.epochs} epochs each ({seconds:.0f} s); out-of-sample top-1 "
-          f"{result['out_of_sample_top1']:.3f}")
+    how = report["method"] if args.features else f"{report['method']} of {cfg.model}, {cfg.epochs} epochs each"
+    print(f"{result['images']} training images, {len(truth)} labels flipped ({args.flip:.0%}); {how} "
+          f"({seconds:.0f} s); out-of-sample top-1 {result['out_of_sample_top1']:.3f}; cleanlab estimates "
+          f"{result['estimated_issues']} label issues")
+    if result["warning"]:
+        print(f"warning: {result['warning']}")
     print(f"{'set':<28}{'images':>8}{'precision':>11}{'recall':>8}")
     print(f"{'flagged by cleanlab':<28}{len(ranked):>8}{precision:>11.3f}{recall:>8.3f}")
     print(f"{'top-ranked, as many as flips':<28}{min(len(ranked), len(truth)):>8}{top_precision:>11.3f}"

@@ -160,7 +160,11 @@ class LabelIssuesBench(Printed):
     config: str = option(str(ROOT / "configs" / "demo-cifar10-sample-resnet20.yaml"), help="the recipe each fold "
                          "trains with (default: the make demo recipe)")
     epochs: int | None = option(None, help="override the recipe's epochs")
-    folds: int = option(5, help="cross-training folds")
+    folds: int | None = option(None, help="cross-training folds (default 5), or the probe's with --features "
+                               "(default 10)")
+    features: str | None = option(None, metavar="MODEL", help="find-label-issues --features MODEL: a linear probe "
+                                  "on this model's frozen features instead of cross-training (a backbone that never "
+                                  "saw these images)")
     seed: int = option(0, help="seed of the flips and the folds")
     device: str = device_option()
 
