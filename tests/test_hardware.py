@@ -88,7 +88,7 @@ def test_env_reports_the_machine_versions_and_usable_precisions(capsys):
     # every package an extra brings, installed or not, with the extra that brings it
     packages = out.split("packages")[1]
     for name, extra in (("datasets", "hf"), ("huggingface_hub", "hf"), ("grad-cam", "explain"),
-                        ("cleanlab", "labels"), ("scikit-learn", "torch,labels"), ("openvino", "deploy")):
+                        ("cleanlab", "labels"), ("scikit-learn", "torch,labels,ssl"), ("openvino", "deploy")):
         assert re.search(rf"^  {re.escape(name)} +\S+ +{re.escape(extra)}$", packages, re.M), name
     assert "pytest" not in packages  # the test tools are not reslab's
     trains = next(line for line in out.splitlines() if line.startswith("training"))

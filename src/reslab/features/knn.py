@@ -7,8 +7,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-KNN_K = 200
-KNN_TEMPERATURE = 0.1
+from .options import KNN_K, KNN_TEMPERATURE
 
 
 def knn_top1(train: np.ndarray, train_labels: np.ndarray, test: np.ndarray, test_labels: np.ndarray,

@@ -5,7 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..options import ModelSource, device_option, option
-from .knn import KNN_K, KNN_TEMPERATURE
+
+KNN_K = 200  # the kNN classifier of self-supervised benchmarks (``knn``): neighbours,
+KNN_TEMPERATURE = 0.1  # and the temperature of their votes
 
 
 @dataclass(kw_only=True)
