@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from reslab.bench.label_issues import flipped_pack, precision_recall
+from reslab.bench.label_issues import flipped_pack, per_class_images, precision_recall
 from reslab.config import TrainConfig
 from reslab.curate.label_issues import (
     cross_validated_probabilities,
@@ -113,9 +113,15 @@ def test_command_line(flipped, trained_model, tmp_path):
 
 def test_flipped_pack_and_scores(tmp_path):
     flips = flipped_pack(SAMPLES / "cifar10-sample.npz", tmp_path / "f.npz", 0.05, seed=3, images=1000)
-    original, noisy = np.load(SAMPLES / "cifar10-sample.npz")["y_train"][:1000], np.load(tmp_path / "f.npz")["y_train"]
-    assert len(noisy) == 1000 and len(flips) == 50
-    assert np.flatnonzero(original != noisy).tolist() == flips.tolist()
+    source, noisy = np.load(SAMPLES / "cifar10-sample.npz"), np.load(tmp_path / "f.npz")
+    kept = per_class_images(source["y_train"], 1000, 10)  # 100 of each class, whatever the pack's order
+    original = source["y_train"][kept]
+    assert len(noisy["y_train"]) == 1000 and len(flips) == 50 and np.bincount(original).tolist() == [100] * 10
+    assert np.flatnonzero(original != noisy["y_train"]).tolist() == flips.tolist()
+    ends, new_ends = source["train_offsets"], noisy["train_offsets"]
+    for k, i in enumerate(kept[:5]):  # the same JPEG bytes, moved together with their labels
+        assert noisy["train_jpeg"][new_ends[k] : new_ends[k + 1]].tobytes() == \
+            source["train_jpeg"][ends[i] : ends[i + 1]].tobytes()
     assert precision_recall({1, 2, 3, 4}, {3, 4, 5}) == (0.5, 2 / 3)
 
 

@@ -23,18 +23,33 @@ from .options import LabelIssuesBench
 from .output import printed_as_json
 
 
+def per_class_images(labels: np.ndarray, images: int, classes: int) -> np.ndarray:
+    """Indices (sorted) of the first ``images // classes`` images of each class in the pack's order: a pack may be
+    sorted by class (CIFAR-10's JPEG copy is), so its first images are not a sample of every class."""
+    per_class = images // classes
+    picked = [np.flatnonzero(labels == c)[:per_class] for c in range(classes)]
+    if min(len(p) for p in picked) < per_class:
+        raise ValueError(f"--images {images}: some class has fewer than {per_class} training images")
+    return np.sort(np.concatenate(picked))
+
+
+def keep_training_images(arrays: dict[str, np.ndarray], indices: np.ndarray) -> None:
+    """``arrays`` (a JPEG pack's) with only the training images at ``indices``, in their order."""
+    ends = arrays["train_offsets"]
+    arrays["train_jpeg"] = np.concatenate([arrays["train_jpeg"][ends[i] : ends[i + 1]] for i in indices])
+    arrays["train_offsets"] = np.concatenate([[0], np.cumsum(ends[indices + 1] - ends[indices])]).astype(ends.dtype)
+    arrays["y_train"] = arrays["y_train"][indices]
+
+
 def flipped_pack(source: Path, out: Path, fraction: float, seed: int, images: int | None = None) -> np.ndarray:
-    """``out``: ``source`` (its first ``images`` training images) with ``fraction`` of the training labels
-    moved to another class, drawn with ``seed``; the indices flipped."""
+    """``out``: ``source`` (with ``images`` of its training images, as many of each class: ``per_class_images``)
+    with ``fraction`` of the training labels moved to another class, drawn with ``seed``; the indices flipped."""
     z = np.load(source)
     arrays = {k: z[k] for k in z.files}
-    labels = arrays["y_train"].astype(np.int64)
-    if images is not None and images < len(labels):
-        ends = arrays["train_offsets"]
-        arrays["train_jpeg"] = arrays["train_jpeg"][: ends[images]]
-        arrays["train_offsets"] = ends[: images + 1]
-        labels = labels[:images]
     classes = len(arrays["classes"])
+    if images is not None and images < len(arrays["y_train"]):
+        keep_training_images(arrays, per_class_images(arrays["y_train"].astype(np.int64), images, classes))
+    labels = arrays["y_train"].astype(np.int64)
     rng = np.random.default_rng(seed)
     flipped = np.sort(rng.choice(len(labels), round(fraction * len(labels)), replace=False))
     noisy = labels.copy()
