@@ -120,12 +120,16 @@ def _stats_sample(split: Split, pre: Preprocess, count: int = 500) -> np.ndarray
     return decode_split(sub, pre, SkipLog()).images
 
 
+def checked_decode(decode: str) -> None:
+    if decode not in DECODE_CHOICES:
+        raise ValueError(f"config field 'decode': {decode!r}, expected one of {', '.join(DECODE_CHOICES)}")
+
+
 def training_path(decode: str, device: torch.device, augment: AugmentOptions) -> str:
     """How images from disk are decoded and augmented for training: the first of the paths that ``decode``
     allows (``auto``: gpu where it can run, then cpu, then per-image) that runs every augmentation asked for
     (``augmentations.AUGMENTATIONS``)."""
-    if decode not in DECODE_CHOICES:
-        raise ValueError(f"config field 'decode': {decode!r}, expected one of {', '.join(DECODE_CHOICES)}")
+    checked_decode(decode)
     refusal = gpu_decode_refusal(device)
     if decode == "gpu":
         missing = not_run_by("gpu", augment)
@@ -194,8 +198,7 @@ def build_video_data(dataset: Dataset, opts: DataOptions, device: torch.device, 
     refusal = ffmpeg_refusal()
     if refusal:
         raise ValueError(refusal)
-    if opts.decode not in DECODE_CHOICES:
-        raise ValueError(f"config field 'decode': {opts.decode!r}, expected one of {', '.join(DECODE_CHOICES)}")
+    checked_decode(opts.decode)
     assert isinstance(dataset.train, VideoSplit) and isinstance(dataset.val, VideoSplit)
     on_device = opts.decode == "gpu"  # auto: the CPU workers, measured on every machine; NVDEC on request
     if on_device:
