@@ -76,6 +76,9 @@ class TrainConfig(ClipOptions, AugmentOptions):
     in_chans: int = option(3, help="input channels: 3, or 1 for grayscale")
     pretrained: bool = option(False, help="start from torchvision's ImageNet weights (downloads them)")
     weights: str | None = option(None, help="start from a local .pth, reslab model file or Hugging Face ResNet folder")
+    init: str | None = option(None, help="start from the backbone of a reslab model file (reslab pretrain's "
+                              "backbone.safetensors, or any classifier's) with a new head for this data; its "
+                              "stem and normalisation come with it")
     freeze: list[str] = option(factory=list, help="parts kept fixed: all-but-head, or names such as conv1,bn1,layer1")
     dropout: float = option(0.0, help="dropout before the classifier")
     zero_init_residual: bool = option(False, help="start each residual branch at zero")
@@ -83,13 +86,15 @@ class TrainConfig(ClipOptions, AugmentOptions):
     # optimisation
     epochs: int = option(10, help="training epochs")
     batch_size: int = option(128, help="images per step (per process)")
-    optimizer: str = option("sgd", help="sgd | adamw", choices=("sgd", "adamw"))
+    optimizer: str = option("sgd", help="sgd | adamw | lars (layer-wise trust ratios for large batches, as in "
+                            "SimCLR's recipe; lightly's, in the ssl extra)", choices=("sgd", "adamw", "lars"))
     lr: AutoFloat | None = option(None, help="peak learning rate (default: --lr-base scaled to the global batch; "
                                   "auto: a learning-rate range test picks it, as `reslab lr-find` does)")
-    lr_base: float | None = option(None, help="learning rate at a batch of 256, scaled linearly (SGD) or by the "
-                                   "square root (AdamW) to the global batch (batch size x processes x accumulation) "
-                                   "when --lr is not given (default 0.1 for SGD, 0.001 for AdamW)")
-    momentum: float = option(0.9, help="SGD momentum")
+    lr_base: float | None = option(None, help="learning rate at a batch of 256, scaled linearly (SGD, LARS) or by "
+                                   "the square root (AdamW) to the global batch (batch size x processes x "
+                                   "accumulation) when --lr is not given (default 0.1 for SGD, 0.001 for AdamW, 0.3 "
+                                   "for LARS)")
+    momentum: float = option(0.9, help="SGD and LARS momentum")
     nesterov: bool = option(True, help="Nesterov momentum for SGD")
     weight_decay: float = option(5e-4, help="weight decay (conv and linear weights only, unless "
                                  "--decay-norm-and-bias)")
@@ -167,12 +172,24 @@ class TrainConfig(ClipOptions, AugmentOptions):
                              "pos_weight (balanced: each label's negatives / positives)")
         if self.task == "multiclass" and self.pos_weight != "none":
             raise ValueError("config field 'pos_weight' is for --task multilabel; single-label data uses class_weights")
+        if self.init is not None and (self.pretrained or self.weights is not None):
+            raise ValueError("config field 'init' is a starting point of its own: leave out pretrained and weights")
         if self.in_chans not in (1, 3):
             raise ValueError(f"config field 'in_chans' must be 1 or 3, got {self.in_chans}")
 
     @property
     def run_name(self) -> str:
         return self.name or f"{self.model}-{Path(self.data).name}"
+
+    @property
+    def starting_file(self) -> str | None:
+        """The file whose weights the run starts from, whole (``weights``) or without its head (``init``)."""
+        return self.weights or self.init
+
+    @property
+    def transfer(self) -> bool:
+        """Whether the run starts from learned weights rather than a random initialisation."""
+        return self.pretrained or self.starting_file is not None
 
     @property
     def run_dir(self) -> Path:

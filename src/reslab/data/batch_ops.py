@@ -74,6 +74,15 @@ def resized_crops(images: Sequence[Tensor], boxes: Sequence[Box], size: int, bud
     return torch.cat(out)
 
 
+def batch_resized_crops(batch: Tensor, boxes: Tensor, size: int) -> Tensor:
+    """One batch of equal-size images (N, C, H, W) and a box (N, 4) ``(left, top, width, height)`` inside each ->
+    float32 (N, C, size, size): ``resized_crops`` without the canvas, as every box lies inside its image."""
+    boxes = boxes.to(batch.device, torch.float32)
+    rois = torch.cat([torch.arange(len(batch), device=batch.device, dtype=torch.float32)[:, None],
+                      boxes[:, :2], boxes[:, :2] + boxes[:, 2:]], dim=1)
+    return roi_align(batch.float(), rois, output_size=size, spatial_scale=1.0, sampling_ratio=-1, aligned=True)
+
+
 def shifted_crops(batch: Tensor, dy: Tensor, dx: Tensor, padding: int) -> Tensor:
     """Pad-and-crop (the CIFAR recipe's random translation): each (N, C, H, W) image zero-padded by ``padding``
     on every side, then cut back to H x W at its own offset ``(dy, dx)`` in 0..2 x padding."""
@@ -105,6 +114,40 @@ def color_jitter(batch: Tensor, factors: Tensor) -> Tensor:
     if x.shape[1] == 3:
         x = (x * f[:, 2] + _gray(x) * (1 - f[:, 2])).clamp(0, 255)
     return x
+
+
+def hue_shift(batch: Tensor, shifts: Tensor) -> Tensor:
+    """Each RGB image (N, 3, H, W) of 0..255 floats with its hue turned by its own shift (N,), in turns of the colour
+    wheel (torchvision's ``adjust_hue``: through HSV and back)."""
+    x = batch / 255
+    value, _ = x.max(dim=1)
+    spread = value - x.min(dim=1)[0]
+    saturation = torch.where(value > 0, spread / value.clamp_min(1e-12), torch.zeros_like(value))
+    r, g, b = ((value[:, None] - x) / spread.clamp_min(1e-12)[:, None]).unbind(1)
+    hue = torch.where(value == x[:, 0], b - g, torch.where(value == x[:, 1], 2 + r - b, 4 + g - r))
+    hue = torch.where(spread > 0, hue / 6, torch.zeros_like(hue))
+    hue = (hue + shifts.to(x.device, x.dtype).view(-1, 1, 1)) % 1.0
+    sector = torch.floor(hue * 6)
+    f = hue * 6 - sector
+    p, q, t = value * (1 - saturation), value * (1 - saturation * f), value * (1 - saturation * (1 - f))
+    sector = sector.long() % 6
+    choices = {0: (value, t, p), 1: (q, value, p), 2: (p, value, t), 3: (p, q, value), 4: (t, p, value),
+               5: (value, p, q)}
+    out = torch.zeros_like(x)
+    for s, rgb in choices.items():
+        out = torch.where((sector == s)[:, None], torch.stack(rgb, dim=1), out)
+    return out * 255
+
+
+def gray_where(batch: Tensor, grays: Tensor) -> Tensor:
+    """The images whose flag is set in grey, kept in three channels."""
+    return torch.where(grays.to(batch.device)[:, None, None, None], _gray(batch).expand_as(batch), batch)
+
+
+def solarize_where(batch: Tensor, flags: Tensor, threshold: float = 128.0) -> Tensor:
+    """The flagged images of 0..255 floats solarised: every value at or above ``threshold`` inverted."""
+    inverted = torch.where(batch >= threshold, 255 - batch, batch)
+    return torch.where(flags.to(batch.device)[:, None, None, None], inverted, batch)
 
 
 def _gray(x: Tensor) -> Tensor:

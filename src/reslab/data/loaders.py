@@ -10,6 +10,7 @@ Both shuffle with a generator seeded by (seed, epoch) and can shard by rank for 
 
 from __future__ import annotations
 
+import copy
 import warnings
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -87,6 +88,13 @@ class TensorLoader:
         self.seed, self.rank, self.world_size = seed, rank, world_size
         self.weights = weights
         self.epoch = 0
+
+    def in_order(self) -> TensorLoader:
+        """The same images, each once, in order and unaugmented, all of them in this process."""
+        plain = copy.copy(self)
+        plain.augment, plain.shuffle, plain.drop_last, plain.weights = None, False, False, None
+        plain.rank, plain.world_size = 0, 1
+        return plain
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch

@@ -22,17 +22,26 @@ def _save(fig, path: Path) -> Path:
     return path
 
 
+CURVES = {  # (training figure, val figure) of each kind of run, with their names on the plot
+    "multiclass": (("train_top1", "train top-1"), ("val_top1", "val top-1")),
+    "multilabel": (("train_exact_match", "train exact match"), ("val_map", "val mAP")),
+    "features": (("train_view_top1", "train: own view nearest"), ("val_knn_top1", "val kNN top-1")),
+}
+
+
 def plot_history(history: list[dict[str, float]], path: Path) -> Path:
-    """Loss, and top-1 (single-label) or exact match and mAP (multi-label), by epoch."""
-    multilabel = any("train_exact_match" in h for h in history)
-    train_key, train_name = ("train_exact_match", "train exact match") if multilabel else ("train_top1", "train top-1")
-    val_key, val_name = ("val_map", "val mAP") if multilabel else ("val_top1", "val top-1")
+    """Loss, and top-1 (single-label), exact match and mAP (multi-label), or the views' top-1 and the kNN monitor
+    (self-supervised), by epoch."""
+    kind = ("multilabel" if "train_exact_match" in history[0] else "features" if "train_view_top1" in history[0]
+            else "multiclass")
+    (train_key, train_name), (val_key, val_name) = CURVES[kind]
     epochs = [h["epoch"] for h in history]
     evaluated = [h for h in history if val_key in h]  # --eval-every skips some epochs
     val_epochs = [h["epoch"] for h in evaluated]
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
     ax_loss.plot(epochs, [h["train_loss"] for h in history], "o-", label="train")
-    ax_loss.plot(val_epochs, [h["val_loss"] for h in evaluated], "o-", label="val")
+    if kind != "features":  # a self-supervised loss has no val counterpart
+        ax_loss.plot(val_epochs, [h["val_loss"] for h in evaluated], "o-", label="val")
     ax_loss.set(xlabel="epoch", ylabel="loss", title="Loss")
     ax_acc.plot(epochs, [h[train_key] for h in history], "o-", label=train_name)
     ax_acc.plot(val_epochs, [h[val_key] for h in evaluated], "o-", label=val_name)

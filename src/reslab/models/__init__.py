@@ -37,6 +37,7 @@ def create_model(
     pretrained: bool = False,
     weights: str | Path | None = None,
     freeze_parts: list[str] | None = None,
+    backbone: str | Path | None = None,
     **options,
 ) -> ResNet:
     """Build ``name`` (see ``list_models()``) with options (``in_chans``, ``stem``, ``dropout``,
@@ -44,10 +45,11 @@ def create_model(
 
     ``pretrained=True`` loads torchvision's ImageNet weights; ``weights=PATH`` a local torchvision
     ``.pth``, a reslab model file or a Hugging Face ResNet folder. A head of another size is replaced.
-    The model's ``class_names`` holds the weights' classes when they match ``num_classes``.
+    The model's ``class_names`` holds the weights' classes when they match ``num_classes``. ``backbone=PATH``:
+    every weight of a reslab model file but its head, under a new head (``reslab train --init``).
     """
-    if pretrained and weights is not None:
-        raise ValueError("pass pretrained=True or weights=PATH, not both")
+    if sum((pretrained, weights is not None, backbone is not None)) > 1:
+        raise ValueError("pass one of pretrained=True, weights=PATH and backbone=PATH")
     model = build_model(ModelSpec(arch=name, num_classes=num_classes, **options))
     classes: list[str] | None = None
     if pretrained:
@@ -56,6 +58,9 @@ def create_model(
     elif weights is not None:
         state, classes = read_weights(weights)
         load_into(model, state)
+    elif backbone is not None:
+        state, _ = read_weights(backbone)
+        load_into(model, {k: v for k, v in state.items() if not k.startswith("fc.")})
     model.class_names = classes if classes is not None and len(classes) == num_classes else None
     if freeze_parts:
         freeze(model, freeze_parts)

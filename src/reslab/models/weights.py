@@ -199,7 +199,7 @@ def read_weights(path: str | Path) -> tuple[StateDict, list[str] | None]:
 
 
 def adapt_state_dict(state: StateDict, model: nn.Module) -> StateDict:
-    """Fit a checkpoint to a model: a head of another size is replaced (kept as the model's new,
+    """Fit a checkpoint to a model: a head of another size, or none, is replaced (kept as the model's new,
     randomly initialised one), an RGB stem is summed over colours for one input channel, and a 2D network's
     kernels are inflated over time for its 3D twin (``models.inflate``)."""
     target = model.state_dict()
@@ -213,6 +213,8 @@ def adapt_state_dict(state: StateDict, model: nn.Module) -> StateDict:
             state[key] = target[key]
         elif key in state and key not in target:  # a backbone (features_only) has no head
             del state[key]
+        elif key in target and key not in state:  # from a backbone: the model's new head
+            state[key] = target[key]
     if "conv1.weight" in state and state["conv1.weight"].shape != target["conv1.weight"].shape:
         source, wanted = state["conv1.weight"], target["conv1.weight"]
         if source.shape[0] == wanted.shape[0] and source.shape[2:] == wanted.shape[2:] and wanted.shape[1] == 1:

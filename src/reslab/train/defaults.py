@@ -14,7 +14,8 @@ from dataclasses import dataclass, replace
 from ..config import TrainConfig
 
 REFERENCE_BATCH = 256
-LR_BASE = {"sgd": 0.1, "adamw": 1e-3}  # at REFERENCE_BATCH
+LR_BASE = {"sgd": 0.1, "adamw": 1e-3, "lars": 0.3}  # at REFERENCE_BATCH (LARS: SimCLR's recipe)
+LINEAR = ("sgd", "lars")  # optimizers whose rate grows linearly with the batch; AdamW's by the square root
 WARMUP_FRACTION = 0.05  # of the run's optimizer steps...
 WARMUP_MAX_STEPS = 300  # ...but never more than this many
 ONECYCLE_WARMUP_FRACTION = 0.25  # one-cycle always climbs first
@@ -39,7 +40,7 @@ class RunShape:
 
 def scaled_lr(lr_base: float, optimizer: str, global_batch: int) -> float:
     ratio = global_batch / REFERENCE_BATCH
-    return lr_base * (ratio if optimizer == "sgd" else math.sqrt(ratio))
+    return lr_base * (ratio if optimizer in LINEAR else math.sqrt(ratio))
 
 
 def default_warmup_steps(schedule: str, total_steps: int) -> int:
@@ -75,8 +76,8 @@ def _lr_line(cfg: TrainConfig, lr_base: float, shape: RunShape) -> str:
         return f"lr {cfg.lr:.4g} (set)"
     lr = scaled_lr(lr_base, cfg.optimizer, shape.global_batch)
     batch = _batch_words(shape)
-    if cfg.optimizer == "sgd":
-        formula, rule = f"{lr_base:g} x {shape.global_batch}/{REFERENCE_BATCH}", "linearly (SGD)"
+    if cfg.optimizer in LINEAR:
+        formula, rule = f"{lr_base:g} x {shape.global_batch}/{REFERENCE_BATCH}", f"linearly ({cfg.optimizer.upper()})"
     else:
         formula, rule = f"{lr_base:g} x sqrt({shape.global_batch}/{REFERENCE_BATCH})", "by the square root (AdamW)"
     return (f"lr {lr:.4g} = {formula} (--lr-base {lr_base:g} at a batch of {REFERENCE_BATCH}, scaled {rule} to the "

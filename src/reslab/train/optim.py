@@ -39,6 +39,10 @@ def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer
     groups = parameter_groups(model, cfg.weight_decay, cfg.decay_norm_and_bias, cfg.lr, scale)
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov and cfg.momentum > 0)
+    if cfg.optimizer == "lars":
+        from lightly.utils.lars import LARS  # lightly: the ssl extra
+
+        return LARS(groups, lr=cfg.lr, momentum=cfg.momentum)
     return torch.optim.AdamW(groups, lr=cfg.lr)
 
 

@@ -30,7 +30,7 @@ from ..data.splits import Dataset, write_split
 from ..evaluate.metrics import EvalResult, autocast_context, evaluate
 from ..evaluate.multilabel import MultilabelResult, evaluate_multilabel, tune_thresholds
 from ..hardware import hardware_line, hardware_report, memory_format, resolve_device
-from ..modelfile import ModelInfo, ModelSpec, save_model_file
+from ..modelfile import ModelInfo, ModelSpec, read_model_info, save_model_file
 from ..models import architecture, create_model, is_video, set_train_mode, weight_rank
 from ..models.weights import weights_preprocess
 from ..version import __version__
@@ -52,13 +52,22 @@ METRIC_FIELDS = {
                    "val_f1_samples", "val_exact_match", "lr", "seconds", "images_per_s", "image_size", "elapsed_s"],
 }
 METRIC_FIELDS["video"] = METRIC_FIELDS["multiclass"]  # one class per clip (val: one clip from each video's middle)
-SCORE_FIELD = {"multiclass": "val_top1", "multilabel": "val_map", "video": "val_top1"}  # what picks the best epoch
+# self-supervised pretraining: how often an image's own second view is the nearest of the batch's; the kNN monitor
+METRIC_FIELDS["features"] = ["epoch", "train_loss", "train_view_top1", "val_knn_top1", "lr", "seconds",
+                             "images_per_s", "image_size", "elapsed_s"]
+SCORE_FIELD = {"multiclass": "val_top1", "multilabel": "val_map", "video": "val_top1",  # what picks the best epoch
+               "features": "val_knn_top1"}
+TRAIN_HITS = {"multiclass": "train_top1", "multilabel": "train_exact_match", "video": "train_top1",
+              "features": "train_view_top1"}
 GPU_HEALTH_EVERY = 10  # steps between checks of the loss on a GPU, where reading it waits for the device
 
 
 def epoch_figures(row: dict[str, float]) -> str:
     """An epoch's line: training loss and accuracy, then the validation figures if it was evaluated."""
     multilabel = "train_exact_match" in row
+    if "train_view_top1" in row:
+        train = f"train loss {row['train_loss']:.4f} view top-1 {row['train_view_top1']:.4f}"
+        return f"{train}  kNN top-1 {row['val_knn_top1']:.4f}" if "val_knn_top1" in row else f"{train}  not evaluated"
     train = (f"train loss {row['train_loss']:.4f} exact {row['train_exact_match']:.4f}" if multilabel
              else f"train loss {row['train_loss']:.4f} top-1 {row['train_top1']:.4f}")
     if "val_loss" not in row:
@@ -73,6 +82,8 @@ def epoch_figures(row: dict[str, float]) -> str:
 
 
 def best_figures(best: dict[str, float], task: str) -> str:
+    if task == "features":
+        return f"val kNN top-1 {best['val_knn_top1']:.4f}" if "val_knn_top1" in best else "val: no labels to score"
     if "val_loss" not in best:
         return "val: not evaluated"
     if task == "multilabel":
@@ -86,6 +97,8 @@ class RunFolderError(ValueError):
 
 
 class Trainer:
+    MODEL_FILE = "best.safetensors"  # the model of the best epoch, in the run folder
+
     def __init__(self, cfg: TrainConfig, runtime: Runtime | None = None,
                  start: tuple[ModelSpec, nn.Module] | None = None, dataset: Dataset | None = None) -> None:
         """``start``: a network to go on training instead of the one ``cfg`` names (e.g. a pruned one);
@@ -167,7 +180,7 @@ class Trainer:
         rate the run began with."""
         cfg = self.cfg
         shape = RunShape(cfg.batch_size, self.rt.world_size, cfg.accumulate, self.steps_per_epoch,
-                         transfer=cfg.pretrained or cfg.weights is not None)
+                         transfer=cfg.transfer)
         auto = cfg.lr == "auto"
         self.cfg, self.default_lines = resolve_defaults(replace(cfg, lr=None) if auto else cfg, shape)
         if not auto:
@@ -213,25 +226,33 @@ class Trainer:
             image_size=cfg.image_size, default_image_size=architecture(cfg.model).default_image_size,
             in_chans=cfg.in_chans, batch_size=cfg.batch_size, workers=cfg.workers, seed=cfg.seed, augment=augment,
             mean=tuple(cfg.mean) if cfg.mean else None, std=tuple(cfg.std) if cfg.std else None,
-            in_memory=cfg.in_memory, reference=weights_preprocess(cfg.model, cfg.pretrained, cfg.weights),
+            in_memory=cfg.in_memory, reference=weights_preprocess(cfg.model, cfg.pretrained, cfg.starting_file),
             decode=cfg.decode, sampler=cfg.sampler, clip=cfg.clip_options() if cfg.task == "video" else None,
         ), self.rt.device, self.rt.rank, self.rt.world_size)
 
     def _build_model(self) -> tuple[ModelSpec, nn.Module]:
         """The network, with its stem chosen for the image size: CIFAR's 3x3 stem for small images,
-        unless the starting weights have the ImageNet one."""
+        unless the starting weights have the ImageNet one (a backbone given by ``--init`` brings its own)."""
         cfg = self.cfg
-        transfer = cfg.pretrained or cfg.weights is not None
-        small = self.data.preprocess.image_size <= SMALL_IMAGE
-        family_stem = architecture(cfg.model).family == "cifar" or architecture(cfg.model).video == "torchvision"
-        stem = cfg.stem or (None if family_stem else ("cifar" if small and not transfer else "imagenet"))
-        spec = ModelSpec(cfg.model, len(self.classes), cfg.in_chans, stem, cfg.dropout, cfg.zero_init_residual, cfg.se)
+        spec = ModelSpec(cfg.model, len(self.classes), cfg.in_chans, self._stem(), cfg.dropout, cfg.zero_init_residual,
+                         cfg.se)
         model = create_model(
-            cfg.model, len(self.classes), pretrained=cfg.pretrained, weights=cfg.weights,
-            freeze_parts=cfg.freeze, in_chans=cfg.in_chans, stem=stem, dropout=cfg.dropout,
+            cfg.model, len(self.classes), pretrained=cfg.pretrained, weights=cfg.weights, backbone=cfg.init,
+            freeze_parts=cfg.freeze, in_chans=cfg.in_chans, stem=spec.stem, dropout=cfg.dropout,
             zero_init_residual=cfg.zero_init_residual, se=cfg.se,
         )
         return spec, model
+
+    def _stem(self) -> str | None:
+        cfg = self.cfg
+        if cfg.init is not None:
+            start = read_model_info(cfg.init).spec
+            if start.arch != cfg.model:
+                raise ValueError(f"--init {cfg.init} holds a {start.arch} backbone: pass --model {start.arch}")
+            return cfg.stem or start.stem
+        small = self.data.preprocess.image_size <= SMALL_IMAGE
+        family_stem = architecture(cfg.model).family == "cifar" or architecture(cfg.model).video == "torchvision"
+        return cfg.stem or (None if family_stem else ("cifar" if small and not cfg.transfer else "imagenet"))
 
     # ---- run folder -------------------------------------------------------------------------
     def _check_run_folder(self) -> None:
@@ -371,7 +392,7 @@ class Trainer:
             if stepping:
                 self._optimizer_step()
             loss_sum += loss.detach() * len(y)
-            correct += training_hits(logits.detach(), y)
+            correct += self.batch_hits(logits.detach(), y)
             seen += len(y)
             if (device.type != "cuda" or i % GPU_HEALTH_EVERY == 0 or i + 1 == batches) \
                     and not torch.isfinite(loss_sum):
@@ -385,8 +406,8 @@ class Trainer:
                                                torch.tensor(float(seen), dtype=torch.float64, device=device)]))
         loss_total, correct_total, seen_total = totals.tolist()
         elapsed = time.perf_counter() - start
-        hits = "train_exact_match" if self.task == "multilabel" else "train_top1"
-        return {"train_loss": loss_total / seen_total, hits: correct_total / seen_total, "seconds": elapsed,
+        return {"train_loss": loss_total / seen_total, TRAIN_HITS[self.task]: correct_total / seen_total,
+                "seconds": elapsed,
                 "images_per_s": seen_total / elapsed, "image_size": size}
 
     def forward_loss(self, x: torch.Tensor, y: torch.Tensor, size: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -400,6 +421,10 @@ class Trainer:
         with autocast_context(device, self.amp, self.amp_dtype):
             logits = self.train_model(x)
             return logits, self._loss(logits.float(), x, y)
+
+    def batch_hits(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """A training batch's correct answers, counted on the device."""
+        return training_hits(logits, y)
 
     def _loss(self, logits: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         cfg = self.cfg
@@ -482,7 +507,7 @@ class Trainer:
 
     def _write_epoch(self, row: dict[str, float], improved: bool) -> None:
         if improved:
-            save_model_file(self.run_dir / "best.safetensors", self.eval_model(), self.model_info())
+            save_model_file(self.run_dir / self.MODEL_FILE, self.eval_model(), self.model_info())
         save_checkpoint(self.run_dir / "last.pt", self._checkpoint_state())
         buffer = io.StringIO()
         writer = csv.DictWriter(buffer, METRIC_FIELDS[self.task])
@@ -522,7 +547,7 @@ class Trainer:
             if self.writer:
                 self.writer.close()
             print(f"done: best {best_figures(best, self.task)} at epoch {self.best_epoch}; "
-                  f"model {self.run_dir / 'best.safetensors'}; skipped {len(self.data.skipped)} unreadable images")
+                  f"model {self.run_dir / self.MODEL_FILE}; skipped {len(self.data.skipped)} unreadable images")
             if verdict:
                 print(f"warning: {verdict}")
         return summary
