@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from .bench.options import BENCHES
-from .config import ModelsOptions, TrainConfig, add_config_flags, config_from_args
+from .config import ModelsOptions, T, TrainConfig, add_config_flags, config_from_args
 from .curate.options import LabelIssuesOptions
 from .data.options import CheckDataOptions, PackOptions
 from .evaluate.options import EvalCommand, ExplainCommand
@@ -28,6 +28,7 @@ from .infer.options import PredictCommand
 from .names import is_model_name, is_plain_file, output_stem
 from .optimize.options import PruneCommand, QuantizeCommand
 from .options import Printed, add_flags, from_args
+from .pretrain.config import NOT_APPLICABLE, PretrainConfig
 from .results import plain
 from .serve.settings import ServeCommand, ServeConfig, split_model_arguments
 from .train.options import LrFindOptions
@@ -63,6 +64,28 @@ def cmd_train(args: argparse.Namespace) -> None:
     from .train.distributed import close_distributed, init_distributed  # torch
     from .train.trainer import Trainer  # torch
 
+    cfg = run_config(args, TrainConfig)
+    runtime = init_distributed(cfg.device)  # one process, or one of torchrun's
+    try:
+        Trainer(cfg, runtime).fit()
+    finally:
+        close_distributed()
+
+
+def cmd_pretrain(args: argparse.Namespace) -> None:
+    from .pretrain.trainer import Pretrainer  # torch and lightly
+    from .train.distributed import close_distributed, init_distributed  # torch
+
+    cfg = run_config(args, PretrainConfig)
+    runtime = init_distributed(cfg.device)
+    try:
+        Pretrainer(cfg, runtime).fit()
+    finally:
+        close_distributed()
+
+
+def run_config(args: argparse.Namespace, config: type[T]) -> T:
+    """A run's config from its flags; ``--resume`` of a named run reads the run's own saved config first."""
     if args.resume and not args.config:
         # continue a run with its own saved config; flags given now still override it
         name, out_dir = args.name, args.out_dir or "runs"
@@ -72,12 +95,7 @@ def cmd_train(args: argparse.Namespace) -> None:
         if not saved.is_file():
             raise ValueError(f"{saved}: no run to resume")
         args.config = str(saved)
-    cfg = config_from_args(args)
-    runtime = init_distributed(cfg.device)  # one process, or one of torchrun's
-    try:
-        Trainer(cfg, runtime).fit()
-    finally:
-        close_distributed()
+    return config_from_args(args, config)
 
 
 def cmd_lr_find(args: argparse.Namespace) -> None:
@@ -251,6 +269,8 @@ def cmd_bench(args: argparse.Namespace) -> None:
 # name -> (help, the option declarations whose flags it takes, the function that runs it)
 COMMANDS: dict[str, tuple[str, tuple[type, ...], Callable[[argparse.Namespace], None]]] = {
     "train": ("train a model (flags override --config YAML)", (TrainConfig,), cmd_train),
+    "pretrain": ("self-supervised pretraining of a backbone on images without labels (SimCLR, MoCo v2, BYOL); "
+                 "fine-tune it with train --init", (PretrainConfig,), cmd_pretrain),
     "lr-find": ("learning-rate range test: the training loss as the rate grows exponentially, plotted, with a "
                 "suggested --lr", (TrainConfig, LrFindOptions, Printed), cmd_lr_find),
     "eval": ("evaluate a model file on a dataset split", (EvalCommand, Printed), cmd_eval),
@@ -280,7 +300,7 @@ COMMANDS: dict[str, tuple[str, tuple[type, ...], Callable[[argparse.Namespace], 
              cmd_pack),
 }
 # what the command computes or takes from elsewhere rather than from a flag of its own
-NOT_FLAGS = {ServeConfig: ("models", "names", "api_keys")}
+NOT_FLAGS = {ServeConfig: ("models", "names", "api_keys"), PretrainConfig: NOT_APPLICABLE}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -289,8 +309,8 @@ def build_parser() -> argparse.ArgumentParser:
     for name, (text, declarations, run) in COMMANDS.items():
         command = sub.add_parser(name, help=text)
         for declaration in declarations:
-            if declaration is TrainConfig:
-                add_config_flags(command)
+            if issubclass(declaration, TrainConfig):
+                add_config_flags(command, declaration, NOT_FLAGS.get(declaration, ()))
             else:
                 add_flags(command, declaration, skip=NOT_FLAGS.get(declaration, ()))
         command.set_defaults(func=run)

@@ -11,7 +11,7 @@ import argparse
 import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 
@@ -204,18 +204,22 @@ class TrainConfig(ClipOptions, AugmentOptions):
 
 
 
+T = TypeVar("T", bound=TrainConfig)
+
+
 def config_from_dict(data: dict[str, Any]) -> TrainConfig:
     return from_dict(TrainConfig, data, "config field")
 
 
-def add_config_flags(parser: argparse.ArgumentParser) -> None:
-    """One flag per config field; unset flags stay ``None`` so the YAML value shows through."""
+def add_config_flags(parser: argparse.ArgumentParser, config: type[TrainConfig] = TrainConfig,
+                     skip: tuple[str, ...] = ()) -> None:
+    """One flag per config field (but ``skip``); unset flags stay ``None`` so the YAML value shows through."""
     parser.add_argument("--config", help="YAML file of config fields; flags override it")
-    add_flags(parser, TrainConfig)
+    add_flags(parser, config, skip)
 
 
-def config_from_args(args: argparse.Namespace) -> TrainConfig:
-    return from_args(args, TrainConfig, "config field", yaml_file=args.config)
+def config_from_args(args: argparse.Namespace, config: type[T] = TrainConfig) -> T:  # type: ignore[assignment]
+    return from_args(args, config, "config field", yaml_file=args.config)
 
 
 @dataclass(kw_only=True)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from ..config import TrainConfig
 from ..features.options import KNN_K, KNN_TEMPERATURE
@@ -12,6 +14,16 @@ from ..options import option
 METHOD_CHOICES = ("simclr", "moco", "byol")
 TEMPERATURE = {"simclr": 0.5, "moco": 0.1}  # NT-Xent's, as in lightly's CIFAR-10 benchmarks
 PROJECTION_DIM = {"simclr": 128, "moco": 128, "byol": 256}
+
+
+# training fields that a self-supervised run has no use for: no flags, and refused when a YAML file sets them
+NOT_APPLICABLE = ("task", "teacher", "kd_alpha", "kd_temperature", "progressive_sizes", "preset", "auto_augment",
+                  "color_jitter", "random_erasing", "crop_padding", "sampler", "class_weights", "effective_beta",
+                  "pos_weight", "label_smoothing", "tta", "dropout", "clip_frames", "frame_stride", "eval_clips", "flip")
+
+
+def _default(f: dataclasses.Field) -> Any:
+    return f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
 
 
 @dataclass
@@ -36,16 +48,17 @@ class PretrainConfig(TrainConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        not_used = [flag for flag, given in (
-            ("--task", self.task != "multiclass"), ("--teacher", self.teacher is not None),
-            ("--progressive-sizes", bool(self.progressive_sizes)), ("--auto-augment", self.auto_augment != "none"),
-            ("--random-erasing", self.random_erasing > 0), ("--color-jitter", self.color_jitter > 0),
-            ("--sampler", self.sampler != "none"), ("--class-weights", self.class_weights != "none"),
-            ("--label-smoothing", self.label_smoothing > 0), ("--lr auto", self.lr == "auto"),
-            ("--tta", self.tta)) if given]
-        if not_used:
-            raise ValueError(f"pretrain takes images without labels, in views of the method's own augmentation "
-                             f"(lightly's): {', '.join(not_used)} do not apply")
+        changed = [f"--{f.name.replace('_', '-')}" for f in dataclasses.fields(self)
+                   if f.name in NOT_APPLICABLE and getattr(self, f.name) != _default(f)]
+        if self.lr == "auto":
+            changed.append("--lr auto")
+        if changed:
+            raise ValueError(f"pretrain learns from images without their labels, in views of the method's own "
+                             f"augmentation (lightly's); it takes no {', '.join(changed)}")
+        if self.decode == "gpu":
+            raise ValueError("pretrain decodes images on the CPU, where lightly's transforms make the views of large "
+                             "images (small ones are augmented a batch at a time on the training device): leave out "
+                             "--decode gpu")
         if self.in_chans != 3:
             raise ValueError("pretrain's views jitter colour and hue: the images are RGB (in_chans 3)")
         if self.temperature is not None and self.temperature <= 0:
