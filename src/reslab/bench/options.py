@@ -218,6 +218,32 @@ class VideoBench(Printed):
         check_choices(self, CHECKED)
 
 
+@dataclass(kw_only=True)
+class SslBench(Printed):
+    data: str = option(str(JPEG_COPY), help="a pack or folder with train/ and test/ splits (default: the CIFAR-10 "
+                       "JPEG copy): pretraining takes every training image without its label")
+    method: str = option("simclr", choices=("simclr", "moco", "byol"), help="the self-supervised method")
+    model: str = option("resnet20", help="the backbone")
+    pretrain_epochs: int = option(10, help="pretraining epochs")
+    pretrain_batch_size: int = option(512, help="pretraining images per step (two views each)")
+    fractions: list[float] = option([0.01, 0.1], help="shares of the training labels fine-tuned with (as many of "
+                                    "each class), e.g. 0.01,0.1")
+    finetune_steps: int = option(500, help="optimizer steps of every fine-tuning run, whatever its labels (epochs "
+                                 "follow: 1%% of CIFAR-10 at batch 128 takes 4 steps an epoch)")
+    finetune_batch_size: int = option(128, help="fine-tuning images per step")
+    backbone_lr_scale: float = option(1.0, help="the backbone's learning rate as a share of the head's, in every "
+                                      "arm (1: the whole network learns at one rate)")
+    imagenet: bool = option(False, help="one more arm: torchvision's ImageNet weights of --model, fine-tuned the same "
+                            "way (downloaded; resnet18..152)")
+    seeds: int = option(2, help="label draws and fine-tuning seeds per arm")
+    device: str = device_option()
+
+    def __post_init__(self) -> None:
+        check_choices(self, CHECKED)
+        if not all(0 < f <= 1 for f in self.fractions):
+            raise ValueError(f"{CHECKED} 'fractions': shares between 0 and 1, got {self.fractions}")
+
+
 BENCHES = {
     "train": ("training images/s: reslab's path against a plain baseline", TrainBench, "train:run_train_bench"),
     "data": ("the data loader alone: images/s of each decoding path side by side, and each JPEG decoder",
@@ -237,6 +263,9 @@ BENCHES = {
     "video": ("video networks on clips made from photos: an appearance task and a motion task that only the time "
               "axis can solve, 3D networks against the per-frame 2D average; clip decoding speed", VideoBench,
               "video:run_video_bench"),
+    "ssl": ("self-supervised pretraining on every training image without labels, then fine-tuning with 1%% and 10%% "
+            "of the labels, against the same recipe from random weights; kNN of the backbone against a random one",
+            SslBench, "ssl:run_ssl_bench"),
     "vs-timm": ("reslab's defaults beside timm's train.py on one folder: val top-1 and wall time per epoch, median "
                 "over seeds", VsTimmBench, "vs_timm:run_vs_timm_bench"),
 }

@@ -142,7 +142,8 @@ def load_backend(
     info = read_info(path)
     if info.task == "features":
         raise ModelFileError(f"{path} is a backbone without a classifier (from reslab pretrain): fine-tune it with "
-                             f"`reslab train --init {path}`, or take its features with `reslab embed` or `reslab probe`")
+                             f"`reslab train --init {path}`, or take its features with `reslab embed` or "
+                             f"`reslab probe`")
     keys = candidates(path, info, backend, precision, device)
     if precision == "auto" and not images:  # nothing to check bf16 on: it is not considered
         keys = [k for k in keys if k[1] != "bf16"]

@@ -19,7 +19,8 @@ PROJECTION_DIM = {"simclr": 128, "moco": 128, "byol": 256}
 # training fields that a self-supervised run has no use for: no flags, and refused when a YAML file sets them
 NOT_APPLICABLE = ("task", "teacher", "kd_alpha", "kd_temperature", "progressive_sizes", "preset", "auto_augment",
                   "color_jitter", "random_erasing", "crop_padding", "sampler", "class_weights", "effective_beta",
-                  "pos_weight", "label_smoothing", "tta", "dropout", "clip_frames", "frame_stride", "eval_clips", "flip")
+                  "pos_weight", "label_smoothing", "tta", "dropout", "clip_frames", "frame_stride", "eval_clips",
+                  "flip")
 
 
 def _default(f: dataclasses.Field) -> Any:

@@ -52,6 +52,9 @@ class Pretrainer(Trainer):
         self.labelled = is_labelled(dataset)
         self.uniform_loss = None  # a contrastive loss has no uniform guess to stay below
         self.knn_bank, self.knn_val = self._knn_loaders()
+        if not self.labelled and self.rt.is_main:
+            print(f"{cfg.data}: no class folders: {len(dataset.train)} images without labels, so no kNN monitor "
+                  f"(the last epoch's backbone is kept)")
 
     # ---- data and model ---------------------------------------------------------------------
     def _build_data(self, dataset: Dataset) -> DataBundle:
