@@ -224,7 +224,7 @@ class SslBench(Printed):
                        "JPEG copy): pretraining takes every training image without its label")
     method: str = option("simclr", choices=("simclr", "moco", "byol"), help="the self-supervised method")
     model: str = option("resnet20", help="the backbone")
-    pretrain_epochs: int = option(10, help="pretraining epochs")
+    pretrain_epochs: int = option(12, help="pretraining epochs")
     pretrain_batch_size: int = option(512, help="pretraining images per step (two views each)")
     fractions: list[float] = option([0.01, 0.1], help="shares of the training labels fine-tuned with (as many of "
                                     "each class), e.g. 0.01,0.1")
