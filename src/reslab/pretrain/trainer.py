@@ -136,6 +136,8 @@ class Pretrainer(Trainer):
         """lightly's kNN classifier (k=200, cosine, temperature-weighted) on the backbone's features: the training
         images are its bank, the val images are scored."""
         average_batchnorm_statistics(self.model)
+        if self.ema:
+            average_batchnorm_statistics(self.ema.module)
         if self.knn_bank is None or self.knn_val is None:
             return KnnResult(float(self.epoch))
         backbone, device = self.eval_model(), self.rt.device
