@@ -52,6 +52,18 @@ class SelfSupervised(nn.Module):
             deactivate_requires_grad(self.momentum_backbone)
             deactivate_requires_grad(self.momentum_projection)
 
+    def get_extra_state(self) -> dict[str, Tensor]:
+        """MoCo's memory bank: lightly keeps it out of the state dict, and a resumed run needs it."""
+        if self.method != "moco":
+            return {}
+        bank = self.loss.memory_bank
+        return {"bank": bank.bank.clone(), "bank_ptr": bank.bank_ptr.clone()}
+
+    def set_extra_state(self, state: dict[str, Tensor]) -> None:
+        if state:
+            self.loss.memory_bank.bank.copy_(state["bank"])
+            self.loss.memory_bank.bank_ptr.copy_(state["bank_ptr"])
+
     @property
     def has_momentum(self) -> bool:
         return self.method != "simclr"
