@@ -15,7 +15,7 @@ LAYERS = [  # bottom first; a module may import its own layer's package and lowe
     {"features"},
     {"evaluate"},
     {"train", "export"},
-    {"optimize", "curate", "pretrain"},
+    {"optimize", "curate", "pretrain", "scale"},
     {"serve", "bench", "env"},
     {"cli"},
     {"demo", "__main__", "__init__"},

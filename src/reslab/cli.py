@@ -30,6 +30,7 @@ from .optimize.options import PruneCommand, QuantizeCommand
 from .options import Printed, add_flags, from_args
 from .pretrain.config import NOT_APPLICABLE, PretrainConfig
 from .results import plain
+from .scale.options import PredictBatchCommand
 from .serve.settings import ServeCommand, ServeConfig, split_model_arguments
 from .train.options import LrFindOptions
 
@@ -38,7 +39,7 @@ EXTRAS = {"torch": "torch", "torchvision": "torch", "matplotlib": "torch", "tens
           "fastapi": "serve", "uvicorn": "serve", "prometheus_client": "serve", "onnxruntime": "serve",
           "onnx": "serve", "openvino": "deploy", "torch_pruning": "deploy", "transformers": "hf", "datasets": "hf",
           "huggingface_hub": "hf", "pytorch_grad_cam": "explain", "cleanlab": "labels", "lightly": "ssl",
-          "pyarrow": "ssl", "sklearn": "labels"}
+          "pyarrow": "ssl", "sklearn": "labels", "ray": "ray"}
 
 
 def model_path(model: str, weights: str | None = None) -> Path:
@@ -70,6 +71,12 @@ def cmd_train(args: argparse.Namespace) -> None:
         Trainer(cfg, runtime).fit()
     finally:
         close_distributed()
+
+
+def cmd_predict_batch(args: argparse.Namespace) -> None:
+    from .scale.job import predict_batch  # ray and pyarrow
+
+    show(predict_batch(from_args(args, PredictBatchCommand)), args.json)
 
 
 def cmd_pretrain(args: argparse.Namespace) -> None:
@@ -280,6 +287,8 @@ COMMANDS: dict[str, tuple[str, tuple[type, ...], Callable[[argparse.Namespace], 
                           "(or from a model), ranked by cleanlab; changes nothing",
                           (TrainConfig, LabelIssuesOptions, Printed), cmd_find_label_issues),
     "predict": ("classify images or folders of images", (PredictCommand, Printed), cmd_predict),
+    "predict-batch": ("classify a whole archive on Ray (a local instance, or a cluster): an actor pool of "
+                      "predictors, Parquet parts, resumable", (PredictBatchCommand, Printed), cmd_predict_batch),
     "embed": ("one feature vector per image (what the classifier reads), into a Parquet file",
               (EmbedCommand, Printed), cmd_embed),
     "probe": ("how well a model's frozen features separate a dataset's classes: kNN and linear-probe top-1",
