@@ -1,9 +1,13 @@
 """reslab predict-batch: input listing, the Parquet parts and resume, the rows of a batch; on a real local Ray
 instance (slow): the same answers as reslab predict, two nodes, and a worker killed mid-job."""
 
+import json
 import os
+import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -12,10 +16,13 @@ import pyarrow.parquet as pq
 import pytest
 
 from reslab.cli import main
+from reslab.formats import model_digest
 from reslab.infer.predictor import Predictor
 from reslab.scale.inputs import list_inputs
 from reslab.scale.parts import done_paths, remove_strays, schema, write_part
 from reslab.scale.rows import BatchRows
+
+from .test_distributed import env
 
 
 def test_inputs_are_a_folder_a_list_or_a_uri_each_once(cifar_folder, tmp_path):
@@ -82,3 +89,104 @@ def test_without_ray_one_line_says_how_to_install_it(trained_model, cifar_folder
     assert run.returncode == 2
     assert run.stderr.strip().splitlines()[-1] == ("reslab predict-batch: error: this needs ray, which is not "
                                                     "installed: pip install 'reslab[ray]'")
+
+
+@pytest.fixture(scope="module")
+def many_images(tmp_path_factory) -> Path:
+    """The whole shipped sample as files: 4,000 real JPEGs, enough for a job to be caught mid-way."""
+    from reslab.data.sample import materialize
+
+    from .conftest import SAMPLES
+
+    return materialize(SAMPLES / "cifar10-sample.npz", tmp_path_factory.mktemp("many"),
+                       per_class={"train": 300, "val": 60, "test": 40})
+
+
+def predict_batch_command(model: Path, images: Path, out: Path, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "reslab", "predict-batch", str(model), str(images), "--out", str(out), "--json",
+            *extra]
+
+
+def rows_of(out: Path) -> list[dict]:
+    return pq.read_table(out).to_pylist()
+
+
+@pytest.mark.slow
+def test_on_local_ray_every_image_is_answered_once_as_reslab_predict_answers(trained_model, cifar_folder, tmp_path):
+    images = tmp_path / "images"
+    shutil.copytree(cifar_folder / "test", images)
+    (images / "airplane" / "zz-broken.jpg").write_bytes(b"not a jpeg")
+    run = subprocess.run(predict_batch_command(trained_model, images, tmp_path / "out", "--workers", "2",
+                                               "--backend", "onnxruntime", "--batch-size", "16"),
+                         capture_output=True, text=True, env=env(), check=True)
+    report = json.loads(run.stdout)
+    expected = Predictor.from_file(trained_model, backend="onnxruntime").predict_files(list_inputs(str(images)))
+    rows = {row["path"]: row for row in rows_of(tmp_path / "out")}
+    assert len(rows) == len(expected) == report["images"] == 101 and report["errors"] == 1
+    for answer in expected:
+        row = rows[answer["file"]]
+        if "error" in answer:
+            assert row["error"] == answer["error"]
+            continue
+        assert row["labels"] == [p["label"] for p in answer["predictions"]]
+        assert np.allclose(row["probabilities"], [p["probability"] for p in answer["predictions"]], atol=1e-6)
+        assert row["version"] == model_digest(trained_model, length=12)
+    again = json.loads(subprocess.run(predict_batch_command(trained_model, images, tmp_path / "out"),
+                                      capture_output=True, text=True, env=env(), check=True).stdout)
+    assert again["images"] == 0 and again["skipped"] == 101 and len(rows_of(tmp_path / "out")) == 101
+    (images / "dog" / "new.jpg").write_bytes(sorted((images / "dog").iterdir())[0].read_bytes())  # one more since
+    third = json.loads(subprocess.run(predict_batch_command(trained_model, images, tmp_path / "out"),
+                                      capture_output=True, text=True, env=env(), check=True).stdout)
+    assert third["images"] == 1 and len(rows_of(tmp_path / "out")) == 102
+
+
+def _workers() -> list[int]:
+    """The process ids of predict-batch's Ray actors (their process title names the callable class)."""
+    found = subprocess.run(["pgrep", "-f", "MapBatches\\(BatchPredictor\\)"], capture_output=True, text=True)
+    return [int(pid) for pid in found.stdout.split()]
+
+
+@pytest.mark.slow
+def test_a_worker_killed_mid_job_loses_and_repeats_nothing(trained_model, many_images, tmp_path):
+    out = tmp_path / "out"
+    job = subprocess.Popen(predict_batch_command(trained_model, many_images, out, "--workers", "2", "--backend",
+                                                 "torch", "--batch-size", "8", "--threads-per-worker", "1"),
+                           stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env())
+    deadline = time.time() + 180
+    while len(_workers()) < 2 and time.time() < deadline:
+        time.sleep(0.2)
+    time.sleep(3)  # both workers well into their batches
+    victim = _workers()[0]
+    os.kill(victim, signal.SIGKILL)
+    assert job.poll() is None, "the job finished before a worker could be killed"
+    stdout, _ = job.communicate(timeout=600)
+    assert job.returncode == 0
+    report = json.loads(stdout)
+    paths = [row["path"] for row in rows_of(out)]
+    assert len(paths) == len(set(paths)) == report["images"] == 4000  # every input, once
+    assert set(paths) == set(list_inputs(str(many_images)))
+    assert report["errors"] == 0  # the killed worker's batches were retried, not given up
+
+
+@pytest.mark.slow
+def test_a_job_spreads_over_two_ray_nodes_on_one_machine(trained_model, many_images, tmp_path):
+    port = 6000 + os.getpid() % 1000
+    nodes = []
+    try:
+        for extra in (["--head", f"--port={port}", "--include-dashboard=false"], [f"--address=127.0.0.1:{port}"]):
+            nodes.append(subprocess.Popen(["ray", "start", "--block", "--num-cpus=2", "--node-ip-address=127.0.0.1",
+                                           *extra], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                          env={**env(), "RAY_TMPDIR": str(tmp_path)}, start_new_session=True,
+                                          executable=str(Path(sys.executable).parent / "ray")))
+            time.sleep(8)  # the head's GCS up before the second node joins
+        run = subprocess.run(predict_batch_command(trained_model, many_images / "val", tmp_path / "out",
+                                                   "--ray-address", f"127.0.0.1:{port}", "--workers", "4",
+                                                   "--backend", "onnxruntime", "--batch-size", "8",
+                                                   "--threads-per-worker", "1"),
+                             capture_output=True, text=True, env=env(), check=True, timeout=600)
+    finally:
+        for node in reversed(nodes):
+            os.killpg(node.pid, signal.SIGKILL)
+    report = json.loads(run.stdout)
+    assert len(report["nodes"]) == 2 and all(count > 0 for count in report["nodes"].values()), report["nodes"]
+    assert sum(report["nodes"].values()) == report["images"] == 600

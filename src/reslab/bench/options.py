@@ -244,6 +244,19 @@ class SslBench(Printed):
             raise ValueError(f"{CHECKED} 'fractions': shares between 0 and 1, got {self.fractions}")
 
 
+@dataclass(kw_only=True)
+class PredictBatchBench(Printed):
+    images: str = option(str(ROOT.parent / "shared" / "data" / "imagenette2-160" / "val"), help="a folder of images "
+                         "(default: Imagenette's val, 3,925 JPEGs)")
+    model: str | None = option(None, help="a model file (default: ResNet-18 at 160 px with 10 classes, random weights: "
+                               "the speed of a real network, answers aside)")
+    backend: str = option("onnxruntime", help="the runtime of both sides")
+    workers: int = option(1, help="predict-batch's actors")
+    batch_size: int = option(64, help="images per call on both sides")
+    rounds: int = option(2, help="alternating rounds of each side (the median is kept)")
+    ray_address: str | None = option(None, help="a running Ray cluster (default: a local instance)")
+
+
 BENCHES = {
     "train": ("training images/s: reslab's path against a plain baseline", TrainBench, "train:run_train_bench"),
     "data": ("the data loader alone: images/s of each decoding path side by side, and each JPEG decoder",
@@ -266,6 +279,8 @@ BENCHES = {
     "ssl": ("self-supervised pretraining on every training image without labels, then fine-tuning with 1%% and 10%% "
             "of the labels, against the same recipe from random weights; kNN of the backbone against a random one",
             SslBench, "ssl:run_ssl_bench"),
+    "predict-batch": ("predict-batch on Ray against one reslab predict process, side by side on the same images",
+                      PredictBatchBench, "predict_batch:run_predict_batch_bench"),
     "vs-timm": ("reslab's defaults beside timm's train.py on one folder: val top-1 and wall time per epoch, median "
                 "over seeds", VsTimmBench, "vs_timm:run_vs_timm_bench"),
 }

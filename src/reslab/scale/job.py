@@ -53,6 +53,13 @@ def resolved_model(cmd: PredictBatchCommand) -> Path:
     return resolve_model(cmd.model, cmd.weights)
 
 
+def worker_cpus(cluster_cpus: float, workers: int) -> float:
+    """Each worker's share of the cluster's logical CPUs, one CPU left to the tasks that read the files: workers
+    that took every CPU would leave the reads none, and the job would wait for ever. (A worker's threads are
+    ``--threads-per-worker``; this share only places it.)"""
+    return min(1.0, max(cluster_cpus - 1.0, 0.5) / workers)
+
+
 def error_rows(paths: list[str], error: str, name: str, version: str, dimension: int | None):
     import pyarrow as pa  # pyarrow: the ray extra
 
@@ -98,6 +105,7 @@ def predict_batch(cmd: PredictBatchCommand) -> PredictBatchReport:
         data = ray.data.read_binary_files(readable, include_paths=True, ignore_missing_paths=True)
         rows = data.map_batches(
             BatchPredictor, batch_size=cmd.batch_size, batch_format="numpy", concurrency=cmd.workers,
+            num_cpus=worker_cpus(ray.cluster_resources().get("CPU", 1.0), cmd.workers),
             num_gpus=cmd.gpus_per_worker or None,
             fn_constructor_kwargs=dict(model_files=ray.put(files), name=name, version=version,
                                        backend="torch" if gpu else cmd.backend, device="cuda" if gpu else "cpu",

@@ -28,7 +28,7 @@ class BatchRows:
     def __init__(self, path: Path, name: str, version: str, backend: str = "auto", device: str = "cpu",
                  threads: int | None = None, topk: int = 5, embeddings: bool = False) -> None:
         self.predictor = Predictor.from_file(path, backend=backend, device=device, threads=threads,
-                                             decode_threads=1)
+                                             decode_threads=threads)
         self.name, self.version, self.topk = name, version, topk
         self.features = None
         if embeddings:
