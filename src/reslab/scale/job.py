@@ -74,7 +74,7 @@ def predict_batch(cmd: PredictBatchCommand) -> PredictBatchReport:
     import pyarrow as pa  # pyarrow and ray: the ray extra
     import ray
 
-    from .rows import BatchPredictor
+    from .rows import BatchPredictor  # pyarrow and ray: loaded with the job
 
     folder = output_folder(cmd.out)
     if folder.exists():

@@ -65,7 +65,7 @@ class BatchRows:
     def _embed(self, x: np.ndarray) -> list[np.ndarray]:
         import torch  # with the embeddings' model
 
-        from ..features.extract import pooled
+        from ..features.extract import pooled  # torch: with the embeddings
 
         with torch.inference_mode():
             device = next(self.features.parameters()).device
