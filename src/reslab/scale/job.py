@@ -14,6 +14,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..features.embed import VERSION_LENGTH
 from ..formats import model_digest, model_files, read_info
 from ..names import is_plain_file
 from ..results import Result
@@ -22,7 +23,6 @@ from .options import PredictBatchCommand
 from .parts import done_paths, output_folder, remove_strays, schema, write_part
 
 PART_ROWS = 1024  # rows per part file: a killed run loses at most these, redone on resume
-VERSION_LENGTH = 12
 
 
 @dataclass
@@ -90,7 +90,8 @@ def predict_batch(cmd: PredictBatchCommand) -> PredictBatchReport:
     name, version = info.spec.arch, model_digest(path, length=VERSION_LENGTH)
     dimension = None
     missing = [p for p in todo if not is_uri(p) and not Path(p).is_file()]
-    readable = [p for p in todo if p not in set(missing)]
+    absent = set(missing)
+    readable = [p for p in todo if p not in absent]
     start = time.perf_counter()
     written: set[str] = set()
     errors, nodes = 0, Counter()
