@@ -108,9 +108,9 @@ def predict_batch_command(model: Path, images: Path, out: Path, *extra: str) -> 
 
 
 def report_of(stdout: str) -> dict:
-    """The --json report, which ends the output (Ray may print its own lines about a dead worker before it)."""
+    """The --json report among Ray's own lines about a dead worker, which it may print before or after it."""
     start = stdout.rindex("\n{\n") + 1 if not stdout.startswith("{\n") else 0
-    return json.loads(stdout[start:])
+    return json.JSONDecoder().raw_decode(stdout[start:])[0]
 
 
 def rows_of(out: Path) -> list[dict]:
